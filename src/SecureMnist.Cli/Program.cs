@@ -1,3 +1,20 @@
-using static TorchSharp.torch;
-var t = ones(3, 3);
-Console.WriteLine(t.sum().item<float>());
+using System.CommandLine;
+using SecureMnist.Cli;
+using SecureMnist.Cli.Commands;
+
+var root = new RootCommand("""
+    securemnist: train, attack, defend and serve an MNIST classifier, with evidence.
+
+    Start here:
+      ./securemnist data fetch          download and verify the real MNIST files
+      ./securemnist train               train the seeds' CNN, write a signed model package
+      ./securemnist evaluate --model models/baseline
+    """);
+root.Options.Add(CommonOptions.DataRoot);
+root.Options.Add(CommonOptions.Threads);
+root.Subcommands.Add(DataCommands.Create());
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(EvaluateCommand.Create());
+foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
+root.Subcommands.Add(BenchCommand.Create());
+return CommandRunner.Run(root, args);

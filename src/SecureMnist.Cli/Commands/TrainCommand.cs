@@ -1,0 +1,85 @@
+using System.CommandLine;
+using SecureMnist.Data;
+using SecureMnist.Modeling;
+using SecureMnist.Training;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+internal static class TrainCommand
+{
+    public const string DefaultKey = "keys/signing.key";
+
+    public static Command Create()
+    {
+        var defaults = new TrainingOptions();
+        var architecture = new Option<string>("--arch") { Description = "Network: " + string.Join("; ", Architectures.Descriptions.Select(d => $"{d.Key} = {d.Value}")), DefaultValueFactory = _ => defaults.Architecture };
+        architecture.AcceptOnlyFromAmong([.. Architectures.Names]);
+        var epochs = new Option<int>("--epochs") { Description = "Passes over the training set", DefaultValueFactory = _ => defaults.Epochs };
+        var batchSize = new Option<int>("--batch-size") { Description = "Images per optimiser step", DefaultValueFactory = _ => defaults.BatchSize };
+        var learningRate = new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => defaults.LearningRate };
+        var optimizer = new Option<string>("--optimizer") { Description = "adam, adamw, sgd (momentum 0.9, Nesterov) or adadelta", DefaultValueFactory = _ => defaults.Optimizer };
+        optimizer.AcceptOnlyFromAmong(TrainingOptions.Optimizers);
+        var schedule = new Option<string>("--schedule") { Description = "Learning-rate schedule: constant, cosine (to zero), step (x gamma each epoch), onecycle (warm-up then cosine)", DefaultValueFactory = _ => defaults.Schedule };
+        schedule.AcceptOnlyFromAmong(TrainingOptions.Schedules);
+        var gamma = new Option<double>("--step-gamma") { Description = "Per-epoch factor of the step schedule", DefaultValueFactory = _ => defaults.StepGamma };
+        var weightDecay = new Option<double>("--weight-decay") { Description = "L2 weight decay", DefaultValueFactory = _ => defaults.WeightDecay };
+        var seed = new Option<int>("--seed") { Description = "Seed for initialisation, shuffling and dropout", DefaultValueFactory = _ => defaults.Seed };
+        var subset = new Option<int?>("--subset") { Description = "Train on this many images (seeded random subset) instead of all" };
+        var validation = new Option<int>("--validation") { Description = "Hold out this many training images for per-epoch validation (0: report test accuracy per epoch)", DefaultValueFactory = _ => 0 };
+        var output = new Option<string>("--out") { Description = "Model package folder to write", DefaultValueFactory = _ => "models/baseline" };
+        var runDirectory = new Option<string?>("--run-dir") { Description = "Folder for checkpoints and the run record (default: runs/NAME-OF-OUT)" };
+        var resume = new Option<bool>("--resume") { Description = "Continue the interrupted run in --run-dir from its last completed epoch" };
+        var key = new Option<string>("--key") { Description = "Ed25519 private key that signs the package (created on first use at the default path)", DefaultValueFactory = _ => DefaultKey };
+        var dataset = CommonOptions.Dataset();
+        var json = CommonOptions.Json();
+
+        var command = new Command("train", """
+            Train a network on verified data, evaluate it on the test set, and write a signed model package.
+            A checkpoint is written after every epoch; --resume continues an interrupted run.
+            Example: ./securemnist train --epochs 12 --out models/baseline
+            """)
+        {
+            architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation,
+            dataset, output, runDirectory, resume, key, json,
+        };
+        command.SetAction(result =>
+        {
+            var options = new TrainingOptions
+            {
+                Architecture = result.GetValue(architecture)!, Epochs = result.GetValue(epochs), BatchSize = result.GetValue(batchSize),
+                LearningRate = result.GetValue(learningRate), Optimizer = result.GetValue(optimizer)!, Schedule = result.GetValue(schedule)!,
+                StepGamma = result.GetValue(gamma), WeightDecay = result.GetValue(weightDecay), Seed = result.GetValue(seed),
+                TrainSubset = result.GetValue(subset), ValidationSize = result.GetValue(validation),
+            };
+            options.Validate();
+            var packageDirectory = result.GetValue(output)!;
+            var runs = result.GetValue(runDirectory) ?? Path.Combine("runs", Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(packageDirectory))));
+            var keyPath = result.GetValue(key)!;
+            var (signingKey, created) = TrainingPipeline.OpenOrCreateKey(keyPath, createIfMissing: keyPath == DefaultKey);
+            using var _ = signingKey;
+            if (created) Ui.Warning($"no signing key found; generated {keyPath} (keep it private) and {Path.ChangeExtension(keyPath, ".pub")}");
+
+            var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            Ui.Info($"{data.Name}: {data.Train.Count} training and {data.Test.Count} test images verified in {data.Directory}");
+            var outcome = Ui.WithTrainingProgress($"training {options.Architecture}", progress =>
+                TrainingPipeline.TrainAndPackage(options, data, runs, packageDirectory, signingKey, result.GetValue(resume), progress, CommandRunner.Cancellation.Token));
+
+            var record = outcome.Training.Record;
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { package = packageDirectory, runDirectory = runs, testAccuracy = outcome.Training.Test.Accuracy, testLoss = outcome.Training.Test.Loss, record });
+                return 0;
+            }
+            var table = new Table().Title("training run").AddColumns("epoch", "lr", "train loss", "train acc", "val acc", "test acc", "seconds", "images/s");
+            foreach (var e in record.Epochs)
+                table.AddRow($"{e.Epoch}", $"{e.LearningRate:G3}", $"{e.TrainLoss:F4}", Ui.Percent(e.TrainAccuracy),
+                    e.ValidationAccuracy is { } v ? Ui.Percent(v) : "-", e.TestAccuracy is { } t ? Ui.Percent(t) : "-", $"{e.Seconds:F1}", $"{e.ImagesPerSecond:F0}");
+            Ui.Out.Write(table);
+            Ui.Out.MarkupLineInterpolated($"test accuracy [bold]{Ui.Percent(outcome.Training.Test.Accuracy)}[/] (loss {outcome.Training.Test.Loss:F4}) on {outcome.Training.Test.Images} images; training took {record.Epochs.Sum(e => e.Seconds):F0} s");
+            Ui.Out.MarkupLineInterpolated($"signed package [bold]{packageDirectory}[/] (key {signingKey.Id}); run record {Path.Combine(runs, Trainer.RunRecordFile)}");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,47 @@
+using System.CommandLine;
+using SecureMnist.Data;
+
+namespace SecureMnist.Cli;
+
+/// <summary>Options shared by several verbs, declared once so their names and defaults stay the same everywhere.</summary>
+internal static class CommonOptions
+{
+    public static readonly Option<string> DataRoot = new("--data-root")
+    {
+        Description = "Folder that holds installed datasets (data/NAME)",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SECUREMNIST_DATA") ?? DatasetStore.DefaultRoot,
+        Recursive = true,
+    };
+
+    public static readonly Option<int> Threads = new("--threads")
+    {
+        Description = "Compute threads for libtorch (default: all cores)",
+        DefaultValueFactory = _ => Environment.ProcessorCount,
+        Recursive = true,
+    };
+
+    public static Option<string> Dataset() => new("--dataset")
+    {
+        Description = "Dataset name (mnist, fashion-mnist) or a folder with IDX files and a manifest",
+        DefaultValueFactory = _ => "mnist",
+    };
+
+    public static Option<string> PublicKey() => new("--public-key")
+    {
+        Description = "Trusted Ed25519 public key (PEM) that model packages must be signed with",
+        DefaultValueFactory = _ => "keys/signing.pub",
+    };
+
+    public static Option<bool> AllowUnsigned() => new("--allow-unsigned")
+    {
+        Description = "Load a package without checking its signature (prints a warning; never do this in production)",
+    };
+
+    public static Option<bool> Json() => new("--json") { Description = "Print the result as JSON on standard output" };
+
+    public static Option<string> Model() => new("--model")
+    {
+        Description = "Model package folder (weights.safetensors, manifest.json, signature.json)",
+        DefaultValueFactory = _ => "models/baseline",
+    };
+}

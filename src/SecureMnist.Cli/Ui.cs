@@ -1,0 +1,71 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using SecureMnist.Training;
+using Spectre.Console;
+
+namespace SecureMnist.Cli;
+
+/// <summary>Console rendering: results on standard output, progress and messages on standard error.</summary>
+internal static class Ui
+{
+    public static readonly IAnsiConsole Out = AnsiConsole.Console;
+    public static readonly IAnsiConsole Err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver(),
+    };
+
+    public static void Error(string message) => Err.MarkupLineInterpolated($"[red]error:[/] {message}");
+    public static void Warning(string message) => Err.MarkupLineInterpolated($"[yellow]warning:[/] {message}");
+    public static void Info(string message) => Err.MarkupLineInterpolated($"[grey]{message}[/]");
+    public static void Success(string message) => Err.MarkupLineInterpolated($"[green]{message}[/]");
+
+    public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
+
+    public static string Percent(double fraction) => (100 * fraction).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%";
+
+    /// <summary>Shows a live progress bar for training when the terminal is interactive, else one line per epoch.</summary>
+    public static T WithTrainingProgress<T>(string title, Func<IProgress<TrainingProgress>, T> work)
+    {
+        if (!Err.Profile.Capabilities.Interactive)
+        {
+            var lastEpoch = 0;
+            return work(new SyncProgress<TrainingProgress>(p =>
+            {
+                if (p.Batch == p.Batches && p.Epoch != lastEpoch)
+                {
+                    lastEpoch = p.Epoch;
+                    Info($"epoch {p.Epoch}/{p.Epochs}: loss {p.Loss:F4}, train accuracy {Percent(p.Accuracy)}, {p.ImagesPerSecond:F0} images/s");
+                }
+            }));
+        }
+        T result = default!;
+        Err.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(context =>
+            {
+                var task = context.AddTask(title, maxValue: 1);
+                result = work(new SyncProgress<TrainingProgress>(p =>
+                {
+                    var done = p.Batches == 0 ? 1 : ((p.Epoch - 1) + (double)p.Batch / p.Batches) / p.Epochs;
+                    task.Value = Math.Min(done, 1);
+                    task.Description = p.Phase == "training"
+                        ? $"epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4} acc {Percent(p.Accuracy)} {p.ImagesPerSecond:F0} img/s ETA {p.Remaining:hh\\:mm\\:ss}"
+                        : $"epoch {p.Epoch}/{p.Epochs} {p.Phase}";
+                }));
+                task.Value = 1;
+            });
+        return result;
+    }
+}
+
+/// <summary>An IProgress that reports on the caller's thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

@@ -1,0 +1,36 @@
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SecureMnist.Modeling;
+
+/// <summary>The networks this tool builds, by the name recorded in model packages.</summary>
+public static class Architectures
+{
+    public const string SeedCnn = "seed-cnn";
+    public const string WideCnn = "wide-cnn";
+    public const string LinearSoftmax = "linear";
+    public const string Default = SeedCnn;
+
+    public static IReadOnlyDictionary<string, string> Descriptions { get; } = new Dictionary<string, string>
+    {
+        [SeedCnn] = "the seeds' CNN: conv 1-32 3x3, conv 32-64 3x3, max-pool, dropout .25, fc 9216-128, dropout .5, fc 128-10",
+        [WideCnn] = "Madry et al.'s MNIST CNN: conv 32 5x5, pool, conv 64 5x5, pool, fc 3136-1024, fc 1024-10",
+        [LinearSoftmax] = "a linear softmax classifier on raw pixels (784-10), for tests and closed-form checks",
+    };
+
+    public static IEnumerable<string> Names => Descriptions.Keys;
+
+    public static Module<Tensor, Tensor> Create(string name) => name switch
+    {
+        SeedCnn => new SeedCnn(),
+        WideCnn => new WideCnn(),
+        LinearSoftmax => new LinearSoftmax(),
+        _ => throw new ArgumentException($"unknown architecture '{name}'; known: {string.Join(", ", Names)}", nameof(name)),
+    };
+
+    public static long ParameterCount(Module<Tensor, Tensor> model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model.parameters().Sum(p => p.numel());
+    }
+}

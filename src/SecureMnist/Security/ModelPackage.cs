@@ -1,0 +1,258 @@
+using System.Security.Cryptography;
+using NSec.Cryptography;
+using SecureMnist.IO;
+using SecureMnist.Modeling;
+using SecureMnist.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SecureMnist.Security;
+
+/// <summary>How far a package was trusted when it was loaded.</summary>
+public enum PackageTrust
+{
+    /// <summary>Signature verified against a trusted key; weights match the signed digest.</summary>
+    Signed,
+    /// <summary>Loaded without a signature check because the caller explicitly allowed it.</summary>
+    UnsignedAllowed,
+}
+
+/// <summary>
+/// A model whose package passed verification. Only <see cref="ModelPackage"/> can create one, so code
+/// that takes a VerifiedModel cannot be handed weights that skipped the checks.
+/// </summary>
+public sealed class VerifiedModel : IDisposable
+{
+    internal VerifiedModel(string directory, ModelManifest manifest, Module<Tensor, Tensor> network, PackageTrust trust, string manifestSha256)
+    {
+        Directory = directory;
+        Manifest = manifest;
+        Network = network;
+        Trust = trust;
+        ManifestSha256 = manifestSha256;
+    }
+
+    public string Directory { get; }
+    public ModelManifest Manifest { get; }
+    public Module<Tensor, Tensor> Network { get; }
+    public PackageTrust Trust { get; }
+    /// <summary>SHA-256 of the manifest bytes: the model's identity (it pins the weights digest).</summary>
+    public string ManifestSha256 { get; }
+
+    public void Dispose() => Network.Dispose();
+}
+
+/// <summary>The outcome of verifying a package: trusted or not, and why.</summary>
+public sealed record PackageVerification(bool Trusted, string Reason, ModelManifest? Manifest, string? SignerKeyId);
+
+/// <summary>
+/// A model package is a folder: weights.safetensors, manifest.json (architecture, tensor list,
+/// weights SHA-256, run record, metrics) and signature.json (Ed25519 over the manifest bytes).
+/// </summary>
+public static class ModelPackage
+{
+    public const string WeightsFile = "weights.safetensors";
+    public const string ManifestFile = "manifest.json";
+    public const string SignatureFile = "signature.json";
+    public const long MaxManifestBytes = 4 << 20;
+    public const long MaxSignatureBytes = 4096;
+    public const long MaxWeightsBytes = 1L << 30;
+
+    /// <summary>Details recorded in the manifest besides the weights.</summary>
+    public sealed record Provenance(string? Dataset, IReadOnlyDictionary<string, string>? DatasetDigests, RunRecord? Training, ModelMetrics? Metrics);
+
+    /// <summary>Writes a complete package (signed when a key is given). The folder appears whole or not at all.</summary>
+    public static ModelManifest Write(string directory, string architecture, Module<Tensor, Tensor> network, Provenance provenance, SigningKey? key)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(provenance);
+        var tensors = ModelWeights.Export(network);
+        var weights = Safetensors.Serialize(tensors, new Dictionary<string, string> { ["format"] = "pt", ["architecture"] = architecture });
+        var trainingBytes = provenance.Training is null ? null : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(provenance.Training, SecurityJsonContext.Default.RunRecord);
+        var manifest = new ModelManifest(
+            ModelManifest.CurrentFormat,
+            architecture,
+            tensors.Sum(t => t.Shape.Aggregate(1L, (p, s) => p * s)),
+            new WeightsInfo(WeightsFile, Sha256(weights), weights.LongLength),
+            tensors.Select(t => new TensorInfo(t.Name, t.DType, t.Shape)).ToList(),
+            DateTimeOffset.UtcNow,
+            provenance.Training?.CodeVersion ?? CodeVersion.Current(),
+            provenance.Dataset,
+            provenance.DatasetDigests,
+            provenance.Training,
+            trainingBytes is null ? null : Sha256(trainingBytes),
+            provenance.Metrics,
+            key?.Id);
+
+        var full = Path.GetFullPath(directory);
+        var parent = Path.GetDirectoryName(full)!;
+        System.IO.Directory.CreateDirectory(parent);
+        var staging = Path.Combine(parent, $".{Path.GetFileName(full)}.staging-{Guid.NewGuid():N}");
+        System.IO.Directory.CreateDirectory(staging);
+        try
+        {
+            AtomicFile.WriteAllBytes(Path.Combine(staging, WeightsFile), weights);
+            var manifestBytes = ManifestJson.Serialize(manifest);
+            AtomicFile.WriteAllBytes(Path.Combine(staging, ManifestFile), manifestBytes);
+            if (key is not null) AtomicFile.WriteAllBytes(Path.Combine(staging, SignatureFile), SignatureFor(manifestBytes, key));
+            ReplaceDirectory(staging, full);
+        }
+        finally
+        {
+            if (System.IO.Directory.Exists(staging)) System.IO.Directory.Delete(staging, recursive: true);
+        }
+        return manifest;
+    }
+
+    /// <summary>Signs an existing package after checking that its weights still match its manifest.</summary>
+    public static ModelManifest Sign(string directory, SigningKey key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        var (manifestBytes, manifest) = ReadManifest(directory);
+        CheckWeightsDigest(directory, manifest);
+        if (manifest.SignerKeyId != key.Id)
+        {
+            manifest = manifest with { SignerKeyId = key.Id };
+            manifestBytes = ManifestJson.Serialize(manifest);
+        }
+        var signature = SignatureFor(manifestBytes, key);
+        AtomicFile.WriteAllBytes(Path.Combine(directory, ManifestFile), manifestBytes);
+        AtomicFile.WriteAllBytes(Path.Combine(directory, SignatureFile), signature);
+        return manifest;
+    }
+
+    /// <summary>Every check that a load makes, without keeping the network. Never throws for an untrusted package.</summary>
+    public static PackageVerification Verify(string directory, TrustedPublicKey? trustedKey)
+    {
+        try
+        {
+            using var model = Load(directory, trustedKey, allowUnsigned: false);
+            return new PackageVerification(true, $"signature by key {model.Manifest.SignerKeyId} verified; weights SHA-256 {model.Manifest.Weights.Sha256} matches; {model.Manifest.Tensors.Count} tensors match architecture {model.Manifest.Architecture}", model.Manifest, model.Manifest.SignerKeyId);
+        }
+        catch (Exception e) when (e is ModelPackageException or SafetensorsException or IOException or UnauthorizedAccessException)
+        {
+            return new PackageVerification(false, e.Message, null, null);
+        }
+    }
+
+    /// <summary>
+    /// Verifies signature (unless explicitly allowed to skip it), weights digest, safetensors structure and
+    /// tensor shapes, in that order, and only then creates tensors from the file.
+    /// </summary>
+    public static VerifiedModel Load(string directory, TrustedPublicKey? trustedKey, bool allowUnsigned)
+    {
+        if (!System.IO.Directory.Exists(directory)) throw new ModelPackageException($"model package {directory} not found");
+        var (manifestBytes, _) = ReadManifestBytes(directory);
+        PackageTrust trust;
+        if (allowUnsigned)
+        {
+            trust = PackageTrust.UnsignedAllowed;
+        }
+        else
+        {
+            if (trustedKey is null) throw new ModelPackageException("no trusted public key given; pass --public-key, or --allow-unsigned to skip the signature check");
+            CheckSignature(directory, manifestBytes, trustedKey);
+            trust = PackageTrust.Signed;
+        }
+        var manifest = ManifestJson.ParseManifest(manifestBytes);
+        if (manifest.Format != ModelManifest.CurrentFormat) throw new ModelPackageException($"manifest format '{manifest.Format}' is not supported (expected {ModelManifest.CurrentFormat})");
+        if (manifest.Weights.File != WeightsFile) throw new ModelPackageException($"manifest names weights file '{manifest.Weights.File}'; packages keep weights in {WeightsFile}");
+        var weights = CheckWeightsDigest(directory, manifest);
+        var file = Safetensors.Parse(weights);
+        var declared = manifest.Tensors.Select(t => $"{t.Name}:{t.DType}:{string.Join(",", t.Shape)}").Order(StringComparer.Ordinal);
+        var present = file.Entries.Select(e => $"{e.Name}:{e.DType}:{string.Join(",", e.Shape)}").Order(StringComparer.Ordinal);
+        if (!declared.SequenceEqual(present)) throw new ModelPackageException("tensors in the weights file differ from the manifest's list");
+
+        Module<Tensor, Tensor> network;
+        try
+        {
+            network = Architectures.Create(manifest.Architecture);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelPackageException(e.Message);
+        }
+        var problems = ModelWeights.Mismatches(network, file);
+        if (problems.Count > 0)
+        {
+            network.Dispose();
+            throw new ModelPackageException($"weights do not fit architecture {manifest.Architecture}: {string.Join("; ", problems)}");
+        }
+        ModelWeights.Load(network, file);
+        network.eval();
+        return new VerifiedModel(directory, manifest, network, trust, Sha256(manifestBytes));
+    }
+
+    private static byte[] SignatureFor(byte[] manifestBytes, SigningKey key) =>
+        ManifestJson.Serialize(new SignatureEnvelope("Ed25519", key.Id, Convert.ToBase64String(key.Sign(manifestBytes))));
+
+    private static void CheckSignature(string directory, byte[] manifestBytes, TrustedPublicKey trustedKey)
+    {
+        var path = Path.Combine(directory, SignatureFile);
+        if (!File.Exists(path)) throw new ModelPackageException($"package is unsigned ({SignatureFile} missing); sign it with ./securemnist sign, or pass --allow-unsigned");
+        var signatureBytes = ReadCapped(path, MaxSignatureBytes);
+        var envelope = ManifestJson.ParseSignature(signatureBytes);
+        if (envelope.Algorithm != "Ed25519") throw new ModelPackageException($"signature algorithm '{envelope.Algorithm}' is not accepted (Ed25519 only)");
+        if (envelope.KeyId != trustedKey.Id) throw new ModelPackageException($"signed by key {envelope.KeyId}, which is not the trusted key {trustedKey.Id}");
+        byte[] signature;
+        try
+        {
+            signature = Convert.FromBase64String(envelope.Signature);
+        }
+        catch (FormatException)
+        {
+            throw new ModelPackageException("signature is not valid base64");
+        }
+        if (signature.Length != SignatureAlgorithm.Ed25519.SignatureSize || !SignatureAlgorithm.Ed25519.Verify(trustedKey.Key, manifestBytes, signature))
+            throw new ModelPackageException($"signature does not verify: {ManifestFile} was changed after signing, or the signature is corrupt");
+    }
+
+    private static byte[] CheckWeightsDigest(string directory, ModelManifest manifest)
+    {
+        var path = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(path)) throw new ModelPackageException($"{WeightsFile} is missing");
+        var weights = ReadCapped(path, MaxWeightsBytes);
+        var digest = Sha256(weights);
+        if (weights.LongLength != manifest.Weights.Bytes || digest != manifest.Weights.Sha256)
+            throw new ModelPackageException($"{WeightsFile} does not match the manifest: expected SHA-256 {manifest.Weights.Sha256} ({manifest.Weights.Bytes} bytes), found {digest} ({weights.LongLength} bytes)");
+        return weights;
+    }
+
+    private static (byte[] Bytes, string Path) ReadManifestBytes(string directory)
+    {
+        var path = Path.Combine(directory, ManifestFile);
+        if (!File.Exists(path)) throw new ModelPackageException($"{directory} is not a model package ({ManifestFile} missing)");
+        return (ReadCapped(path, MaxManifestBytes), path);
+    }
+
+    private static (byte[] Bytes, ModelManifest Manifest) ReadManifest(string directory)
+    {
+        var (bytes, _) = ReadManifestBytes(directory);
+        return (bytes, ManifestJson.ParseManifest(bytes));
+    }
+
+    public static ModelManifest Inspect(string directory) => ReadManifest(directory).Manifest;
+
+    private static byte[] ReadCapped(string path, long limit)
+    {
+        var length = new FileInfo(path).Length;
+        if (length > limit) throw new ModelPackageException($"{Path.GetFileName(path)} is {length} bytes, over the {limit} byte limit");
+        return File.ReadAllBytes(path);
+    }
+
+    internal static string Sha256(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static void ReplaceDirectory(string staging, string target)
+    {
+        if (!System.IO.Directory.Exists(target))
+        {
+            System.IO.Directory.Move(staging, target);
+            return;
+        }
+        var old = target + $".old-{Guid.NewGuid():N}";
+        System.IO.Directory.Move(target, old);
+        System.IO.Directory.Move(staging, target);
+        System.IO.Directory.Delete(old, recursive: true);
+    }
+}

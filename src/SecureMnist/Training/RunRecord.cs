@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace SecureMnist.Training;
+
+/// <summary>Metrics of one finished epoch.</summary>
+public sealed record EpochRecord(
+    int Epoch, double LearningRate, double TrainLoss, double TrainAccuracy,
+    double? ValidationAccuracy, double? TestAccuracy, double Seconds, double ImagesPerSecond);
+
+/// <summary>The machine a run used.</summary>
+public sealed record MachineInfo(string Os, string Cpu, int LogicalCores, int TorchThreads, string DotnetVersion, string TorchSharpVersion)
+{
+    public static MachineInfo Current(int torchThreads) => new(
+        RuntimeInformation.OSDescription,
+        CpuName(),
+        Environment.ProcessorCount,
+        torchThreads,
+        RuntimeInformation.FrameworkDescription,
+        typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString() ?? "unknown");
+
+    private static string CpuName()
+    {
+        try
+        {
+            var line = File.Exists("/proc/cpuinfo")
+                ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))
+                : null;
+            return line?.Split(':', 2)[1].Trim() ?? RuntimeInformation.ProcessArchitecture.ToString();
+        }
+        catch (IOException)
+        {
+            return RuntimeInformation.ProcessArchitecture.ToString();
+        }
+    }
+}
+
+/// <summary>What a training run did: its options, data, code, machine, and per-epoch results.</summary>
+public sealed record RunRecord(
+    string RunId,
+    TrainingOptions Options,
+    string Dataset,
+    IReadOnlyDictionary<string, string> DatasetDigests,
+    int TrainImages,
+    int ValidationImages,
+    string CodeVersion,
+    MachineInfo Machine,
+    DateTimeOffset StartedUtc,
+    DateTimeOffset? FinishedUtc,
+    IReadOnlyList<EpochRecord> Epochs,
+    int Resumes,
+    double? TestAccuracy,
+    double? TestLoss);
+
+/// <summary>The code version: the git commit when run from a checkout, else "unknown".</summary>
+public static class CodeVersion
+{
+    public static string Current()
+    {
+        try
+        {
+            var start = new ProcessStartInfo("git", "rev-parse HEAD") { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var process = Process.Start(start);
+            if (process is null) return "unknown";
+            var commit = process.StandardOutput.ReadToEnd().Trim();
+            process.WaitForExit();
+            if (process.ExitCode != 0 || commit.Length != 40) return "unknown";
+            using var status = Process.Start(new ProcessStartInfo("git", "status --porcelain --untracked-files=no") { RedirectStandardOutput = true, RedirectStandardError = true });
+            var dirty = status is not null && status.StandardOutput.ReadToEnd().Trim().Length > 0;
+            status?.WaitForExit();
+            return dirty ? commit + "+modified" : commit;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown";
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using SecureMnist.Data;
+using SecureMnist.Evaluation;
+using SecureMnist.Modeling;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SecureMnist.Training;
+
+public sealed record TrainingResult(Module<Tensor, Tensor> Network, RunRecord Record, EvaluationReport Test);
+
+/// <summary>
+/// Trains a network on a verified dataset: seeded shuffles and dropout per epoch (so a resumed run
+/// computes what an uninterrupted one would), a checkpoint after each epoch, and a run record.
+/// </summary>
+public sealed class Trainer
+{
+    public const string RunRecordFile = "run.json";
+    private readonly TrainingOptions options;
+    private readonly Dataset dataset;
+    private readonly string runDirectory;
+
+    public Trainer(TrainingOptions options, Dataset dataset, string runDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(dataset);
+        options.Validate();
+        this.options = options;
+        this.dataset = dataset;
+        this.runDirectory = runDirectory;
+    }
+
+    public TrainingResult Run(bool resume, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        Directory.CreateDirectory(runDirectory);
+        var (train, validation) = SplitData();
+        manual_seed(options.Seed);
+        var network = Architectures.Create(options.Architecture);
+        using var optimizer = CreateOptimizer(network);
+        var record = NewRecord(train.Count, validation?.Count ?? 0);
+        var firstEpoch = 1;
+
+        var saved = Checkpoint.TryReadState(runDirectory);
+        if (resume)
+        {
+            if (saved is null) throw new InvalidOperationException($"nothing to resume: {runDirectory} has no {Checkpoint.StateFile}");
+            if (saved.Record.Options != options)
+                throw new InvalidOperationException($"the run in {runDirectory} used different options; resume with the same options or start a new run");
+            Checkpoint.Restore(runDirectory, saved, network, (OptimizerHelper)optimizer);
+            record = saved.Record with { Resumes = saved.Record.Resumes + 1 };
+            firstEpoch = saved.CompletedEpochs + 1;
+        }
+        else if (saved is not null)
+        {
+            throw new InvalidOperationException($"{runDirectory} already holds a run; pass --resume to continue it, or choose another --run-dir");
+        }
+
+        using var images = train.ImagesTensor();
+        using var labels = train.LabelsTensor();
+        var batches = (train.Count + options.BatchSize - 1) / options.BatchSize;
+        for (var epoch = firstEpoch; epoch <= options.Epochs; epoch++)
+        {
+            var epochRecord = RunEpoch(network, optimizer, images, labels, epoch, batches, validation, progress, cancellationToken);
+            record = record with { Epochs = [.. record.Epochs, epochRecord] };
+            Checkpoint.Save(runDirectory, network, (OptimizerHelper)optimizer, epoch, record);
+        }
+
+        progress?.Report(new TrainingProgress(options.Epochs, options.Epochs, 0, 0, 0, 0, 0, TimeSpan.Zero, "testing"));
+        var test = Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken);
+        record = record with { FinishedUtc = DateTimeOffset.UtcNow, TestAccuracy = test.Accuracy, TestLoss = test.Loss };
+        IO.AtomicFile.WriteAllBytes(Path.Combine(runDirectory, RunRecordFile),
+            System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(record, Security.SecurityJsonContext.Default.RunRecord));
+        network.eval();
+        return new TrainingResult(network, record, test);
+    }
+
+    private EpochRecord RunEpoch(Module<Tensor, Tensor> network, optim.Optimizer optimizer, Tensor images, Tensor labels, int epoch, int batches,
+        LabeledImages? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        // Seeds derive from (seed, epoch) only, so resuming at an epoch boundary replays the same stream.
+        manual_seed(options.Seed * 1000L + epoch);
+        var order = Enumerable.Range(0, (int)images.shape[0]).Select(i => (long)i).ToArray();
+        new Random(options.Seed * 1000 + epoch).Shuffle(order);
+        using var permutation = tensor(order, ScalarType.Int64);
+
+        network.train();
+        var stopwatch = Stopwatch.StartNew();
+        double lossSum = 0;
+        long correct = 0, seen = 0;
+        var learningRate = options.LearningRate;
+        for (var batch = 0; batch < batches; batch++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            learningRate = LearningRateAt(epoch - 1 + (double)batch / batches, epoch);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+
+            using var scope = NewDisposeScope();
+            var start = batch * options.BatchSize;
+            var length = Math.Min(options.BatchSize, order.Length - start);
+            var indices = permutation.narrow(0, start, length);
+            var x = images.index_select(0, indices);
+            var y = labels.index_select(0, indices);
+            optimizer.zero_grad();
+            var logits = network.call(x);
+            var loss = functional.cross_entropy(logits, y);
+            loss.backward();
+            optimizer.step();
+
+            lossSum += loss.item<float>() * length;
+            correct += logits.argmax(1).eq(y).sum().item<long>();
+            seen += length;
+            if (progress is not null && (batch % 10 == 0 || batch == batches - 1))
+            {
+                var rate = seen / stopwatch.Elapsed.TotalSeconds;
+                var remainingImages = (double)(order.Length - seen) + (options.Epochs - epoch) * (double)order.Length;
+                progress.Report(new TrainingProgress(epoch, options.Epochs, batch + 1, batches, lossSum / seen, (double)correct / seen, rate,
+                    TimeSpan.FromSeconds(remainingImages / Math.Max(rate, 1)), "training"));
+            }
+        }
+        var seconds = stopwatch.Elapsed.TotalSeconds;
+        progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, lossSum / seen, (double)correct / seen, seen / seconds, TimeSpan.Zero,
+            validation is null ? "testing" : "validating"));
+        double? validationAccuracy = validation is null ? null : Evaluator.Evaluate(network, validation, cancellationToken: cancellationToken).Accuracy;
+        double? testAccuracy = validation is null ? Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
+        return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds);
+    }
+
+    /// <summary>Learning rate at a fractional epoch position (0 = start of training).</summary>
+    internal double LearningRateAt(double position, int epoch) => options.Schedule switch
+    {
+        "constant" => options.LearningRate,
+        "step" => options.LearningRate * Math.Pow(options.StepGamma, epoch - 1),
+        "cosine" => options.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * position / options.Epochs)),
+        "onecycle" => OneCycle(position / options.Epochs),
+        _ => throw new InvalidOperationException($"unknown schedule {options.Schedule}"),
+    };
+
+    // Linear warm-up over the first 20% to the peak, then cosine decay to zero.
+    private double OneCycle(double fraction) => fraction < 0.2
+        ? options.LearningRate * (0.04 + 0.96 * fraction / 0.2)
+        : options.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (fraction - 0.2) / 0.8));
+
+    private optim.Optimizer CreateOptimizer(Module<Tensor, Tensor> network) => options.Optimizer switch
+    {
+        "adam" => optim.Adam(network.parameters(), options.LearningRate, weight_decay: options.WeightDecay),
+        "adamw" => optim.AdamW(network.parameters(), options.LearningRate, weight_decay: options.WeightDecay),
+        "sgd" => optim.SGD(network.parameters(), options.LearningRate, momentum: 0.9, nesterov: true, weight_decay: options.WeightDecay),
+        "adadelta" => optim.Adadelta(network.parameters(), options.LearningRate, weight_decay: options.WeightDecay),
+        _ => throw new ArgumentException($"unknown optimizer {options.Optimizer}"),
+    };
+
+    private (LabeledImages Train, LabeledImages? Validation) SplitData()
+    {
+        var all = dataset.Train;
+        LabeledImages? validation = null;
+        if (options.ValidationSize > 0)
+        {
+            if (options.ValidationSize >= all.Count) throw new ArgumentException($"validation size {options.ValidationSize} leaves no training images (the set holds {all.Count})");
+            (all, validation) = all.Split(options.ValidationSize, options.Seed);
+        }
+        if (options.TrainSubset is { } subset)
+        {
+            if (subset > all.Count) throw new ArgumentException($"training subset {subset} is larger than the {all.Count} training images available");
+            var order = Enumerable.Range(0, all.Count).ToArray();
+            new Random(options.Seed).Shuffle(order);
+            var chosen = order[..subset];
+            Array.Sort(chosen);
+            all = all.Select(chosen);
+        }
+        return (all, validation);
+    }
+
+    private RunRecord NewRecord(int trainImages, int validationImages) => new(
+        $"{DateTimeOffset.UtcNow:yyyyMMdd-HHmmss}-{Path.GetFileName(Path.GetFullPath(runDirectory))}",
+        options, dataset.Name, dataset.Digests, trainImages, validationImages, CodeVersion.Current(),
+        MachineInfo.Current(get_num_threads()), DateTimeOffset.UtcNow, null, [], 0, null, null);
+}
