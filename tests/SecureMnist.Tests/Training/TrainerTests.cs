@@ -1,0 +1,113 @@
+using SecureMnist.Modeling;
+using SecureMnist.Security;
+using SecureMnist.Training;
+using static TorchSharp.torch;
+
+namespace SecureMnist.Tests.Training;
+
+public sealed class TrainerTests : IDisposable
+{
+    private readonly string directory = TestPaths.NewScratchDirectory();
+
+    public void Dispose() => Directory.Delete(directory, recursive: true);
+
+    private static TrainingOptions Small(int epochs = 1) => new()
+    {
+        TrainSubset = 2000, Epochs = epochs, LearningRate = 3e-3, Schedule = "constant", BatchSize = 64, Seed = 5,
+    };
+
+    [Fact]
+    public void Training_on_2000_images_for_one_epoch_learns()
+    {
+        var result = new Trainer(Small(), TestPaths.Mnist(), Path.Combine(directory, "run")).Run(resume: false);
+        using var _ = result.Network;
+        Assert.True(result.Test.Accuracy > 0.85, $"test accuracy {result.Test.Accuracy:P2} after one epoch on 2,000 images");
+        Assert.Equal(2000, result.Record.TrainImages);
+        Assert.Single(result.Record.Epochs);
+        Assert.Equal(result.Test.Accuracy, result.Record.TestAccuracy);
+        Assert.Equal(4, result.Record.DatasetDigests.Count);
+    }
+
+    [Fact]
+    public void An_interrupted_run_resumes_and_ends_where_an_uninterrupted_run_ends()
+    {
+        var mnist = TestPaths.Mnist();
+        var options = Small(epochs: 2) with { TrainSubset = 1000 };
+
+        var straight = new Trainer(options, mnist, Path.Combine(directory, "straight")).Run(resume: false);
+
+        var interruptedDirectory = Path.Combine(directory, "interrupted");
+        using var cancellation = new CancellationTokenSource();
+        var progress = new InlineProgress(p => { if (p.Epoch == 2 && p.Batch > 3) cancellation.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => new Trainer(options, mnist, interruptedDirectory).Run(resume: false, progress, cancellation.Token));
+        Assert.Equal(1, Checkpoint.TryReadState(interruptedDirectory)!.CompletedEpochs);
+
+        var resumed = new Trainer(options, mnist, interruptedDirectory).Run(resume: true);
+        using (straight.Network)
+        using (resumed.Network)
+        {
+            Assert.Equal(1, resumed.Record.Resumes);
+            Assert.Equal(2, resumed.Record.Epochs.Count);
+            var expected = ModelWeights.Export(straight.Network);
+            var actual = ModelWeights.Export(resumed.Network);
+            Assert.Equal(expected.Select(t => t.Data), actual.Select(t => t.Data));
+        }
+    }
+
+    [Fact]
+    public void A_finished_run_is_not_overwritten_without_resume()
+    {
+        var runDirectory = Path.Combine(directory, "run");
+        var options = Small() with { TrainSubset = 256 };
+        new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false).Network.Dispose();
+        var error = Assert.Throws<InvalidOperationException>(() => new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false));
+        Assert.Contains("--resume", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Resuming_with_different_options_is_refused()
+    {
+        var runDirectory = Path.Combine(directory, "run");
+        var options = Small() with { TrainSubset = 256 };
+        new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false).Network.Dispose();
+        var error = Assert.Throws<InvalidOperationException>(() => new Trainer(options with { Seed = 6 }, TestPaths.Mnist(), runDirectory).Run(resume: true));
+        Assert.Contains("different options", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("cosine", 0.0, 1e-3)]
+    [InlineData("cosine", 5.0, 5e-4)]
+    [InlineData("onecycle", 0.0, 4e-5)]
+    [InlineData("onecycle", 2.0, 1e-3)]
+    public void Learning_rate_schedules_follow_their_definition(string schedule, double position, double expected)
+    {
+        var trainer = new Trainer(new TrainingOptions { Schedule = schedule, Epochs = 10, LearningRate = 1e-3 }, TestPaths.Mnist(), directory);
+        Assert.Equal(expected, trainer.LearningRateAt(position, (int)position + 1), 9);
+    }
+
+    [Theory]
+    [InlineData("Epochs", 0)]
+    [InlineData("BatchSize", 0)]
+    [InlineData("LearningRate", -1.0)]
+    [InlineData("Optimizer", "rmsprop")]
+    [InlineData("Architecture", "resnet")]
+    [InlineData("Schedule", "sometimes")]
+    public void Bad_options_are_refused(string property, object value)
+    {
+        var options = property switch
+        {
+            "Epochs" => new TrainingOptions { Epochs = (int)value },
+            "BatchSize" => new TrainingOptions { BatchSize = (int)value },
+            "LearningRate" => new TrainingOptions { LearningRate = (double)value },
+            "Optimizer" => new TrainingOptions { Optimizer = (string)value },
+            "Architecture" => new TrainingOptions { Architecture = (string)value },
+            _ => new TrainingOptions { Schedule = (string)value },
+        };
+        Assert.ThrowsAny<ArgumentException>(options.Validate);
+    }
+
+    private sealed class InlineProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}
