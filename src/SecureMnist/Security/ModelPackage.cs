@@ -199,10 +199,12 @@ public static class ModelPackage
         try
         {
             signature = Convert.FromBase64String(envelope.Signature);
+            // Base64 can carry ignored trailing bits; only the canonical encoding is accepted.
+            if (Convert.ToBase64String(signature) != envelope.Signature) throw new FormatException();
         }
         catch (FormatException)
         {
-            throw new ModelPackageException("signature is not valid base64");
+            throw new ModelPackageException("signature is not canonical base64");
         }
         if (signature.Length != SignatureAlgorithm.Ed25519.SignatureSize || !SignatureAlgorithm.Ed25519.Verify(trustedKey.Key, manifestBytes, signature))
             throw new ModelPackageException($"signature does not verify: {ManifestFile} was changed after signing, or the signature is corrupt");

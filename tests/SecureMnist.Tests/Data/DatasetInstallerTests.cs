@@ -60,7 +60,9 @@ public sealed class DatasetInstallerTests : IDisposable
         using (var stream = new FileStream(Path.Combine(copy, "train-labels-idx1-ubyte"), FileMode.Open))
         {
             stream.Position = 8 + 123;
-            stream.WriteByte(7);
+            var label = stream.ReadByte();
+            stream.Position = 8 + 123;
+            stream.WriteByte((byte)((label + 1) % 10));
         }
         var error = Assert.Throws<DatasetException>(() => new DatasetStore(root).Load(copy));
         Assert.Contains("train-labels-idx1-ubyte: SHA-256 mismatch", error.Message, StringComparison.Ordinal);

@@ -48,7 +48,7 @@ public sealed class ArchitectureTests
         Assert.InRange(output.mean().item<float>(), 0.99, 1.01);
         dropout.eval();
         using var evaluated = dropout.call(input);
-        Assert.True(evaluated.equal(input).item<bool>());
+        Assert.True(evaluated.eq(input).all().item<bool>());
     }
 
     [Fact]
