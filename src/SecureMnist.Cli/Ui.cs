@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using SecureMnist.Training;
 using Spectre.Console;
 
@@ -11,20 +10,12 @@ internal static class Ui
     public static readonly IAnsiConsole Out = AnsiConsole.Console;
     public static readonly IAnsiConsole Err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver(),
-    };
-
     public static void Error(string message) => Err.MarkupLineInterpolated($"[red]error:[/] {message}");
     public static void Warning(string message) => Err.MarkupLineInterpolated($"[yellow]warning:[/] {message}");
     public static void Info(string message) => Err.MarkupLineInterpolated($"[grey]{message}[/]");
     public static void Success(string message) => Err.MarkupLineInterpolated($"[green]{message}[/]");
 
-    public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
+    public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, JsonFiles.Options));
 
     public static string Percent(double fraction) => (100 * fraction).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%";
 
@@ -33,13 +24,12 @@ internal static class Ui
     {
         if (!Err.Profile.Capabilities.Interactive)
         {
-            var lastEpoch = 0;
             return work(new SyncProgress<TrainingProgress>(p =>
             {
-                if (p.Batch == p.Batches && p.Epoch != lastEpoch)
+                if (p.Completed is { } e)
                 {
-                    lastEpoch = p.Epoch;
-                    Info($"epoch {p.Epoch}/{p.Epochs}: loss {p.Loss:F4}, train accuracy {Percent(p.Accuracy)}, {p.ImagesPerSecond:F0} images/s");
+                    var held = e.ValidationAccuracy is { } v ? $"validation accuracy {Percent(v)}" : e.TestAccuracy is { } t ? $"test accuracy {Percent(t)}" : "";
+                    Info($"epoch {p.Epoch}/{p.Epochs}: loss {e.TrainLoss:F4}, train accuracy {Percent(e.TrainAccuracy)}, {held}, {e.ImagesPerSecond:F0} images/s, {e.Seconds:F1} s; checkpoint saved");
                 }
             }));
         }
@@ -54,6 +44,8 @@ internal static class Ui
                 {
                     var done = p.Batches == 0 ? 1 : ((p.Epoch - 1) + (double)p.Batch / p.Batches) / p.Epochs;
                     task.Value = Math.Min(done, 1);
+                    if (p.Completed is { } e)
+                        Err.MarkupLineInterpolated($"[grey]epoch {p.Epoch}/{p.Epochs}: loss {e.TrainLoss:F4}, train {Percent(e.TrainAccuracy)}, held-out {Percent(e.ValidationAccuracy ?? e.TestAccuracy ?? 0)}, {e.ImagesPerSecond:F0} img/s[/]");
                     task.Description = p.Phase == "training"
                         ? $"epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4} acc {Percent(p.Accuracy)} {p.ImagesPerSecond:F0} img/s ETA {p.Remaining:hh\\:mm\\:ss}"
                         : $"epoch {p.Epoch}/{p.Epochs} {p.Phase}";

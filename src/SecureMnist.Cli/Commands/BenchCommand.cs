@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SecureMnist.Attacks.Evasion;
 using SecureMnist.Data;
 using SecureMnist.Training;
 using Spectre.Console;
@@ -33,7 +34,7 @@ internal static class BenchCommand
                 if (result.GetValue(reference))
                 {
                     pytorch = Ui.Err.Status().Start("reference: PyTorch script", _ =>
-                        ReferenceBenchmark.Run(Path.Combine("bench", "reference_train.py"), data.Directory, threads, options.Epochs, CommandRunner.Cancellation.Token));
+                        ReferenceBenchmark.Train(Path.Combine("bench", "reference_train.py"), data.Directory, threads, options.Epochs, CommandRunner.Cancellation.Token));
                 }
                 if (result.GetValue(json))
                 {
@@ -51,6 +52,67 @@ internal static class BenchCommand
                 if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
             }
         });
-        return new Command("bench", "Benchmarks, run beside a reference implementation") { train };
+        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack() };
+    }
+
+    private static Command Attack()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var images = new Option<int>("--images") { Description = "Test images attacked per run", DefaultValueFactory = _ => 10000 };
+        var steps = new Option<int>("--steps") { Description = "PGD steps (eps 0.3, alpha 0.01, random start)", DefaultValueFactory = _ => 40 };
+        var runs = new Option<int>("--runs") { Description = "Timed runs of the optimised path; the median is reported", DefaultValueFactory = _ => 3 };
+        var batchSize = new Option<int>("--batch-size") { Description = "Images per batch", DefaultValueFactory = _ => 500 };
+        var referenceImages = new Option<int>("--reference-images") { Description = "Images for the PyTorch reference (bench/reference_pgd.py); 0 skips it", DefaultValueFactory = _ => 1000 };
+        var json = CommonOptions.Json();
+        var command = new Command("attack", """
+            PGD speed in image-steps/s on a verified model: the optimised path (parameters frozen, so backward computes
+            only the input gradient) timed over several runs, the unoptimised path (parameter gradients computed too)
+            once, a check that both give identical examples, and the PyTorch reference on the same weights.
+            """)
+        { model, publicKey, allowUnsigned, images, steps, runs, batchSize, referenceImages, json };
+        command.SetAction(result =>
+        {
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load("mnist");
+            var test = data.Test.Take(result.GetValue(images));
+            var attack = new Pgd(new PgdOptions(0.3, 0.01, result.GetValue(steps), Seed: 1));
+            var imageSteps = (double)test.Count * result.GetValue(steps);
+            var token = CommandRunner.Cancellation.Token;
+
+            var optimised = new List<AttackTiming>();
+            for (var run = 0; run < result.GetValue(runs); run++)
+            {
+                using var frozen = new NetworkClassifier(verified.Network);
+                optimised.Add(Ui.Err.Status().Start($"optimised run {run + 1}/{result.GetValue(runs)}", _ => AttackBenchmark.Measure(frozen, test, attack, result.GetValue(batchSize), token)));
+                Ui.Info($"optimised run {run + 1}: {imageSteps / optimised[^1].Seconds:F0} image-steps/s");
+            }
+            AttackTiming plain;
+            using (var unfrozen = new NetworkClassifier(verified.Network, freezeParameters: false))
+                plain = Ui.Err.Status().Start("unoptimised run", _ => AttackBenchmark.Measure(unfrozen, test, attack, result.GetValue(batchSize), token));
+            var identical = optimised.All(o => o.Adversarial.AsSpan().SequenceEqual(plain.Adversarial));
+            var median = optimised.Select(o => imageSteps / o.Seconds).Order().ElementAt(optimised.Count / 2);
+
+            System.Text.Json.JsonElement? reference = null;
+            if (result.GetValue(referenceImages) > 0)
+            {
+                reference = Ui.Err.Status().Start("reference: PyTorch PGD", _ => ReferenceBenchmark.RunScript(Path.Combine("bench", "reference_pgd.py"),
+                    [verified.Directory, data.Directory, "--images", $"{result.GetValue(referenceImages)}", "--steps", $"{result.GetValue(steps)}", "--threads", $"{TorchSharp.torch.get_num_threads()}"], token));
+            }
+            var referenceRate = reference?.GetProperty("image_steps_per_second").GetDouble();
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { images = test.Count, steps = result.GetValue(steps), medianImageStepsPerSecond = median, runs = optimised.Select(o => imageSteps / o.Seconds), unoptimisedImageStepsPerSecond = imageSteps / plain.Seconds, identical, reference });
+                return identical ? 0 : 1;
+            }
+            var table = new Table().AddColumns("path", "image-steps/s", "details");
+            table.AddRow("securemnist, optimised", $"{median:F0}", $"median of {optimised.Count} runs on {test.Count} images x {result.GetValue(steps)} steps");
+            table.AddRow("securemnist, unoptimised", $"{imageSteps / plain.Seconds:F0}", identical ? "[green]identical examples[/]" : "[red]examples differ[/]");
+            if (referenceRate is { } rate) table.AddRow($"PyTorch {reference!.Value.GetProperty("torch").GetString()} reference", $"{rate:F0}", $"{reference.Value.GetProperty("images").GetInt32()} images, PGD accuracy {Ui.Percent(reference.Value.GetProperty("accuracy").GetDouble())}");
+            Ui.Out.Write(table);
+            return identical ? 0 : 1;
+        });
+        return command;
     }
 }

@@ -29,21 +29,48 @@ public static class IdxReader
     public static IdxImages ReadImages(string path)
     {
         using var source = Open(path);
-        var dimensions = ReadHeader(source, path, expectedRank: 3);
+        var (_, dimensions) = ReadHeader(source, path, expectedRank: 3);
+        var (count, rows, columns) = CheckImageDimensions(path, dimensions, bytesPerPixel: 1);
+        var pixels = ReadPayload(source, path, count * rows * columns);
+        return new IdxImages(count, rows, columns, pixels);
+    }
+
+    /// <summary>
+    /// Reads images as floats in [0, 1]: unsigned-byte files are scaled by 1/255, float32 files (type 0x0D,
+    /// as adversarial examples are saved) are taken as they are and must hold finite values in [0, 1].
+    /// </summary>
+    public static (int Count, int Rows, int Columns, float[] Pixels) ReadImagesAsFloat(string path)
+    {
+        using var source = Open(path);
+        var (type, dimensions) = ReadHeader(source, path, expectedRank: 3, IdxWriter.Float32Type);
+        var bytesPerPixel = type == IdxWriter.Float32Type ? 4 : 1;
+        var (count, rows, columns) = CheckImageDimensions(path, dimensions, bytesPerPixel);
+        var payload = ReadPayload(source, path, count * rows * columns * bytesPerPixel);
+        var pixels = new float[count * rows * columns];
+        for (var i = 0; i < pixels.Length; i++)
+        {
+            pixels[i] = bytesPerPixel == 1 ? payload[i] / 255f : BinaryPrimitives.ReadSingleBigEndian(payload.AsSpan(4 * i));
+            if (!(pixels[i] >= 0 && pixels[i] <= 1))
+                throw new IdxFormatException($"{path}: pixel {i % (rows * columns)} of image {i / (rows * columns)} is {pixels[i]}, outside [0, 1]");
+        }
+        return (count, rows, columns, pixels);
+    }
+
+    private static (int Count, int Rows, int Columns) CheckImageDimensions(string path, int[] dimensions, int bytesPerPixel)
+    {
         var (count, rows, columns) = (dimensions[0], dimensions[1], dimensions[2]);
         if (rows > MaxSide || columns > MaxSide)
             throw new IdxFormatException($"{path}: image size {rows}x{columns} exceeds the {MaxSide}x{MaxSide} limit");
-        var payload = (long)count * rows * columns;
+        var payload = (long)count * rows * columns * bytesPerPixel;
         if (payload > MaxPayloadBytes)
             throw new IdxFormatException($"{path}: header claims {count} images of {rows}x{columns} ({payload} bytes), more than the {MaxPayloadBytes} byte limit");
-        var pixels = ReadPayload(source, path, checked((int)payload));
-        return new IdxImages(count, rows, columns, pixels);
+        return (count, rows, columns);
     }
 
     public static byte[] ReadLabels(string path, int classCount = 10)
     {
         using var source = Open(path);
-        var dimensions = ReadHeader(source, path, expectedRank: 1);
+        var (_, dimensions) = ReadHeader(source, path, expectedRank: 1);
         var labels = ReadPayload(source, path, dimensions[0]);
         for (var index = 0; index < labels.Length; index++)
         {
@@ -80,7 +107,7 @@ public static class IdxReader
         return new GZipStream(file, CompressionMode.Decompress);
     }
 
-    private static int[] ReadHeader(Stream source, string path, int expectedRank)
+    private static (byte Type, int[] Dimensions) ReadHeader(Stream source, string path, int expectedRank, byte? alsoAllowed = null)
     {
         Span<byte> magic = stackalloc byte[4];
         var read = ReadFully(source, path, magic);
@@ -88,10 +115,10 @@ public static class IdxReader
         if (read < 4) throw new IdxFormatException($"{path}: file is {read} bytes, too short for the 4-byte magic number");
         if (magic[0] != 0 || magic[1] != 0)
             throw new IdxFormatException($"{path}: bad magic number {Convert.ToHexString(magic)}: an IDX file starts with two zero bytes");
-        if (magic[2] != UnsignedByteType)
+        if (magic[2] != UnsignedByteType && magic[2] != alsoAllowed)
         {
             var name = ElementTypeNames.GetValueOrDefault(magic[2], "unknown");
-            throw new IdxFormatException($"{path}: element type 0x{magic[2]:X2} ({name}) is not supported; MNIST files use 0x08 (unsigned byte)");
+            throw new IdxFormatException($"{path}: element type 0x{magic[2]:X2} ({name}) is not supported; MNIST files use 0x08 (unsigned byte){(alsoAllowed is null ? "" : $" and adversarial sets 0x{alsoAllowed:X2}")}");
         }
         if (magic[3] != expectedRank)
             throw new IdxFormatException($"{path}: {magic[3]} dimensions, expected {expectedRank} ({(expectedRank == 3 ? "images" : "labels")})");
@@ -108,7 +135,7 @@ public static class IdxReader
                 throw new IdxFormatException($"{path}: dimension {axis} claims {size} entries, more than the {MaxItems} limit");
             dimensions[axis] = (int)size;
         }
-        return dimensions;
+        return (magic[2], dimensions);
     }
 
     private static byte[] ReadPayload(Stream source, string path, int length)

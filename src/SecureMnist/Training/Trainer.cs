@@ -65,6 +65,8 @@ public sealed class Trainer
             var epochRecord = RunEpoch(network, optimizer, images, labels, epoch, batches, validation, progress, cancellationToken);
             record = record with { Epochs = [.. record.Epochs, epochRecord] };
             Checkpoint.Save(runDirectory, network, (OptimizerHelper)optimizer, epoch, record);
+            progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, epochRecord.TrainLoss, epochRecord.TrainAccuracy,
+                epochRecord.ImagesPerSecond, TimeSpan.Zero, "checkpointed", epochRecord));
         }
 
         progress?.Report(new TrainingProgress(options.Epochs, options.Epochs, 0, 0, 0, 0, 0, TimeSpan.Zero, "testing"));

@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Globalization;
+using SecureMnist.Attacks.Evasion;
+using SecureMnist.Data;
+using SecureMnist.IO;
+using SecureMnist.Reporting;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+internal static class AttackCommand
+{
+    public static Command Create()
+    {
+        var defaults = new AttackSettings();
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var dataset = CommonOptions.Dataset();
+        var attacks = new Option<string>("--attacks")
+        {
+            Description = "Comma-separated attacks, run in order; each input counts as robust only if all fail. Known: " +
+                string.Join("; ", AttackCatalog.Descriptions.Select(d => $"{d.Key} = {d.Value}")),
+            DefaultValueFactory = _ => "fgsm,pgd",
+        };
+        var eps = new Option<double>("--eps") { Description = "L-inf budget (pixels in [0, 1])", DefaultValueFactory = _ => defaults.Epsilon };
+        var alpha = new Option<double>("--alpha") { Description = "PGD step size", DefaultValueFactory = _ => defaults.StepSize };
+        var steps = new Option<int>("--steps") { Description = "PGD steps", DefaultValueFactory = _ => defaults.Steps };
+        var restarts = new Option<int>("--restarts") { Description = "Random restarts (PGD, APGD); each input keeps its strongest example", DefaultValueFactory = _ => defaults.Restarts };
+        var epsL2 = new Option<double>("--eps-l2") { Description = "L2 budget for pgd-l2", DefaultValueFactory = _ => defaults.EpsilonL2 };
+        var alphaL2 = new Option<double>("--alpha-l2") { Description = "Step size for pgd-l2", DefaultValueFactory = _ => defaults.StepSizeL2 };
+        var apgdSteps = new Option<int>("--apgd-steps") { Description = "APGD iterations", DefaultValueFactory = _ => defaults.ApgdSteps };
+        var cwSteps = new Option<int>("--cw-steps") { Description = "C&W Adam iterations per binary-search step", DefaultValueFactory = _ => defaults.CarliniWagner.MaxIterations };
+        var cwSearch = new Option<int>("--cw-search") { Description = "C&W binary-search steps over c", DefaultValueFactory = _ => defaults.CarliniWagner.BinarySearchSteps };
+        var cwKappa = new Option<double>("--cw-kappa") { Description = "C&W confidence margin kappa", DefaultValueFactory = _ => defaults.CarliniWagner.Confidence };
+        var cwConst = new Option<double>("--cw-c") { Description = "C&W initial constant c", DefaultValueFactory = _ => defaults.CarliniWagner.InitialConst };
+        var cwLr = new Option<double>("--cw-lr") { Description = "C&W Adam learning rate", DefaultValueFactory = _ => defaults.CarliniWagner.LearningRate };
+        var seed = new Option<int>("--seed") { Description = "Seed for random starts", DefaultValueFactory = _ => 0 };
+        var subset = new Option<int?>("--subset") { Description = "Attack the first N test images only (default: all)" };
+        var batchSize = new Option<int>("--batch-size") { Description = "Images per attack batch", DefaultValueFactory = _ => 500 };
+        var curve = new Option<string?>("--curve") { Description = "Also measure accuracy against eps at these values, e.g. 0,0.05,0.1,0.2,0.3,0.4 (PNG and JSON)" };
+        var curveAttacks = new Option<string>("--curve-attacks") { Description = "Attacks for the curve", DefaultValueFactory = _ => "fgsm,pgd" };
+        var output = new Option<string>("--out") { Description = "Folder for report.json, grid.png, the adversarial set and the curve", DefaultValueFactory = _ => "out/attack" };
+        var json = CommonOptions.Json();
+
+        var command = new Command("attack", """
+            Attack a verified model and report robust accuracy under the per-input worst case of the listed attacks,
+            attack success rate, perturbation norms, per-class figures and speed. Saves the adversarial examples
+            (IDX: float32 images, labels, predictions; see adversarial.json) and a picture grid.
+            Example: ./securemnist attack --model models/baseline --attacks fgsm,pgd,apgd-ce,apgd-dlr --eps 0.3
+            """)
+        {
+            model, publicKey, allowUnsigned, dataset, attacks, eps, alpha, steps, restarts, epsL2, alphaL2, apgdSteps,
+            cwSteps, cwSearch, cwKappa, cwConst, cwLr, seed, subset, batchSize, curve, curveAttacks, output, json,
+        };
+        command.SetAction(result =>
+        {
+            var settings = new AttackSettings
+            {
+                Epsilon = result.GetValue(eps), StepSize = result.GetValue(alpha), Steps = result.GetValue(steps), Restarts = result.GetValue(restarts),
+                EpsilonL2 = result.GetValue(epsL2), StepSizeL2 = result.GetValue(alphaL2), ApgdSteps = result.GetValue(apgdSteps), Seed = result.GetValue(seed),
+                CarliniWagner = new CarliniWagnerOptions(result.GetValue(cwKappa), result.GetValue(cwLr), result.GetValue(cwSearch), result.GetValue(cwSteps), result.GetValue(cwConst)),
+            };
+            var attackList = AttackCatalog.Parse(result.GetValue(attacks)!, settings);
+            var epsilons = ParseEpsilons(result.GetValue(curve));
+            var curveList = result.GetValue(curveAttacks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            foreach (var name in curveList) AttackCatalog.Create(name, settings);
+
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            var test = result.GetValue(subset) is { } n ? data.Test.Take(n) : data.Test;
+            var outputDirectory = result.GetValue(output)!;
+            using var classifier = new NetworkClassifier(verified.Network);
+
+            var run = Ui.Err.Progress().AutoClear(true)
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(context =>
+                {
+                    var tasks = attackList.Select(a => context.AddTask(a.Name, maxValue: 1)).ToList();
+                    return AttackEvaluator.Run(classifier, test, attackList, result.GetValue(batchSize), new SyncProgress<AttackProgress>(p =>
+                    {
+                        tasks[p.AttackIndex - 1].Value = p.Total == 0 ? 1 : (double)p.Done / p.Total;
+                        for (var i = 0; i < p.AttackIndex - 1; i++) tasks[i].Value = 1;
+                    }), CommandRunner.Cancellation.Token);
+                });
+
+            var info = new AdversarialSetInfo(verified.Directory, verified.ManifestSha256, data.Name, test.Count, attackList.Select(a => a.Name).ToList(),
+                run.Report.CleanAccuracy, run.Report.RobustAccuracy, DateTimeOffset.UtcNow);
+            AdversarialSet.Save(Path.Combine(outputDirectory, "adversarial"), run, info);
+            var gridPath = Path.Combine(outputDirectory, "grid.png");
+            var shown = AdversarialGrid.Save(gridPath, test, run);
+
+            IReadOnlyList<CurvePoint>? points = null;
+            if (epsilons is not null)
+            {
+                points = Ui.Err.Status().Start("robustness curve", context =>
+                    RobustnessCurve.Measure(classifier, test, epsilons, curveList, settings, new SyncProgress<string>(message => context.Status(message)), CommandRunner.Cancellation.Token));
+                var series = points.GroupBy(p => p.Attack).Select(g => new Series(g.Key, g.Select(p => (p.Epsilon, 100 * p.Accuracy)).ToList())).ToList();
+                LineChart.Save(Path.Combine(outputDirectory, "curve.png"), $"accuracy against eps: {verified.Manifest.Architecture}, {test.Count} test images",
+                    "eps (L-inf)", "accuracy (%)", series, 0, 100);
+                AtomicFile.WriteAllText(Path.Combine(outputDirectory, "curve.json"), System.Text.Json.JsonSerializer.Serialize(points, JsonFiles.Options));
+            }
+            var document = new { model = verified.Directory, modelManifestSha256 = verified.ManifestSha256, dataset = data.Name, images = test.Count, settings, attacks = info.Attacks, report = run.Report, curve = points };
+            AtomicFile.WriteAllText(Path.Combine(outputDirectory, "report.json"), System.Text.Json.JsonSerializer.Serialize(document, JsonFiles.Options));
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(document);
+                return 0;
+            }
+            Render(run.Report, test.Count);
+            Ui.Out.MarkupLineInterpolated($"written to [bold]{outputDirectory}[/]: report.json, adversarial/ (IDX), grid.png ({shown} examples){(points is null ? "" : ", curve.png, curve.json")}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static double[]? ParseEpsilons(string? text)
+    {
+        if (text is null) return null;
+        var values = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v =>
+            double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value >= 0 && value <= 1
+                ? value : throw new ArgumentException($"--curve: '{v}' is not an eps in [0, 1]")).ToArray();
+        return values.Length > 0 ? values : throw new ArgumentException("--curve needs at least one eps");
+    }
+
+    private static void Render(RobustnessReport report, int images)
+    {
+        Ui.Out.MarkupLineInterpolated($"clean accuracy [bold]{Ui.Percent(report.CleanAccuracy)}[/], robust accuracy (worst case) [bold]{Ui.Percent(report.RobustAccuracy)}[/], attack success rate {Ui.Percent(report.AttackSuccessRate)} of correctly classified inputs; {images} images in {report.Seconds:F1} s ({report.ImagesPerSecond:F1} images/s)");
+        var stages = new Table().Title("attacks, in order (each runs on the inputs still robust)").AddColumns("attack", "attempted", "broken", "robust accuracy after", "seconds", "images/s");
+        foreach (var s in report.Stages) stages.AddRow(Markup.Escape(s.Attack), $"{s.Attempted}", $"{s.Broken}", Ui.Percent(s.RobustAccuracyAfter), $"{s.Seconds:F1}", $"{s.ImagesPerSecond:F1}");
+        Ui.Out.Write(stages);
+        var p = report.Perturbation;
+        Ui.Out.MarkupLineInterpolated($"perturbations of the {p.Count} broken inputs: L-inf mean {p.MeanLInf:F4}, median {p.MedianLInf:F4}; L2 mean {p.MeanL2:F4}, median {p.MedianL2:F4}");
+        var classes = new Table().AddColumns("class", "support", "clean", "robust");
+        foreach (var c in report.Classes) classes.AddRow($"{c.Label}", $"{c.Support}", Ui.Percent(c.CleanAccuracy), Ui.Percent(c.RobustAccuracy));
+        Ui.Out.Write(classes);
+    }
+}

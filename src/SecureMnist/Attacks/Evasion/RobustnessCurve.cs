@@ -1,0 +1,39 @@
+using SecureMnist.Data;
+
+namespace SecureMnist.Attacks.Evasion;
+
+/// <summary>Accuracy of one attack (or the worst case of all) at one eps.</summary>
+public sealed record CurvePoint(double Epsilon, string Attack, double Accuracy);
+
+/// <summary>Accuracy against eps for each named attack and for their per-input worst case.</summary>
+public static class RobustnessCurve
+{
+    public const string WorstCase = "worst case";
+
+    public static IReadOnlyList<CurvePoint> Measure(IClassifier model, LabeledImages data, IReadOnlyList<double> epsilons, IReadOnlyList<string> attacks,
+        AttackSettings settings, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(epsilons);
+        ArgumentNullException.ThrowIfNull(attacks);
+        ArgumentNullException.ThrowIfNull(settings);
+        var points = new List<CurvePoint>();
+        foreach (var epsilon in epsilons)
+        {
+            // The step size scales with eps so that every point of the curve gets the same relative budget.
+            var scaled = settings with { Epsilon = epsilon, StepSize = settings.StepSize * epsilon / settings.Epsilon };
+            foreach (var name in attacks)
+            {
+                progress?.Report($"eps {epsilon}: {name}");
+                var run = AttackEvaluator.Run(model, data, [AttackCatalog.Create(name, scaled)], cancellationToken: cancellationToken);
+                points.Add(new CurvePoint(epsilon, name, run.Report.RobustAccuracy));
+            }
+            if (attacks.Count > 1)
+            {
+                progress?.Report($"eps {epsilon}: worst case");
+                var all = AttackEvaluator.Run(model, data, attacks.Select(a => AttackCatalog.Create(a, scaled)).ToList(), cancellationToken: cancellationToken);
+                points.Add(new CurvePoint(epsilon, WorstCase, all.Report.RobustAccuracy));
+            }
+        }
+        return points;
+    }
+}

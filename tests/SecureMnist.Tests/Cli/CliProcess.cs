@@ -1,0 +1,73 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace SecureMnist.Tests.Cli;
+
+/// <summary>Runs the real securemnist CLI as a child process in a working folder.</summary>
+internal sealed class CliProcess : IDisposable
+{
+    private readonly Process process;
+    private readonly StringBuilder output = new();
+    private readonly StringBuilder error = new();
+
+    public CliProcess(string workingDirectory, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SecureMnist.Cli.dll"));
+        start.ArgumentList.Add("--data-root");
+        start.ArgumentList.Add(TestPaths.DataRoot);
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        process = new Process { StartInfo = start };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (error) error.AppendLine(e.Data); };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public string Output { get { lock (output) return output.ToString(); } }
+    public string Error { get { lock (error) return error.ToString(); } }
+
+    public static (int ExitCode, string Output, string Error) Run(string workingDirectory, params string[] arguments)
+    {
+        using var cli = new CliProcess(workingDirectory, arguments);
+        var exitCode = cli.WaitForExit(TimeSpan.FromMinutes(5));
+        return (exitCode, cli.Output, cli.Error);
+    }
+
+    public int WaitForExit(TimeSpan timeout)
+    {
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"securemnist did not finish within {timeout}; stderr: {Error}");
+        }
+        process.WaitForExit();
+        return process.ExitCode;
+    }
+
+    /// <summary>Waits until standard error contains the text, then kills the process with SIGKILL.</summary>
+    public void KillWhenErrorContains(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!Error.Contains(text, StringComparison.Ordinal))
+        {
+            if (process.HasExited) throw new InvalidOperationException($"process ended before printing '{text}'; stderr: {Error}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"'{text}' not printed within {timeout}; stderr: {Error}");
+            Thread.Sleep(20);
+        }
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+    }
+
+    public void Dispose()
+    {
+        if (!process.HasExited) process.Kill(entireProcessTree: true);
+        process.Dispose();
+    }
+}

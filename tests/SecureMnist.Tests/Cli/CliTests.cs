@@ -1,0 +1,65 @@
+using System.Text.Json;
+
+namespace SecureMnist.Tests.Cli;
+
+public sealed class CliTests : IDisposable
+{
+    private readonly string directory = TestPaths.NewScratchDirectory();
+
+    public void Dispose() => Directory.Delete(directory, recursive: true);
+
+    [Fact]
+    public void Train_killed_mid_run_resumes_and_finishes()
+    {
+        string[] train = ["train", "--subset", "3000", "--epochs", "3", "--out", "models/small", "--json"];
+        using (var first = new CliProcess(directory, train))
+        {
+            // SIGKILL just after epoch 1's checkpoint, i.e. inside epoch 2.
+            first.KillWhenErrorContains("epoch 1/3:", TimeSpan.FromMinutes(3));
+        }
+        Assert.False(Directory.Exists(Path.Combine(directory, "models", "small")));
+
+        var (exitCode, output, error) = CliProcess.Run(directory, [.. train, "--resume"]);
+        Assert.True(exitCode == 0, error);
+        using var result = JsonDocument.Parse(output);
+        var record = result.RootElement.GetProperty("record");
+        Assert.Equal(1, record.GetProperty("resumes").GetInt32());
+        Assert.Equal(3, record.GetProperty("epochs").GetArrayLength());
+        Assert.True(result.RootElement.GetProperty("testAccuracy").GetDouble() > 0.9);
+
+        var (verifyExit, verifyOutput, _) = CliProcess.Run(directory, "verify", "models/small");
+        Assert.Equal(0, verifyExit);
+        Assert.Contains("trusted", verifyOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_tampered_package_is_refused_by_evaluate_and_verify()
+    {
+        var (trainExit, _, trainError) = CliProcess.Run(directory, "train", "--arch", "linear", "--subset", "500", "--epochs", "1", "--out", "models/tiny");
+        Assert.True(trainExit == 0, trainError);
+        var weights = Path.Combine(directory, "models", "tiny", "weights.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        bytes[^3] ^= 0x10;
+        File.WriteAllBytes(weights, bytes);
+
+        var (verifyExit, verifyOutput, _) = CliProcess.Run(directory, "verify", "models/tiny");
+        Assert.Equal(1, verifyExit);
+        Assert.Contains("does not match the manifest", verifyOutput, StringComparison.Ordinal);
+        var (evaluateExit, _, evaluateError) = CliProcess.Run(directory, "evaluate", "--model", "models/tiny");
+        Assert.Equal(1, evaluateExit);
+        Assert.Contains("error:", evaluateError, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("train --epochs 0", "Epochs")]
+    [InlineData("train --optimizer rmsprop", "rmsprop")]
+    [InlineData("evaluate --model does-not-exist --public-key missing.pub", "missing.pub")]
+    [InlineData("data verify no-such-folder", "neither a known dataset")]
+    public void Bad_input_gets_a_message_and_a_non_zero_exit(string arguments, string expected)
+    {
+        var (exitCode, output, error) = CliProcess.Run(directory, arguments.Split(' '));
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains(expected, output + error, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
+    }
+}
