@@ -21,8 +21,7 @@ internal static class CommandRunner
         var parsed = root.Parse(args);
         if (parsed.Errors.Count == 0)
         {
-            var threads = parsed.GetValue(CommonOptions.Threads);
-            if (threads > 0) TorchSharp.torch.set_num_threads(threads);
+            SecureMnist.Runtime.TorchRuntime.Configure(parsed.GetValue(CommonOptions.Threads));
         }
         try
         {

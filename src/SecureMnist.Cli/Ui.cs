@@ -19,6 +19,32 @@ internal static class Ui
 
     public static string Percent(double fraction) => (100 * fraction).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%";
 
+    /// <summary>One progress bar per attack when the terminal is interactive, else a line as each attack finishes.</summary>
+    public static T WithAttackProgress<T>(IReadOnlyList<string> attacks, Func<IProgress<SecureMnist.Attacks.Evasion.AttackProgress>, T> work)
+    {
+        if (!Err.Profile.Capabilities.Interactive)
+        {
+            return work(new SyncProgress<SecureMnist.Attacks.Evasion.AttackProgress>(p =>
+            {
+                if (p.Done == p.Total) Info($"{p.Attack}: {p.Total} inputs attacked");
+            }));
+        }
+        T result = default!;
+        Err.Progress().AutoClear(true)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(context =>
+            {
+                var tasks = attacks.Select(a => context.AddTask(a, maxValue: 1)).ToList();
+                result = work(new SyncProgress<SecureMnist.Attacks.Evasion.AttackProgress>(p =>
+                {
+                    for (var i = 0; i < p.AttackIndex - 1; i++) tasks[i].Value = 1;
+                    tasks[p.AttackIndex - 1].Value = p.Total == 0 ? 1 : (double)p.Done / p.Total;
+                }));
+                foreach (var task in tasks) task.Value = 1;
+            });
+        return result;
+    }
+
     /// <summary>Shows a live progress bar for training when the terminal is interactive, else one line per epoch.</summary>
     public static T WithTrainingProgress<T>(string title, Func<IProgress<TrainingProgress>, T> work)
     {

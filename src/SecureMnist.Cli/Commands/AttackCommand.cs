@@ -72,17 +72,8 @@ internal static class AttackCommand
             var outputDirectory = result.GetValue(output)!;
             using var classifier = new NetworkClassifier(verified.Network);
 
-            var run = Ui.Err.Progress().AutoClear(true)
-                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(context =>
-                {
-                    var tasks = attackList.Select(a => context.AddTask(a.Name, maxValue: 1)).ToList();
-                    return AttackEvaluator.Run(classifier, test, attackList, result.GetValue(batchSize), new SyncProgress<AttackProgress>(p =>
-                    {
-                        tasks[p.AttackIndex - 1].Value = p.Total == 0 ? 1 : (double)p.Done / p.Total;
-                        for (var i = 0; i < p.AttackIndex - 1; i++) tasks[i].Value = 1;
-                    }), CommandRunner.Cancellation.Token);
-                });
+            var run = Ui.WithAttackProgress(attackList.Select(a => a.Name).ToList(), progress =>
+                AttackEvaluator.Run(classifier, test, attackList, result.GetValue(batchSize), progress, CommandRunner.Cancellation.Token));
 
             var info = new AdversarialSetInfo(verified.Directory, verified.ManifestSha256, data.Name, test.Count, attackList.Select(a => a.Name).ToList(),
                 run.Report.CleanAccuracy, run.Report.RobustAccuracy, DateTimeOffset.UtcNow);
@@ -126,8 +117,13 @@ internal static class AttackCommand
     private static void Render(RobustnessReport report, int images)
     {
         Ui.Out.MarkupLineInterpolated($"clean accuracy [bold]{Ui.Percent(report.CleanAccuracy)}[/], robust accuracy (worst case) [bold]{Ui.Percent(report.RobustAccuracy)}[/], attack success rate {Ui.Percent(report.AttackSuccessRate)} of correctly classified inputs; {images} images in {report.Seconds:F1} s ({report.ImagesPerSecond:F1} images/s)");
-        var stages = new Table().Title("attacks, in order (each runs on the inputs still robust)").AddColumns("attack", "attempted", "broken", "robust accuracy after", "seconds", "images/s");
-        foreach (var s in report.Stages) stages.AddRow(Markup.Escape(s.Attack), $"{s.Attempted}", $"{s.Broken}", Ui.Percent(s.RobustAccuracyAfter), $"{s.Seconds:F1}", $"{s.ImagesPerSecond:F1}");
+        var stages = new Table().Title("attacks, in order (each runs on the inputs still robust)").AddColumns("attack", "settings", "attempted", "broken", "robust after", "seconds", "images/s");
+        foreach (var s in report.Stages)
+        {
+            var open = s.Attack.IndexOf('(', StringComparison.Ordinal);
+            var (name, settings) = open < 0 ? (s.Attack, "") : (s.Attack[..open], s.Attack[(open + 1)..].TrimEnd(')').Replace(",", " ", StringComparison.Ordinal));
+            stages.AddRow(Markup.Escape(name), Markup.Escape(settings), $"{s.Attempted}", $"{s.Broken}", Ui.Percent(s.RobustAccuracyAfter), $"{s.Seconds:F1}", $"{s.ImagesPerSecond:F1}");
+        }
         Ui.Out.Write(stages);
         var p = report.Perturbation;
         Ui.Out.MarkupLineInterpolated($"perturbations of the {p.Count} broken inputs: L-inf mean {p.MeanLInf:F4}, median {p.MedianLInf:F4}; L2 mean {p.MeanL2:F4}, median {p.MedianL2:F4}");

@@ -50,7 +50,28 @@ public sealed class CliTests : IDisposable
         Assert.Contains("error:", evaluateError, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Attack_reports_the_worst_case_and_saves_examples_grid_and_curve()
+    {
+        var (trainExit, _, trainError) = CliProcess.Run(directory, "train", "--arch", "linear", "--subset", "2000", "--epochs", "1", "--out", "models/tiny");
+        Assert.True(trainExit == 0, trainError);
+        var (exitCode, output, error) = CliProcess.Run(directory, "attack", "--model", "models/tiny", "--attacks", "fgsm,pgd", "--steps", "5",
+            "--subset", "100", "--curve", "0,0.1,0.3", "--curve-attacks", "fgsm", "--out", "out/attack", "--json");
+        Assert.True(exitCode == 0, error);
+        using var document = JsonDocument.Parse(output);
+        var report = document.RootElement.GetProperty("report");
+        Assert.Equal(100, report.GetProperty("images").GetInt32());
+        Assert.True(report.GetProperty("robustAccuracy").GetDouble() <= report.GetProperty("cleanAccuracy").GetDouble());
+        Assert.Equal(2, report.GetProperty("stages").GetArrayLength());
+        Assert.Equal(3, document.RootElement.GetProperty("curve").GetArrayLength());
+        foreach (var file in new[] { "report.json", "grid.png", "curve.png", "curve.json", "adversarial/images-idx3-float", "adversarial/labels-idx1-ubyte", "adversarial/adversarial.json" })
+            Assert.True(File.Exists(Path.Combine(directory, "out", "attack", file)), file);
+    }
+
     [Theory]
+    [InlineData("attack --attacks fgsm,deepfool", "unknown attack 'deepfool'")]
+    [InlineData("attack --attacks pgd --restarts 0", "Restarts")]
+    [InlineData("attack --curve 0,2", "not an eps in [0, 1]")]
     [InlineData("train --epochs 0", "Epochs")]
     [InlineData("train --optimizer rmsprop", "rmsprop")]
     [InlineData("evaluate --model does-not-exist --public-key missing.pub", "missing.pub")]

@@ -24,7 +24,7 @@ public sealed record CarliniWagnerOptions(
 
 /// <summary>
 /// Carlini & Wagner (2017), L2 variant: optimise w with Adam where x' = (tanh(w) + 1) / 2, minimising
-/// ||x' - x||² + c · max(Z_y - max_{i≠y} Z_i + kappa, 0), with a binary search over c per input. Keeps the
+/// ||x' - x||² + c · max(Z_y - max_{i≠y} Z_i + kappa, 0), with a binary search over c per input and early abort when the loss stalls. Keeps the
 /// smallest successful perturbation; inputs it cannot break are returned unchanged.
 /// </summary>
 public sealed class CarliniWagnerL2 : IEvasionAttack
@@ -65,6 +65,8 @@ public sealed class CarliniWagnerL2 : IEvasionAttack
             var w = new TorchSharp.Modules.Parameter(start.clone(), requires_grad: true);
             using var adam = optim.Adam([w], options.LearningRate);
             var succeeded = zeros(count, dtype: ScalarType.Bool);
+            var previousLoss = double.PositiveInfinity;
+            var checkEvery = Math.Max(1, options.MaxIterations / 10);
             for (var iteration = 0; iteration < options.MaxIterations; iteration++)
             {
                 using var stepScope = NewDisposeScope();
@@ -77,7 +79,8 @@ public sealed class CarliniWagnerL2 : IEvasionAttack
                 var distance = (adversarial - original).square().flatten(1).sum(1);
                 var loss = distance + constant * (margin + options.Confidence).clamp_min(0);
                 adam.zero_grad();
-                loss.sum().backward();
+                var total = loss.sum();
+                total.backward();
                 adam.step();
 
                 using var noGrad = no_grad();
@@ -86,6 +89,14 @@ public sealed class CarliniWagnerL2 : IEvasionAttack
                 bestDistance.copy_(where(improved, distance, bestDistance));
                 best.copy_(where(improved.view(-1, 1, 1, 1), adversarial.detach(), best));
                 succeeded.logical_or_(success);
+
+                // Abort early, as the reference implementation does, once the loss has stopped falling.
+                if ((iteration + 1) % checkEvery == 0)
+                {
+                    var current = total.item<float>();
+                    if (current > previousLoss * 0.9999) break;
+                    previousLoss = current;
+                }
             }
             using var update = no_grad();
             // Succeeded: try a smaller c. Failed: larger c (x10 until an upper bound is known).
