@@ -16,6 +16,7 @@ root.Subcommands.Add(DataCommands.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(AttackCommand.Create());
+root.Subcommands.Add(CompareCommand.Create());
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
 root.Subcommands.Add(BenchCommand.Create());
 return CommandRunner.Run(root, args);

@@ -27,6 +27,16 @@ internal static class TrainCommand
         var seed = new Option<int>("--seed") { Description = "Seed for initialisation, shuffling and dropout", DefaultValueFactory = _ => defaults.Seed };
         var subset = new Option<int?>("--subset") { Description = "Train on this many images (seeded random subset) instead of all" };
         var validation = new Option<int>("--validation") { Description = "Hold out this many training images for per-epoch validation (0: report test accuracy per epoch)", DefaultValueFactory = _ => 0 };
+        var defense = new Option<string>("--defense") { Description = "Adversarial training: none; fgsm (the seeds' defence); fgsm-rs (FGSM from a random start, step 1.25 eps); pgd (Madry et al.); trades (Zhang et al.)", DefaultValueFactory = _ => defaults.Defense };
+        defense.AcceptOnlyFromAmong(TrainingOptions.Defenses);
+        var defenseEps = new Option<double>("--defense-eps") { Description = "L-inf eps of the training attack", DefaultValueFactory = _ => defaults.DefenseEpsilon };
+        var defenseAlpha = new Option<double?>("--defense-alpha") { Description = "Step size of the training attack (default: fgsm eps, fgsm-rs 1.25 eps, pgd/trades 2.5 eps / steps)" };
+        var defenseSteps = new Option<int>("--defense-steps") { Description = "Steps of the training attack (pgd, trades)", DefaultValueFactory = _ => defaults.DefenseSteps };
+        var adversarialWeight = new Option<double>("--adv-weight") { Description = "Weight of the adversarial loss; 1 = adversarial examples only, 0.5 = clean and adversarial equally (the seeds)", DefaultValueFactory = _ => defaults.AdversarialWeight };
+        var epsRamp = new Option<int>("--eps-ramp") { Description = "Grow eps linearly from 0 over this many epochs", DefaultValueFactory = _ => defaults.EpsilonRampEpochs };
+        var tradesBeta = new Option<double>("--trades-beta") { Description = "TRADES robustness weight beta", DefaultValueFactory = _ => defaults.TradesBeta };
+        var robustValidation = new Option<int?>("--robust-validation") { Description = "Held-out images attacked with PGD after each epoch; the best epoch is kept (default with a defence: 1000)" };
+        var robustValidationSteps = new Option<int>("--robust-validation-steps") { Description = "PGD steps of the per-epoch robust validation", DefaultValueFactory = _ => defaults.RobustValidationSteps };
         var output = new Option<string>("--out") { Description = "Model package folder to write", DefaultValueFactory = _ => "models/baseline" };
         var runDirectory = new Option<string?>("--run-dir") { Description = "Folder for checkpoints and the run record (default: runs/NAME-OF-OUT)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the interrupted run in --run-dir from its last completed epoch" };
@@ -41,6 +51,7 @@ internal static class TrainCommand
             """)
         {
             architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation,
+            defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, robustValidation, robustValidationSteps,
             dataset, output, runDirectory, resume, key, json,
         };
         command.SetAction(result =>
@@ -51,6 +62,16 @@ internal static class TrainCommand
                 LearningRate = result.GetValue(learningRate), Optimizer = result.GetValue(optimizer)!, Schedule = result.GetValue(schedule)!,
                 StepGamma = result.GetValue(gamma), WeightDecay = result.GetValue(weightDecay), Seed = result.GetValue(seed),
                 TrainSubset = result.GetValue(subset), ValidationSize = result.GetValue(validation),
+                Defense = result.GetValue(defense)!, DefenseEpsilon = result.GetValue(defenseEps), DefenseStepSize = result.GetValue(defenseAlpha),
+                DefenseSteps = result.GetValue(defenseSteps), AdversarialWeight = result.GetValue(adversarialWeight), EpsilonRampEpochs = result.GetValue(epsRamp),
+                TradesBeta = result.GetValue(tradesBeta), RobustValidationSteps = result.GetValue(robustValidationSteps),
+            };
+            // A defended run validates robustness on held-out images unless told otherwise.
+            var robustCount = result.GetValue(robustValidation) ?? (options.Defense == "none" ? 0 : 1000);
+            options = options with
+            {
+                RobustValidationSize = robustCount,
+                ValidationSize = result.GetResult(validation) is { Implicit: false } ? options.ValidationSize : Math.Max(options.ValidationSize, robustCount),
             };
             options.Validate();
             var packageDirectory = result.GetValue(output)!;
@@ -71,11 +92,14 @@ internal static class TrainCommand
                 Ui.WriteJson(new { package = packageDirectory, runDirectory = runs, testAccuracy = outcome.Training.Test.Accuracy, testLoss = outcome.Training.Test.Loss, record });
                 return 0;
             }
-            var table = new Table().Title("training run").AddColumns("epoch", "lr", "train loss", "train acc", "val acc", "test acc", "seconds", "images/s");
+            var table = new Table().Title("training run").AddColumns("epoch", "lr", "eps", "train loss", "train acc", "val acc", "PGD val acc", "test acc", "seconds", "images/s");
             foreach (var e in record.Epochs)
-                table.AddRow($"{e.Epoch}", $"{e.LearningRate:G3}", $"{e.TrainLoss:F4}", Ui.Percent(e.TrainAccuracy),
-                    e.ValidationAccuracy is { } v ? Ui.Percent(v) : "-", e.TestAccuracy is { } t ? Ui.Percent(t) : "-", $"{e.Seconds:F1}", $"{e.ImagesPerSecond:F0}");
+                table.AddRow($"{e.Epoch}{(record.SelectedEpoch == e.Epoch ? " *" : "")}", $"{e.LearningRate:G3}", $"{e.DefenseEpsilon:F3}", $"{e.TrainLoss:F4}", Ui.Percent(e.TrainAccuracy),
+                    e.ValidationAccuracy is { } v ? Ui.Percent(v) : "-", e.RobustValidationAccuracy is { } r ? Ui.Percent(r) : "-",
+                    e.TestAccuracy is { } t ? Ui.Percent(t) : "-", $"{e.Seconds:F1}", $"{e.ImagesPerSecond:F0}");
             Ui.Out.Write(table);
+            if (record.SelectedEpoch is { } selected) Ui.Out.MarkupLineInterpolated($"kept epoch {selected} (*), best PGD accuracy on held-out images {Ui.Percent(record.BestRobustValidationAccuracy ?? 0)}");
+            if (record.CollapsedEpochs is { Count: > 0 } collapsed) Ui.Warning($"catastrophic overfitting: robust validation accuracy collapsed in epoch(s) {string.Join(", ", collapsed)}; the best earlier epoch was kept");
             Ui.Out.MarkupLineInterpolated($"test accuracy [bold]{Ui.Percent(outcome.Training.Test.Accuracy)}[/] (loss {outcome.Training.Test.Loss:F4}) on {outcome.Training.Test.Images} images; training took {record.Epochs.Sum(e => e.Seconds):F0} s");
             Ui.Out.MarkupLineInterpolated($"signed package [bold]{packageDirectory}[/] (key {signingKey.Id}); run record {Path.Combine(runs, Trainer.RunRecordFile)}");
             return 0;

@@ -1,4 +1,3 @@
-using SecureMnist.IO;
 using SkiaSharp;
 
 namespace SecureMnist.Reporting;
@@ -13,16 +12,11 @@ public static class ConfusionMatrixPlot
         var classes = matrix.Length;
         var width = left + classes * cell + margin;
         var height = top + classes * cell + 60;
-        using var surface = SKSurface.Create(new SKImageInfo(width, height));
-        var canvas = surface.Canvas;
-        canvas.Clear(SKColors.White);
-        using var typeface = Fonts.Sans();
-        using var titleFont = new SKFont(typeface, 20);
-        using var font = new SKFont(typeface, 14);
-        using var small = new SKFont(typeface, 12);
-        using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
-        using var fill = new SKPaint { Style = SKPaintStyle.Fill };
-        canvas.DrawText(title, width / 2f, 30, SKTextAlign.Center, titleFont, ink);
+        using var picture = new Picture(width, height, title);
+        var canvas = picture.Canvas;
+        var (font, ink) = (picture.Text, picture.Ink);
+        var small = picture.Font(12);
+        var fill = picture.Own(new SKPaint { Style = SKPaintStyle.Fill });
         canvas.DrawText("predicted label", left + classes * cell / 2f, top - 28, SKTextAlign.Center, font, ink);
 
         for (var row = 0; row < classes; row++)
@@ -53,8 +47,6 @@ public static class ConfusionMatrixPlot
         var correct = Enumerable.Range(0, classes).Sum(i => matrix[i][i]);
         canvas.DrawText($"{total} images, {correct} correct ({100.0 * correct / Math.Max(1, total):F2}%)", width / 2f, height - 20, SKTextAlign.Center, font, ink);
 
-        using var image = surface.Snapshot();
-        using var png = image.Encode(SKEncodedImageFormat.Png, 100);
-        AtomicFile.WriteAllBytes(path, png.ToArray());
+        picture.Save(path);
     }
 }

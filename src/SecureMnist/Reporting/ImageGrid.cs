@@ -1,4 +1,3 @@
-using SecureMnist.IO;
 using SkiaSharp;
 
 namespace SecureMnist.Reporting;
@@ -18,14 +17,10 @@ public static class ImageGrid
         var columns = rows.Max(r => r.Cells.Count);
         var width = left + captionWidth + columns * (cell + gap);
         var height = top + rows.Count * (cell + labelHeight + gap) + 10;
-        using var surface = SKSurface.Create(new SKImageInfo(width, height));
-        var canvas = surface.Canvas;
-        canvas.Clear(SKColors.White);
-        using var typeface = Fonts.Sans();
-        using var titleFont = new SKFont(typeface, 20);
-        using var font = new SKFont(typeface, 13);
-        using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
-        canvas.DrawText(title, width / 2f, 28, SKTextAlign.Center, titleFont, ink);
+        using var picture = new Picture(width, height, title);
+        var canvas = picture.Canvas;
+        var ink = picture.Ink;
+        var font = picture.Font(13);
         for (var c = 0; c < columnTitles.Count; c++)
             canvas.DrawText(columnTitles[c], left + captionWidth + c * (cell + gap) + cell / 2f, top - 12, SKTextAlign.Center, font, ink);
 
@@ -38,14 +33,12 @@ public static class ImageGrid
                 var (pixels, signed, label) = rows[r].Cells[c];
                 var x = left + captionWidth + c * (cell + gap);
                 using var bitmap = ToBitmap(pixels, side, signed);
-                using var picture = SKImage.FromBitmap(bitmap);
-                canvas.DrawImage(picture, SKRect.Create(x, y, cell, cell), new SKSamplingOptions(SKFilterMode.Nearest));
+                using var image = SKImage.FromBitmap(bitmap);
+                canvas.DrawImage(image, SKRect.Create(x, y, cell, cell), new SKSamplingOptions(SKFilterMode.Nearest));
                 canvas.DrawText(label, x + cell / 2f, y + cell + 16, SKTextAlign.Center, font, ink);
             }
         }
-        using var image = surface.Snapshot();
-        using var png = image.Encode(SKEncodedImageFormat.Png, 100);
-        AtomicFile.WriteAllBytes(path, png.ToArray());
+        picture.Save(path);
     }
 
     // Images: black on white like ink on paper. Signed perturbations: red positive, blue negative, scaled to their largest magnitude.

@@ -1,5 +1,4 @@
 using System.Globalization;
-using SecureMnist.IO;
 using SkiaSharp;
 
 namespace SecureMnist.Reporting;
@@ -29,17 +28,11 @@ public static class LineChart
         float X(double x) => left + (float)((x - x0) / (x1 - x0) * plotWidth);
         float Y(double y) => top + plotHeight - (float)((y - y0) / (y1 - y0) * plotHeight);
 
-        using var surface = SKSurface.Create(new SKImageInfo(width, height));
-        var canvas = surface.Canvas;
-        canvas.Clear(SKColors.White);
-        using var typeface = Fonts.Sans();
-        using var titleFont = new SKFont(typeface, 20);
-        using var font = new SKFont(typeface, 14);
-        using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
-        using var grid = new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1 };
-        using var axis = new SKPaint { Color = SKColors.Black, StrokeWidth = 1.5f, IsAntialias = true };
-
-        canvas.DrawText(title, width / 2f, 32, SKTextAlign.Center, titleFont, ink);
+        using var picture = new Picture(width, height, title);
+        var canvas = picture.Canvas;
+        var (font, ink) = (picture.Text, picture.Ink);
+        var grid = picture.Own(new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1 });
+        var axis = picture.Own(new SKPaint { Color = SKColors.Black, StrokeWidth = 1.5f, IsAntialias = true });
         for (var i = 0; i <= 5; i++)
         {
             var yValue = y0 + (y1 - y0) * i / 5;
@@ -69,9 +62,7 @@ public static class LineChart
             canvas.DrawLine(left + plotWidth + 20, legendY, left + plotWidth + 45, legendY, line);
             canvas.DrawText(series[s].Name, left + plotWidth + 52, legendY + 5, SKTextAlign.Left, font, ink);
         }
-        using var image = surface.Snapshot();
-        using var png = image.Encode(SKEncodedImageFormat.Png, 100);
-        AtomicFile.WriteAllBytes(path, png.ToArray());
+        picture.Save(path);
     }
 
     private static (double Low, double High) Range(IEnumerable<double> values, double? low, double? high)

@@ -16,12 +16,18 @@ public static class TorchRuntime
     public static void Configure(int threads)
     {
         if (threads > 0) TorchSharp.torch.set_num_threads(threads);
+        KeepFreedMemory(true);
+    }
+
+    /// <summary>Turns the allocator setting on, or back to glibc's defaults (to measure what it is worth).</summary>
+    public static void KeepFreedMemory(bool keep)
+    {
         if (OperatingSystem.IsLinux())
         {
             try
             {
-                _ = mallopt(MallocTrimThreshold, int.MaxValue);
-                _ = mallopt(MallocTopPad, 512 << 20);
+                _ = mallopt(MallocTrimThreshold, keep ? int.MaxValue : 128 * 1024);
+                _ = mallopt(MallocTopPad, keep ? 512 << 20 : 0);
             }
             catch (DllNotFoundException)
             {

@@ -6,7 +6,8 @@ namespace SecureMnist.Training;
 /// <summary>Metrics of one finished epoch.</summary>
 public sealed record EpochRecord(
     int Epoch, double LearningRate, double TrainLoss, double TrainAccuracy,
-    double? ValidationAccuracy, double? TestAccuracy, double Seconds, double ImagesPerSecond);
+    double? ValidationAccuracy, double? TestAccuracy, double Seconds, double ImagesPerSecond,
+    double DefenseEpsilon = 0, double? RobustValidationAccuracy = null);
 
 /// <summary>The machine a run used.</summary>
 public sealed record MachineInfo(string Os, string Cpu, int LogicalCores, int TorchThreads, string DotnetVersion, string TorchSharpVersion)
@@ -50,7 +51,12 @@ public sealed record RunRecord(
     IReadOnlyList<EpochRecord> Epochs,
     int Resumes,
     double? TestAccuracy,
-    double? TestLoss);
+    double? TestLoss,
+    /// <summary>Epoch whose weights were kept (best robust validation accuracy); null when the last epoch is kept.</summary>
+    int? SelectedEpoch = null,
+    double? BestRobustValidationAccuracy = null,
+    /// <summary>Epochs where robust validation accuracy fell more than 20 points below the best so far (catastrophic overfitting).</summary>
+    IReadOnlyList<int>? CollapsedEpochs = null);
 
 /// <summary>The code version: the git commit when run from a checkout, else "unknown".</summary>
 public static class CodeVersion

@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using SecureMnist.Attacks.Evasion;
 using SecureMnist.Data;
 using SecureMnist.Evaluation;
 using SecureMnist.Modeling;
+using SecureMnist.Security;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,6 +20,9 @@ public sealed record TrainingResult(Module<Tensor, Tensor> Network, RunRecord Re
 public sealed class Trainer
 {
     public const string RunRecordFile = "run.json";
+    public const string BestWeightsFile = "best.safetensors";
+    /// <summary>A fall of robust validation accuracy this large below the best so far marks catastrophic overfitting.</summary>
+    public const double CollapseThreshold = 0.2;
     private readonly TrainingOptions options;
     private readonly Dataset dataset;
     private readonly string runDirectory;
@@ -59,16 +64,27 @@ public sealed class Trainer
 
         using var images = train.ImagesTensor();
         using var labels = train.LabelsTensor();
+        var objective = TrainingObjectives.For(options);
+        var robustValidation = options.RobustValidationSize > 0 ? validation!.Take(options.RobustValidationSize) : null;
         var batches = (train.Count + options.BatchSize - 1) / options.BatchSize;
         for (var epoch = firstEpoch; epoch <= options.Epochs; epoch++)
         {
-            var epochRecord = RunEpoch(network, optimizer, images, labels, epoch, batches, validation, progress, cancellationToken);
+            var epochRecord = RunEpoch(network, optimizer, objective, images, labels, epoch, batches, validation, progress, cancellationToken);
+            if (robustValidation is not null)
+            {
+                progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, epochRecord.TrainLoss, epochRecord.TrainAccuracy, epochRecord.ImagesPerSecond, TimeSpan.Zero, "robust validation"));
+                var robust = RobustAccuracy(network, robustValidation, cancellationToken);
+                epochRecord = epochRecord with { RobustValidationAccuracy = robust };
+                record = KeepIfBest(network, record, epoch, robust);
+            }
             record = record with { Epochs = [.. record.Epochs, epochRecord] };
             Checkpoint.Save(runDirectory, network, (OptimizerHelper)optimizer, epoch, record);
             progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, epochRecord.TrainLoss, epochRecord.TrainAccuracy,
                 epochRecord.ImagesPerSecond, TimeSpan.Zero, "checkpointed", epochRecord));
         }
 
+        if (record.SelectedEpoch is { } selected && selected != options.Epochs)
+            ModelWeights.Load(network, Safetensors.Parse(File.ReadAllBytes(Path.Combine(runDirectory, BestWeightsFile))));
         progress?.Report(new TrainingProgress(options.Epochs, options.Epochs, 0, 0, 0, 0, 0, TimeSpan.Zero, "testing"));
         var test = Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken);
         record = record with { FinishedUtc = DateTimeOffset.UtcNow, TestAccuracy = test.Accuracy, TestLoss = test.Loss };
@@ -78,7 +94,39 @@ public sealed class Trainer
         return new TrainingResult(network, record, test);
     }
 
-    private EpochRecord RunEpoch(Module<Tensor, Tensor> network, optim.Optimizer optimizer, Tensor images, Tensor labels, int epoch, int batches,
+    /// <summary>Accuracy under PGD at the defence's eps on held-out images (random start, fixed seed).</summary>
+    private double RobustAccuracy(Module<Tensor, Tensor> network, LabeledImages heldOut, CancellationToken cancellationToken)
+    {
+        var eps = options.DefenseEpsilon;
+        var attack = new Pgd(new PgdOptions(eps, 2.5 * eps / options.RobustValidationSteps, options.RobustValidationSteps, Seed: options.Seed));
+        using var classifier = new NetworkClassifier(network);
+        return AttackEvaluator.Run(classifier, heldOut, [attack], cancellationToken: cancellationToken).Report.RobustAccuracy;
+    }
+
+    /// <summary>Saves the weights when robust validation accuracy is the best so far; notes a collapse.</summary>
+    private RunRecord KeepIfBest(Module<Tensor, Tensor> network, RunRecord record, int epoch, double robust)
+    {
+        var (updated, isBest) = SelectByRobustness(record, epoch, robust);
+        if (isBest) IO.AtomicFile.WriteAllBytes(Path.Combine(runDirectory, BestWeightsFile), Safetensors.Serialize(ModelWeights.Export(network)));
+        return updated;
+    }
+
+    /// <summary>The checkpoint policy: an epoch is kept when its robust accuracy beats every earlier one; a fall of more than <see cref="CollapseThreshold"/> below the best is recorded as a collapse.</summary>
+    internal static (RunRecord Record, bool IsBest) SelectByRobustness(RunRecord record, int epoch, double robust)
+    {
+        var best = record.BestRobustValidationAccuracy;
+        if (best is { } b && robust < b - CollapseThreshold)
+            record = record with { CollapsedEpochs = [.. record.CollapsedEpochs ?? [], epoch] };
+        if (best is null || robust > best)
+            return (record with { SelectedEpoch = epoch, BestRobustValidationAccuracy = robust }, true);
+        return (record, false);
+    }
+
+    /// <summary>The defence's eps at a fractional epoch position: ramped linearly over the first epochs when asked.</summary>
+    internal double EpsilonAt(double position) =>
+        options.EpsilonRampEpochs == 0 ? options.DefenseEpsilon : options.DefenseEpsilon * Math.Min(1, position / options.EpsilonRampEpochs);
+
+    private EpochRecord RunEpoch(Module<Tensor, Tensor> network, optim.Optimizer optimizer, ITrainingObjective objective, Tensor images, Tensor labels, int epoch, int batches,
         LabeledImages? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         // Seeds derive from (seed, epoch) only, so resuming at an epoch boundary replays the same stream.
@@ -92,10 +140,13 @@ public sealed class Trainer
         double lossSum = 0;
         long correct = 0, seen = 0;
         var learningRate = options.LearningRate;
+        var epsilon = 0.0;
         for (var batch = 0; batch < batches; batch++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            learningRate = LearningRateAt(epoch - 1 + (double)batch / batches, epoch);
+            var position = epoch - 1 + (double)batch / batches;
+            learningRate = LearningRateAt(position, epoch);
+            epsilon = options.Defense == "none" ? 0 : EpsilonAt(position);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
 
             using var scope = NewDisposeScope();
@@ -105,8 +156,7 @@ public sealed class Trainer
             var x = images.index_select(0, indices);
             var y = labels.index_select(0, indices);
             optimizer.zero_grad();
-            var logits = network.call(x);
-            var loss = functional.cross_entropy(logits, y);
+            var (loss, logits) = objective.Compute(network, x, y, epsilon, unchecked(options.Seed * 1_000_003 + epoch * 10_007 + batch));
             loss.backward();
             optimizer.step();
 
@@ -126,7 +176,7 @@ public sealed class Trainer
             validation is null ? "testing" : "validating"));
         double? validationAccuracy = validation is null ? null : Evaluator.Evaluate(network, validation, cancellationToken: cancellationToken).Accuracy;
         double? testAccuracy = validation is null ? Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
-        return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds);
+        return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds, epsilon);
     }
 
     /// <summary>Learning rate at a fractional epoch position (0 = start of training).</summary>

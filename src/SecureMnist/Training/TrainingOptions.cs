@@ -7,6 +7,7 @@ public sealed record TrainingOptions
 {
     public static readonly string[] Optimizers = ["adam", "adamw", "sgd", "adadelta"];
     public static readonly string[] Schedules = ["constant", "cosine", "step", "onecycle"];
+    public static readonly string[] Defenses = ["none", "fgsm", "fgsm-rs", "pgd", "trades"];
 
     public string Architecture { get; init; } = Architectures.Default;
     public int Epochs { get; init; } = 12;
@@ -23,6 +24,32 @@ public sealed record TrainingOptions
     /// <summary>Images held out of training for validation (0: none; the test set is then reported each epoch).</summary>
     public int ValidationSize { get; init; }
 
+    /// <summary>Adversarial training: none, fgsm (the seeds'), fgsm-rs (random start), pgd (Madry) or trades.</summary>
+    public string Defense { get; init; } = "none";
+    /// <summary>L-inf budget of the training attack.</summary>
+    public double DefenseEpsilon { get; init; } = 0.3;
+    /// <summary>Step size of the training attack; null picks the usual one (fgsm: eps, fgsm-rs: 1.25 eps, pgd/trades: 2.5 eps / steps).</summary>
+    public double? DefenseStepSize { get; init; }
+    /// <summary>Steps of the training attack (pgd, trades).</summary>
+    public int DefenseSteps { get; init; } = 10;
+    /// <summary>Weight of the adversarial loss against the clean loss: 1 trains on adversarial examples only, 0.5 on both equally (the seeds).</summary>
+    public double AdversarialWeight { get; init; } = 1.0;
+    /// <summary>Epochs over which eps grows linearly from 0 to its full value (0: full from the start).</summary>
+    public int EpsilonRampEpochs { get; init; }
+    /// <summary>TRADES trade-off beta between clean cross-entropy and the KL robustness term.</summary>
+    public double TradesBeta { get; init; } = 6.0;
+    /// <summary>Held-out validation images attacked with PGD after each epoch; the best epoch's weights are kept (0: off).</summary>
+    public int RobustValidationSize { get; init; }
+    /// <summary>PGD steps of the per-epoch robust validation.</summary>
+    public int RobustValidationSteps { get; init; } = 20;
+
+    public double EffectiveDefenseStepSize => DefenseStepSize ?? Defense switch
+    {
+        "fgsm" => DefenseEpsilon,
+        "fgsm-rs" => 1.25 * DefenseEpsilon,
+        _ => 2.5 * DefenseEpsilon / Math.Max(1, DefenseSteps),
+    };
+
     public void Validate()
     {
         _ = Architectures.Descriptions.ContainsKey(Architecture)
@@ -38,5 +65,16 @@ public sealed record TrainingOptions
         if (!(WeightDecay >= 0 && WeightDecay < 1)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "weight decay must be in [0, 1)");
         if (TrainSubset is { } subset) ArgumentOutOfRangeException.ThrowIfNegativeOrZero(subset, nameof(TrainSubset));
         ArgumentOutOfRangeException.ThrowIfNegative(ValidationSize);
+        if (!Defenses.Contains(Defense)) throw new ArgumentException($"unknown defense '{Defense}'; known: {string.Join(", ", Defenses)}");
+        if (!(DefenseEpsilon >= 0 && DefenseEpsilon <= 1)) throw new ArgumentOutOfRangeException(nameof(DefenseEpsilon), DefenseEpsilon, "defense eps must be in [0, 1]");
+        if (DefenseStepSize is { } step && !(step > 0 && step <= 1)) throw new ArgumentOutOfRangeException(nameof(DefenseStepSize), step, "defense step size must be in (0, 1]");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(DefenseSteps);
+        if (!(AdversarialWeight > 0 && AdversarialWeight <= 1)) throw new ArgumentOutOfRangeException(nameof(AdversarialWeight), AdversarialWeight, "adversarial weight must be in (0, 1]");
+        ArgumentOutOfRangeException.ThrowIfNegative(EpsilonRampEpochs);
+        if (!(TradesBeta > 0) || double.IsInfinity(TradesBeta)) throw new ArgumentOutOfRangeException(nameof(TradesBeta), TradesBeta, "TRADES beta must be a finite number > 0");
+        ArgumentOutOfRangeException.ThrowIfNegative(RobustValidationSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(RobustValidationSteps);
+        if (RobustValidationSize > ValidationSize)
+            throw new ArgumentException($"robust validation uses {RobustValidationSize} held-out images but only {ValidationSize} are held out (--validation)");
     }
 }

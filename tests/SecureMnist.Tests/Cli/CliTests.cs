@@ -56,14 +56,17 @@ public sealed class CliTests : IDisposable
         var (trainExit, _, trainError) = CliProcess.Run(directory, "train", "--arch", "linear", "--subset", "2000", "--epochs", "1", "--out", "models/tiny");
         Assert.True(trainExit == 0, trainError);
         var (exitCode, output, error) = CliProcess.Run(directory, "attack", "--model", "models/tiny", "--attacks", "fgsm,pgd", "--steps", "5",
-            "--subset", "100", "--curve", "0,0.1,0.3", "--curve-attacks", "fgsm", "--out", "out/attack", "--json");
+            "--subset", "100", "--curve", "0,0.1,0.3", "--curve-attacks", "fgsm,pgd", "--out", "out/attack", "--json");
         Assert.True(exitCode == 0, error);
         using var document = JsonDocument.Parse(output);
         var report = document.RootElement.GetProperty("report");
         Assert.Equal(100, report.GetProperty("images").GetInt32());
         Assert.True(report.GetProperty("robustAccuracy").GetDouble() <= report.GetProperty("cleanAccuracy").GetDouble());
         Assert.Equal(2, report.GetProperty("stages").GetArrayLength());
-        Assert.Equal(3, document.RootElement.GetProperty("curve").GetArrayLength());
+        // 3 eps x (fgsm, pgd, worst case); at eps 0 all three equal the clean accuracy.
+        var curve = document.RootElement.GetProperty("curve").EnumerateArray().ToList();
+        Assert.Equal(9, curve.Count);
+        Assert.All(curve.Where(p => p.GetProperty("epsilon").GetDouble() == 0), p => Assert.Equal(report.GetProperty("cleanAccuracy").GetDouble(), p.GetProperty("accuracy").GetDouble()));
         foreach (var file in new[] { "report.json", "grid.png", "curve.png", "curve.json", "adversarial/images-idx3-float", "adversarial/labels-idx1-ubyte", "adversarial/adversarial.json" })
             Assert.True(File.Exists(Path.Combine(directory, "out", "attack", file)), file);
     }

@@ -49,17 +49,7 @@ public sealed class Pgd : IEvasionAttack
         Tensor? best = null, bestSuccess = null, bestLoss = null;
         for (var restart = 0; restart < options.Restarts; restart++)
         {
-            var adversarial = options.RandomStart ? RandomStart(original, generator) : original.clone();
-            for (var step = 0; step < options.Steps; step++)
-            {
-                using var stepScope = NewDisposeScope();
-                var (gradient, _) = AttackMath.Gradient(model, adversarial, loss);
-                var direction = options.Norm == PerturbationNorm.LInf
-                    ? gradient.sign()
-                    : gradient / AttackMath.L2Norm(gradient).clamp_min(1e-12);
-                if (options.Targeted) direction = -direction;
-                adversarial.copy_(AttackMath.Project(adversarial + options.StepSize * direction, original, options.Epsilon, options.Norm));
-            }
+            var adversarial = Iterate(model, original, loss, generator);
             if (options.Restarts == 1) return adversarial.detach().MoveToOuterDisposeScope();
 
             using var noGrad = no_grad();
@@ -79,6 +69,35 @@ public sealed class Pgd : IEvasionAttack
             bestLoss = where(better, objective, bestLoss!);
         }
         return best!.detach().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The same projected ascent on any per-example loss of the logits, one start (used by TRADES, whose inner
+    /// maximisation ascends the KL divergence from the clean prediction instead of the cross-entropy).
+    /// </summary>
+    public Tensor Ascend(IClassifier model, Tensor images, Func<Tensor, Tensor> perExampleLoss)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(images);
+        using var scope = NewDisposeScope();
+        return Iterate(model, images.detach(), perExampleLoss, new Generator((ulong)options.Seed)).detach().MoveToOuterDisposeScope();
+    }
+
+    private Tensor Iterate(IClassifier model, Tensor original, Func<Tensor, Tensor> loss, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        var adversarial = options.RandomStart ? RandomStart(original, generator) : original.clone();
+        for (var step = 0; step < options.Steps; step++)
+        {
+            using var stepScope = NewDisposeScope();
+            var (gradient, _) = AttackMath.Gradient(model, adversarial, loss);
+            var direction = options.Norm == PerturbationNorm.LInf
+                ? gradient.sign()
+                : gradient / AttackMath.L2Norm(gradient).clamp_min(1e-12);
+            if (options.Targeted) direction = -direction;
+            adversarial.copy_(AttackMath.Project(adversarial + options.StepSize * direction, original, options.Epsilon, options.Norm));
+        }
+        return adversarial.MoveToOuterDisposeScope();
     }
 
     private Tensor RandomStart(Tensor original, Generator generator)

@@ -19,6 +19,14 @@ public static class RobustnessCurve
         var points = new List<CurvePoint>();
         foreach (var epsilon in epsilons)
         {
+            if (epsilon == 0)
+            {
+                // No budget, no attack: every curve starts at the clean accuracy.
+                var clean = AttackEvaluator.Run(model, data, [], cancellationToken: cancellationToken).Report.RobustAccuracy;
+                points.AddRange(attacks.Select(name => new CurvePoint(0, name, clean)));
+                if (attacks.Count > 1) points.Add(new CurvePoint(0, WorstCase, clean));
+                continue;
+            }
             // The step size scales with eps so that every point of the curve gets the same relative budget.
             var scaled = settings with { Epsilon = epsilon, StepSize = settings.StepSize * epsilon / settings.Epsilon };
             foreach (var name in attacks)
