@@ -67,6 +67,11 @@ public sealed class CliTests : IDisposable
         var curve = document.RootElement.GetProperty("curve").EnumerateArray().ToList();
         Assert.Equal(9, curve.Count);
         Assert.All(curve.Where(p => p.GetProperty("epsilon").GetDouble() == 0), p => Assert.Equal(report.GetProperty("cleanAccuracy").GetDouble(), p.GetProperty("accuracy").GetDouble()));
+        foreach (var atEps in curve.GroupBy(p => p.GetProperty("epsilon").GetDouble()))
+        {
+            var worst = atEps.Single(p => p.GetProperty("attack").GetString() == "worst case").GetProperty("accuracy").GetDouble();
+            Assert.All(atEps, p => Assert.True(worst <= p.GetProperty("accuracy").GetDouble()));
+        }
         foreach (var file in new[] { "report.json", "grid.png", "curve.png", "curve.json", "adversarial/images-idx3-float", "adversarial/labels-idx1-ubyte", "adversarial/adversarial.json" })
             Assert.True(File.Exists(Path.Combine(directory, "out", "attack", file)), file);
     }
