@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 
 namespace SecureMnist.Security;
@@ -244,11 +242,4 @@ public static class Safetensors
                 ? $"data buffer has {dataLength - expected} trailing bytes no tensor uses"
                 : $"tensors need {expected} data bytes but the file holds {dataLength}");
     }
-
-    internal static byte[] AsBytes(ReadOnlySpan<float> values) =>
-        BitConverter.IsLittleEndian ? MemoryMarshal.AsBytes(values).ToArray() : throw new PlatformNotSupportedException("big-endian hosts");
-
-    internal static string Describe(SafetensorsEntry entry) => $"{entry.Name} {entry.DType}[{string.Join(",", entry.Shape)}]";
-
-    internal static string Utf8(ReadOnlySpan<byte> bytes) => Encoding.UTF8.GetString(bytes);
 }
