@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from mnist_reference import Net, read_idx
 
 
 def load_safetensors(path):
@@ -29,29 +30,6 @@ def load_safetensors(path):
         begin, end = entry["data_offsets"]
         tensors[name] = torch.from_numpy(np.frombuffer(data[base + begin: base + end], dtype="<f4").reshape(entry["shape"]).copy())
     return tensors
-
-
-def read_idx(path, rank):
-    with open(path, "rb") as f:
-        data = f.read()
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)
-        self.conv2 = nn.Conv2d(32, 64, 3)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = (x - 0.1307) / 0.3081
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.fc1(torch.flatten(x, 1)))
-        return self.fc2(x)
 
 
 def main():
