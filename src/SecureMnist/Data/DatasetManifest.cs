@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using SecureMnist.IO;
 
 namespace SecureMnist.Data;
 
@@ -44,6 +45,10 @@ public sealed record DatasetManifest(
             throw new DatasetException($"{origin}: invalid JSON: {e.Message}");
         }
     }
+
+    /// <summary>Writes this manifest as the folder's own manifest.json.</summary>
+    public void Save(string directory) =>
+        AtomicFile.WriteAllText(Path.Combine(directory, FileName), JsonSerializer.Serialize(this, DataJsonContext.Default.DatasetManifest));
 
     public static string Sha256Of(string path)
     {

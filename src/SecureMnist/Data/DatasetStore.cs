@@ -27,8 +27,10 @@ public sealed class DatasetStore(string dataRoot)
         var ownManifest = Path.Combine(nameOrPath, DatasetManifest.FileName);
         if (File.Exists(ownManifest))
         {
-            using var stream = File.OpenRead(ownManifest);
-            return (nameOrPath, DatasetManifest.Parse(stream, ownManifest));
+            DatasetManifest own;
+            using (var stream = File.OpenRead(ownManifest)) own = DatasetManifest.Parse(stream, ownManifest);
+            // A folder may not vouch for itself under an original's name: those are checked against the embedded digests.
+            return (nameOrPath, DatasetManifest.KnownNames.Contains(own.Name) ? DatasetManifest.Known(own.Name) : own);
         }
         foreach (var known in DatasetManifest.KnownNames.Select(DatasetManifest.Known))
         {

@@ -85,23 +85,13 @@ public static class ModelPackage
             provenance.Metrics,
             key?.Id);
 
-        var full = Path.GetFullPath(directory);
-        var parent = Path.GetDirectoryName(full)!;
-        System.IO.Directory.CreateDirectory(parent);
-        var staging = Path.Combine(parent, $".{Path.GetFileName(full)}.staging-{Guid.NewGuid():N}");
-        System.IO.Directory.CreateDirectory(staging);
-        try
+        AtomicDirectory.Write(directory, staging =>
         {
             AtomicFile.WriteAllBytes(Path.Combine(staging, WeightsFile), weights);
             var manifestBytes = ManifestJson.Serialize(manifest);
             AtomicFile.WriteAllBytes(Path.Combine(staging, ManifestFile), manifestBytes);
             if (key is not null) AtomicFile.WriteAllBytes(Path.Combine(staging, SignatureFile), SignatureFor(manifestBytes, key));
-            ReplaceDirectory(staging, full);
-        }
-        finally
-        {
-            if (System.IO.Directory.Exists(staging)) System.IO.Directory.Delete(staging, recursive: true);
-        }
+        });
         return manifest;
     }
 
@@ -244,17 +234,4 @@ public static class ModelPackage
     }
 
     internal static string Sha256(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
-
-    private static void ReplaceDirectory(string staging, string target)
-    {
-        if (!System.IO.Directory.Exists(target))
-        {
-            System.IO.Directory.Move(staging, target);
-            return;
-        }
-        var old = target + $".old-{Guid.NewGuid():N}";
-        System.IO.Directory.Move(target, old);
-        System.IO.Directory.Move(staging, target);
-        System.IO.Directory.Delete(old, recursive: true);
-    }
 }

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using SecureMnist.Data;
 using SecureMnist.IO;
 
@@ -21,8 +20,6 @@ public static class AdversarialSet
     public const string PredictionsFile = "predictions-idx1-ubyte";
     public const string InfoFile = "adversarial.json";
 
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver() };
-
     public static void Save(string directory, RobustnessRun run, AdversarialSetInfo info, int rows = 28, int columns = 28)
     {
         ArgumentNullException.ThrowIfNull(run);
@@ -30,7 +27,7 @@ public static class AdversarialSet
         IdxWriter.WriteFloatImages(Path.Combine(directory, ImagesFile), run.Adversarial, run.Labels.Length, rows, columns);
         IdxWriter.WriteLabels(Path.Combine(directory, LabelsFile), run.Labels);
         IdxWriter.WriteLabels(Path.Combine(directory, PredictionsFile), run.AdversarialPredictions.Select(p => (byte)p).ToArray());
-        AtomicFile.WriteAllText(Path.Combine(directory, InfoFile), JsonSerializer.Serialize(info, Json));
+        JsonFormat.Save(Path.Combine(directory, InfoFile), info);
     }
 
     /// <summary>Loads the images and true labels of a saved set.</summary>
@@ -39,8 +36,7 @@ public static class AdversarialSet
         var (count, _, _, images) = IdxReader.ReadImagesAsFloat(Path.Combine(directory, ImagesFile));
         var labels = IdxReader.ReadLabels(Path.Combine(directory, LabelsFile));
         if (labels.Length != count) throw new IdxFormatException($"{directory}: {count} images but {labels.Length} labels");
-        var info = JsonSerializer.Deserialize<AdversarialSetInfo>(File.ReadAllText(Path.Combine(directory, InfoFile)), Json)
-            ?? throw new InvalidDataException($"{directory}/{InfoFile} is empty");
+        var info = JsonFormat.Load<AdversarialSetInfo>(Path.Combine(directory, InfoFile));
         return (images, labels, info);
     }
 }

@@ -32,7 +32,7 @@ public static class AttackEvaluator
         using var labels = data.LabelsTensor();
         var clean = images.data<float>().ToArray();
         var adversarial = (float[])clean.Clone();
-        var cleanPredictions = Predict(model, images, batchSize);
+        var cleanPredictions = model.Predict(images, batchSize);
         var robust = Enumerable.Range(0, count).Select(i => cleanPredictions[i] == data.Labels[i]).ToArray();
         var cleanCorrect = robust.Count(r => r);
         var brokenBy = new string?[count];
@@ -74,7 +74,7 @@ public static class AttackEvaluator
 
         // The reported predictions are recomputed on the kept examples, not carried over from the attack loop.
         using var kept = tensor(adversarial, [count, 1, data.Rows, data.Columns]);
-        var adversarialPredictions = Predict(model, kept, batchSize);
+        var adversarialPredictions = model.Predict(kept, batchSize);
         var robustCount = Enumerable.Range(0, count).Count(i => cleanPredictions[i] == data.Labels[i] && adversarialPredictions[i] == data.Labels[i]);
         if (robustCount != robust.Count(r => r))
             throw new AttackInvariantException($"recomputed predictions on the kept examples disagree with the attack loop ({robustCount} vs {robust.Count(r => r)} robust)");
@@ -111,20 +111,6 @@ public static class AttackEvaluator
             : delta.norm(1, p: 2).max().item<float>();
         if (largest > attack.Epsilon + NormTolerance)
             throw new AttackInvariantException($"{attack.Name} exceeded its budget: {attack.Norm} perturbation {largest} > eps {attack.Epsilon}");
-    }
-
-    private static int[] Predict(IClassifier model, Tensor images, int batchSize)
-    {
-        using var noGrad = no_grad();
-        var count = (int)images.shape[0];
-        var predictions = new int[count];
-        for (var start = 0; start < count; start += batchSize)
-        {
-            using var scope = NewDisposeScope();
-            var length = Math.Min(batchSize, count - start);
-            model.Logits(images.narrow(0, start, length)).argmax(1).to(ScalarType.Int32).data<int>().ToArray().CopyTo(predictions, start);
-        }
-        return predictions;
     }
 
     private static PerturbationStats Perturbations(float[] clean, float[] adversarial, int[] indices, int pixels)

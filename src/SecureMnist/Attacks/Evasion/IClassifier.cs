@@ -51,3 +51,32 @@ public sealed class NetworkClassifier : IClassifier, IDisposable
         network.train(wasTraining);
     }
 }
+
+public static class ClassifierInference
+{
+    /// <summary>Predicted classes for a batch of images, computed without gradients in chunks of <paramref name="batchSize"/>.</summary>
+    public static int[] Predict(this IClassifier model, Tensor images, int batchSize = 1000)
+    {
+        using var predictions = Chunked(model, images, batchSize, logits => logits.argmax(1).to(ScalarType.Int32));
+        return predictions.data<int>().ToArray();
+    }
+
+    /// <summary>Softmax probabilities [N, classes], computed without gradients in chunks of <paramref name="batchSize"/>.</summary>
+    public static Tensor Probabilities(this IClassifier model, Tensor images, int batchSize = 1000) =>
+        Chunked(model, images, batchSize, logits => functional.softmax(logits, 1));
+
+    private static Tensor Chunked(IClassifier model, Tensor images, int batchSize, Func<Tensor, Tensor> map)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var count = images.shape[0];
+        var chunks = new List<Tensor>();
+        for (long start = 0; start < count; start += batchSize)
+            chunks.Add(map(model.Logits(images.narrow(0, start, Math.Min(batchSize, count - start)))));
+        if (chunks.Count == 0) return map(zeros(0, model.ClassCount)).MoveToOuterDisposeScope();
+        return cat(chunks, 0).MoveToOuterDisposeScope();
+    }
+}

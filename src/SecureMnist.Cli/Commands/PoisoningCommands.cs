@@ -1,0 +1,338 @@
+using System.CommandLine;
+using SecureMnist.Attacks.Evasion;
+using SecureMnist.Attacks.Poisoning;
+using SecureMnist.Data;
+using SecureMnist.Defenses;
+using SecureMnist.IO;
+using SecureMnist.Training;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+/// <summary>poison, backdoor, detect-poison, sanitize, strip: the training-data poisoning experiment, verb by verb.</summary>
+internal static class PoisoningCommands
+{
+    private static readonly Dictionary<string, PoisonMode> Modes = new()
+    {
+        ["dirty-label"] = PoisonMode.DirtyLabel, ["clean-label"] = PoisonMode.CleanLabel, ["label-flip"] = PoisonMode.LabelFlip,
+    };
+
+    private static readonly Dictionary<string, PoisonDetectionMethod> Methods = new()
+    {
+        ["activation-clustering"] = PoisonDetectionMethod.ActivationClustering, ["spectral-signatures"] = PoisonDetectionMethod.SpectralSignatures,
+    };
+
+    public static IEnumerable<Command> Create() => [Poison(), Backdoor(), DetectPoison(), Sanitize(), Strip()];
+
+    private static Command Poison()
+    {
+        var dataset = CommonOptions.Dataset();
+        var output = new Option<string>("--out") { Description = "Folder to write the poisoned copy to (a dataset folder: IDX files, manifest.json, poison.json)", DefaultValueFactory = _ => "data/mnist-backdoor" };
+        var mode = new Option<string>("--mode") { Description = "dirty-label: triggered images of other classes relabelled as the target; clean-label: the seeds' variant, trigger on images of the target class, labels unchanged; label-flip: images of other classes relabelled, no trigger", DefaultValueFactory = _ => "dirty-label" };
+        mode.AcceptOnlyFromAmong([.. Modes.Keys]);
+        var count = new Option<int>("--count") { Description = "Training samples to poison", DefaultValueFactory = _ => 100 };
+        var target = new Option<int>("--target") { Description = "Class the backdoor or the flipped labels point to", DefaultValueFactory = _ => 7 };
+        var sources = new Option<string?>("--sources") { Description = "Comma-separated source classes (default: every class but the target)" };
+        var (size, row, column, pattern, intensity) = TriggerOptions();
+        var seed = new Option<int>("--seed") { Description = "Seed that picks the poisoned samples", DefaultValueFactory = _ => 1 };
+        var preview = new Option<string?>("--preview") { Description = "Write a PNG of some poisoned training samples" };
+        var json = CommonOptions.Json();
+        var command = new Command("poison", """
+            Write a poisoned copy of a training set, with poison.json listing every changed sample (for scoring defences).
+            The copy is a dataset folder of its own (new digests, a derived name), so it can never pass as the original.
+            Example: ./securemnist poison --out data/mnist-backdoor && ./securemnist train --dataset data/mnist-backdoor --out models/backdoor
+            """)
+        { dataset, output, mode, count, target, sources, size, row, column, pattern, intensity, seed, preview, json };
+        command.SetAction(result =>
+        {
+            var options = new PoisonOptions(Modes[result.GetValue(mode)!], result.GetValue(count), result.GetValue(target),
+                ParseClasses(result.GetValue(sources)), Trigger(result, size, row, column, pattern, intensity), result.GetValue(seed));
+            var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            var path = result.GetValue(output)!;
+            var manifest = DataPoisoner.Write(data, options, path);
+            if (result.GetValue(preview) is { } png)
+            {
+                var poisoned = new DatasetStore(DatasetStore.DefaultRoot).Load(path);
+                var shown = manifest.Samples.Take(10).ToArray();
+                var rows = new List<SecureMnist.Reporting.GridRow>
+                {
+                    new("original", shown.Select(s => (Pixels(data.Train, s.Index), false, $"label {s.OriginalLabel}")).ToArray()),
+                    new("poisoned", shown.Select(s => (Pixels(poisoned.Train, s.Index), false, $"label {s.PoisonedLabel}")).ToArray()),
+                };
+                SecureMnist.Reporting.ImageGrid.Save(png, $"{DataPoisoner.Kebab(options.Mode)} poisoning: {manifest.Samples.Count} samples, target {options.TargetClass}", [], rows);
+                Ui.Info($"preview written to {png}");
+            }
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { dataset = path, manifest.Mode, manifest.TargetClass, manifest.SourceClasses, trigger = manifest.Trigger?.ToString(), poisoned = manifest.Samples.Count, manifest.TrainImages });
+                return 0;
+            }
+            Ui.Out.MarkupLineInterpolated($"wrote [bold]{path}[/]: {manifest.Samples.Count} of {manifest.TrainImages} training samples ({100.0 * manifest.Samples.Count / manifest.TrainImages:F2}%) poisoned, {DataPoisoner.Kebab(manifest.Mode)}, target {manifest.TargetClass}");
+            if (manifest.Trigger is { } t) Ui.Out.MarkupLineInterpolated($"trigger: {t}");
+            Ui.Out.MarkupLineInterpolated($"ground truth: {Path.Combine(path, PoisonManifest.FileName)}; train on it with: ./securemnist train --dataset {path} --out models/backdoor");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Backdoor()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var poison = PoisonFolder();
+        var plot = new Option<string?>("--plot") { Description = "Write a PNG of clean and triggered test images with the model's predictions" };
+        var json = CommonOptions.Json();
+        var command = new Command("backdoor", """
+            Measure a backdoor: clean test accuracy and attack success rate (ASR: triggered test images of other classes
+            predicted as the target), with the trigger and target read from the poisoned folder's poison.json.
+            Example: ./securemnist backdoor --model models/backdoor --poison data/mnist-backdoor --plot out/backdoor.png
+            """)
+        { model, publicKey, allowUnsigned, poison, plot, json };
+        command.SetAction(result =>
+        {
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var (data, manifest, trigger) = LoadPoisoned(result, poison);
+            var report = BackdoorEvaluator.Evaluate(verified.Network, data.Test, trigger, manifest.TargetClass);
+            if (result.GetValue(plot) is { } png)
+            {
+                BackdoorEvaluator.SaveExamples(verified.Network, data.Test, trigger, manifest.TargetClass, png);
+                Ui.Info($"examples written to {png}");
+            }
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { model = verified.Directory, poison = data.Directory, report });
+                return 0;
+            }
+            WriteBackdoor(report, verified.Directory);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command DetectPoison()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var dataset = new Option<string>("--dataset") { Description = "The training data the model was trained on (name or folder); scored when it holds a poison.json", DefaultValueFactory = _ => "data/mnist-backdoor" };
+        var (method, components, maxFraction, minSilhouette, expectedFraction) = DetectionOptions();
+        var output = new Option<string?>("--out") { Description = "Write the full detection report (every flagged index with its score) as JSON" };
+        var top = new Option<int>("--top") { Description = "Flagged samples to list on the console", DefaultValueFactory = _ => 15 };
+        var json = CommonOptions.Json();
+        var command = new Command("detect-poison", """
+            Find poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger:
+            activation clustering (2-means per class on the top principal components; a small, well-separated cluster is flagged)
+            or spectral signatures (top projections on each class's top singular vector). Prints suspicious indices with scores
+            and, when the dataset holds a poison.json, precision and recall.
+            Example: ./securemnist detect-poison --model models/backdoor --dataset data/mnist-backdoor --out out/detection.json
+            """)
+        { model, publicKey, allowUnsigned, dataset, method, components, maxFraction, minSilhouette, expectedFraction, output, top, json };
+        command.SetAction(result =>
+        {
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            var report = Detect(result, verified, data, method, components, maxFraction, minSilhouette, expectedFraction);
+            if (result.GetValue(output) is { } path)
+            {
+                JsonFormat.Save(path, report);
+                Ui.Info($"detection report written to {path}");
+            }
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(report);
+                return 0;
+            }
+            var classes = new Table().Title($"{report.Options.Method} on {data.Name} ({report.Samples} training samples, {report.Seconds:F1} s)")
+                .AddColumns("class", "samples", "small cluster", "silhouette", "flagged");
+            foreach (var c in report.Classes)
+                classes.AddRow($"{c.Label}", $"{c.Samples}", Ui.Percent(c.SmallClusterFraction), $"{c.Silhouette:F3}", c.Suspicious ? $"[red]{c.Flagged}[/]" : "0");
+            Ui.Out.Write(classes);
+            if (report.Flagged.Count > 0)
+            {
+                var flagged = new Table().Title($"most suspicious of {report.Flagged.Count} flagged").AddColumns("index", "label", "score");
+                foreach (var f in report.Flagged.Take(result.GetValue(top))) flagged.AddRow($"{f.Index}", $"{f.Label}", $"{f.Score:F4}");
+                Ui.Out.Write(flagged);
+            }
+            else Ui.Out.MarkupLine("no class looks poisoned");
+            if (report.Score is { } s) WriteScore(s);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Sanitize()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var dataset = new Option<string>("--dataset") { Description = "The (possibly poisoned) training data the model was trained on", DefaultValueFactory = _ => "data/mnist-backdoor" };
+        var (method, components, maxFraction, minSilhouette, expectedFraction) = DetectionOptions();
+        var detection = new Option<string?>("--detection") { Description = "Use this detect-poison --out report instead of detecting again" };
+        var sanitizedData = new Option<string?>("--sanitized-data") { Description = "Folder for the sanitized copy (default: DATASET-sanitized)" };
+        var output = new Option<string>("--out") { Description = "Model package folder for the retrained model", DefaultValueFactory = _ => "models/sanitized" };
+        var epochs = new Option<int?>("--epochs") { Description = "Override the epochs of the poisoned model's recorded recipe" };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted retraining" };
+        var key = new Option<string>("--key") { Description = "Ed25519 private key that signs the retrained package", DefaultValueFactory = _ => TrainCommand.DefaultKey };
+        var json = CommonOptions.Json();
+        var command = new Command("sanitize", """
+            Remove the samples poison detection flags, retrain with the poisoned model's own recipe (from its signed run record),
+            and compare clean accuracy and backdoor attack success before and after.
+            Example: ./securemnist sanitize --model models/backdoor --dataset data/mnist-backdoor --out models/sanitized
+            """)
+        { model, publicKey, allowUnsigned, dataset, method, components, maxFraction, minSilhouette, expectedFraction, detection, sanitizedData, output, epochs, resume, key, json };
+        command.SetAction(result =>
+        {
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            var report = result.GetValue(detection) is { } detectionPath
+                ? JsonFormat.Load<PoisonDetectionReport>(detectionPath)
+                : Detect(result, verified, data, method, components, maxFraction, minSilhouette, expectedFraction);
+            if (report.Samples != data.Train.Count)
+                throw new ArgumentException($"the detection report covers {report.Samples} samples but {data.Directory} has {data.Train.Count}; it belongs to other data");
+            Ui.Info($"removing {report.Flagged.Count} flagged samples and retraining");
+            var packageDirectory = result.GetValue(output)!;
+            var sanitizedDirectory = result.GetValue(sanitizedData) ?? Path.TrimEndingDirectorySeparator(data.Directory) + "-sanitized";
+            var runs = Path.Combine("runs", Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(packageDirectory))));
+            var keyPath = result.GetValue(key)!;
+            var (signingKey, _) = TrainingPipeline.OpenOrCreateKey(keyPath, createIfMissing: keyPath == TrainCommand.DefaultKey);
+            using var __ = signingKey;
+            var outcome = Ui.WithTrainingProgress("retraining on sanitized data", progress =>
+                SanitizeExperiment.Run(verified, data, report, sanitizedDirectory, packageDirectory, runs, signingKey, result.GetValue(resume),
+                    result.GetValue(epochs), progress, CommandRunner.Cancellation.Token));
+            JsonFormat.Save(Path.Combine(runs, "sanitize.json"), outcome);
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(outcome);
+                return 0;
+            }
+            if (outcome.Detection is { } s) WriteScore(s);
+            var table = new Table().Title("sanitize and retrain").AddColumns("", "model", "clean accuracy", "attack success rate");
+            if (outcome.Before is { } before) table.AddRow("before", outcome.PoisonedModel, Ui.Percent(before.CleanAccuracy), Ui.Percent(before.AttackSuccessRate));
+            if (outcome.After is { } after) table.AddRow("after", outcome.SanitizedModel, Ui.Percent(after.CleanAccuracy), Ui.Percent(after.AttackSuccessRate));
+            Ui.Out.Write(table);
+            Ui.Out.MarkupLineInterpolated($"removed {outcome.Removed} samples; sanitized data {outcome.SanitizedDataset}; signed package [bold]{outcome.SanitizedModel}[/]; retraining took {outcome.TrainingSeconds:F0} s; report {Path.Combine(runs, "sanitize.json")}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Strip()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var poison = PoisonFolder();
+        var overlays = new Option<int>("--overlays") { Description = "Clean images superimposed on each input", DefaultValueFactory = _ => new StripOptions().Overlays };
+        var fpr = new Option<double>("--fpr") { Description = "False-positive rate the threshold is calibrated for, on clean test images", DefaultValueFactory = _ => new StripOptions().FalsePositiveRate };
+        var plot = new Option<string?>("--plot") { Description = "Write a PNG histogram of clean and triggered entropies with the threshold" };
+        var json = CommonOptions.Json();
+        var command = new Command("strip", """
+            Trigger detection at inference time (STRIP): superimpose clean digits on each input and flag inputs whose
+            predictions stay confident (low entropy). Calibrated on 1,000 clean test images (another 1,000 are the overlays);
+            TPR is measured on the remaining test images of other classes with the trigger, FPR on them without.
+            Example: ./securemnist strip --model models/backdoor --poison data/mnist-backdoor --plot out/strip.png
+            """)
+        { model, publicKey, allowUnsigned, poison, overlays, fpr, plot, json };
+        command.SetAction(result =>
+        {
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var (data, manifest, trigger) = LoadPoisoned(result, poison);
+            var report = StripEvaluation.Run(verified.Network, data.Test, trigger, manifest.TargetClass, new StripOptions(result.GetValue(overlays), result.GetValue(fpr)));
+            if (result.GetValue(plot) is { } png)
+            {
+                StripEvaluation.Plot(report, png);
+                Ui.Info($"histogram written to {png}");
+            }
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(report with { CleanEntropies = [], TriggeredEntropies = [] });
+                return 0;
+            }
+            Ui.Out.MarkupLineInterpolated($"STRIP on {verified.Directory}: threshold {report.Threshold:F4} nats ({report.Options.Overlays} overlays, calibrated for FPR {Ui.Percent(report.Options.FalsePositiveRate)})");
+            Ui.Out.MarkupLineInterpolated($"triggered inputs flagged (TPR): [bold]{Ui.Percent(report.TruePositiveRate)}[/] ({report.TriggeredFlagged}/{report.TriggeredImages})");
+            Ui.Out.MarkupLineInterpolated($"clean inputs flagged (FPR): [bold]{Ui.Percent(report.FalsePositiveRate)}[/] ({report.CleanFlagged}/{report.CleanImages}); {report.Seconds:F1} s");
+            return 0;
+        });
+        return command;
+    }
+
+    private static PoisonDetectionReport Detect(ParseResult result, SecureMnist.Security.VerifiedModel verified, Dataset data,
+        Option<string> method, Option<int> components, Option<double> maxFraction, Option<double> minSilhouette, Option<double> expectedFraction)
+    {
+        var options = new PoisonDetectionOptions(Methods[result.GetValue(method)!], result.GetValue(components), result.GetValue(maxFraction),
+            result.GetValue(minSilhouette), result.GetValue(expectedFraction));
+        var report = PoisonDetector.Detect(verified.Network, data.Train, options, cancellationToken: CommandRunner.Cancellation.Token);
+        return PoisonManifests.TryLoad(data.Directory) is { } poison ? report.ScoredAgainst(poison, data.Train.Labels) : report;
+    }
+
+    private static (Option<string>, Option<int>, Option<double>, Option<double>, Option<double>) DetectionOptions()
+    {
+        var defaults = new PoisonDetectionOptions();
+        var method = new Option<string>("--method") { Description = "activation-clustering (Chen et al.) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => "activation-clustering" };
+        method.AcceptOnlyFromAmong([.. Methods.Keys]);
+        var components = new Option<int>("--components") { Description = "Principal components the activations are reduced to before clustering", DefaultValueFactory = _ => defaults.Components };
+        var maxFraction = new Option<double>("--max-cluster-fraction") { Description = "Activation clustering: largest share of a class the smaller cluster may hold and still be flagged", DefaultValueFactory = _ => defaults.MaxClusterFraction };
+        var minSilhouette = new Option<double>("--min-silhouette") { Description = "Activation clustering: smallest mean silhouette of the 2-way split that counts as separated", DefaultValueFactory = _ => defaults.MinSilhouette };
+        var expectedFraction = new Option<double>("--expected-fraction") { Description = "Spectral signatures: assumed poisoned share per class; the top 1.5x that share is flagged", DefaultValueFactory = _ => defaults.ExpectedFraction };
+        return (method, components, maxFraction, minSilhouette, expectedFraction);
+    }
+
+    private static (Option<int>, Option<int?>, Option<int?>, Option<string>, Option<int>) TriggerOptions()
+    {
+        var size = new Option<int>("--trigger-size") { Description = "Side of the square trigger patch in pixels", DefaultValueFactory = _ => BackdoorTrigger.Default.Size };
+        var row = new Option<int?>("--trigger-row") { Description = "Top row of the patch (default: bottom edge)" };
+        var column = new Option<int?>("--trigger-col") { Description = "Left column of the patch (default: right edge)" };
+        var pattern = new Option<string>("--trigger-pattern") { Description = "square (solid) or checkerboard", DefaultValueFactory = _ => "square" };
+        pattern.AcceptOnlyFromAmong("square", "checkerboard");
+        var intensity = new Option<int>("--trigger-intensity") { Description = "Pixel value of the patch, 1-255", DefaultValueFactory = _ => BackdoorTrigger.Default.Intensity };
+        return (size, row, column, pattern, intensity);
+    }
+
+    private static BackdoorTrigger Trigger(ParseResult result, Option<int> size, Option<int?> row, Option<int?> column, Option<string> pattern, Option<int> intensity)
+    {
+        var value = result.GetValue(intensity);
+        if (value is < 1 or > 255) throw new ArgumentException($"--trigger-intensity must be 1..255, got {value}");
+        return new BackdoorTrigger(result.GetValue(size), result.GetValue(row), result.GetValue(column),
+            result.GetValue(pattern) == "checkerboard" ? TriggerPattern.Checkerboard : TriggerPattern.Square, (byte)value);
+    }
+
+    private static Option<string> PoisonFolder() => new("--poison")
+    {
+        Description = "Poisoned dataset folder written by `poison` (its poison.json gives trigger and target; its test split is used)",
+        DefaultValueFactory = _ => "data/mnist-backdoor",
+    };
+
+    private static (Dataset Data, PoisonManifest Manifest, BackdoorTrigger Trigger) LoadPoisoned(ParseResult result, Option<string> poison)
+    {
+        var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(poison)!);
+        var manifest = PoisonManifests.TryLoad(data.Directory)
+            ?? throw new ArgumentException($"{data.Directory} has no {PoisonManifest.FileName}; give a folder written by ./securemnist poison");
+        var trigger = manifest.Trigger ?? throw new ArgumentException($"{data.Directory} holds a {DataPoisoner.Kebab(manifest.Mode)} poisoning, which has no trigger to test");
+        return (data, manifest, trigger);
+    }
+
+    private static int[]? ParseClasses(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(part =>
+            int.TryParse(part, System.Globalization.CultureInfo.InvariantCulture, out var c) ? c : throw new ArgumentException($"--sources: '{part}' is not a class number")).ToArray();
+    }
+
+    private static float[] Pixels(LabeledImages images, int index) => images.Image(index).ToArray().Select(b => b / 255f).ToArray();
+
+    private static void WriteBackdoor(BackdoorReport report, string model)
+    {
+        Ui.Out.MarkupLineInterpolated($"[bold]{model}[/]: clean accuracy [bold]{Ui.Percent(report.CleanAccuracy)}[/] on {report.CleanImages} test images");
+        Ui.Out.MarkupLineInterpolated($"backdoor ({report.Trigger} -> {report.TargetClass}): attack success rate [bold]{Ui.Percent(report.AttackSuccessRate)}[/] on {report.TriggeredImages} triggered test images of other classes");
+        var table = new Table().AddColumns("source class", "images", "predicted as target", "ASR");
+        foreach (var s in report.PerSourceClass) table.AddRow($"{s.SourceClass}", $"{s.Images}", $"{s.PredictedAsTarget}", Ui.Percent(s.AttackSuccessRate));
+        Ui.Out.Write(table);
+    }
+
+    private static void WriteScore(PoisonDetectionScore s)
+    {
+        Ui.Out.MarkupLineInterpolated($"against poison.json: recall [bold]{Ui.Percent(s.Recall)}[/] ({s.TruePositives}/{s.Poisoned} poisoned found), precision {Ui.Percent(s.Precision)} ({s.Flagged} flagged)");
+        Ui.Out.MarkupLineInterpolated($"clean samples of target class {s.TargetClass} flagged: [bold]{Ui.Percent(s.CleanFlaggedRateInTargetClass)}[/] ({s.CleanFlaggedInTargetClass}/{s.CleanInTargetClass}); clean flagged overall {s.CleanFlaggedOverall} ({Ui.Percent(s.CleanFlaggedRateOverall)})");
+    }
+}
