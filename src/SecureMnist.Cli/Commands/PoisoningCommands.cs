@@ -69,7 +69,7 @@ internal static class PoisoningCommands
             }
             Ui.Out.MarkupLineInterpolated($"wrote [bold]{path}[/]: {manifest.Samples.Count} of {manifest.TrainImages} training samples ({100.0 * manifest.Samples.Count / manifest.TrainImages:F2}%) poisoned, {DataPoisoner.Kebab(manifest.Mode)}, target {manifest.TargetClass}");
             if (manifest.Trigger is { } t) Ui.Out.MarkupLineInterpolated($"trigger: {t}");
-            Ui.Out.MarkupLineInterpolated($"ground truth: {Path.Combine(path, PoisonManifest.FileName)}; train on it with: ./securemnist train --dataset {path} --out models/backdoor");
+            Ui.Out.MarkupLineInterpolated($"ground truth: {Path.Combine(path, PoisonManifest.FileName)}; train on it with: ./securemnist train --dataset {path} --out {Path.Combine("models", Path.GetFileName(Path.TrimEndingDirectorySeparator(path)).Replace("mnist-", "", StringComparison.Ordinal))}");
             return 0;
         });
         return command;
@@ -116,23 +116,24 @@ internal static class PoisoningCommands
         var publicKey = CommonOptions.PublicKey();
         var allowUnsigned = CommonOptions.AllowUnsigned();
         var dataset = new Option<string>("--dataset") { Description = "The training data the model was trained on (name or folder); scored when it holds a poison.json", DefaultValueFactory = _ => "data/mnist-backdoor" };
-        var (method, components, maxFraction, minSilhouette, expectedFraction) = DetectionOptions();
+        var (method, trim, maxFraction, minSeparation, expectedFraction) = DetectionOptions();
         var output = new Option<string?>("--out") { Description = "Write the full detection report (every flagged index with its score) as JSON" };
         var top = new Option<int>("--top") { Description = "Flagged samples to list on the console", DefaultValueFactory = _ => 15 };
         var json = CommonOptions.Json();
         var command = new Command("detect-poison", """
             Find poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger:
-            activation clustering (2-means per class on the top principal components; a small, well-separated cluster is flagged)
-            or spectral signatures (top projections on each class's top singular vector). Prints suspicious indices with scores
-            and, when the dataset holds a poison.json, precision and recall.
+            per class, the activations are whitened with a robust (trimmed) covariance and scored along their top principal
+            direction; activation clustering splits each class in two on that score and flags a small, far, tight cluster;
+            spectral signatures flag the top 1.5x the expected poison share of every class. Prints suspicious indices with
+            scores and, when the dataset holds a poison.json, precision, recall and the share of clean target-class samples flagged.
             Example: ./securemnist detect-poison --model models/backdoor --dataset data/mnist-backdoor --out out/detection.json
             """)
-        { model, publicKey, allowUnsigned, dataset, method, components, maxFraction, minSilhouette, expectedFraction, output, top, json };
+        { model, publicKey, allowUnsigned, dataset, method, trim, maxFraction, minSeparation, expectedFraction, output, top, json };
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
-            var report = Detect(result, verified, data, method, components, maxFraction, minSilhouette, expectedFraction);
+            var report = Detect(result, verified, data, method, trim, maxFraction, minSeparation, expectedFraction);
             if (result.GetValue(output) is { } path)
             {
                 JsonFormat.Save(path, report);
@@ -144,9 +145,9 @@ internal static class PoisoningCommands
                 return 0;
             }
             var classes = new Table().Title($"{report.Options.Method} on {data.Name} ({report.Samples} training samples, {report.Seconds:F1} s)")
-                .AddColumns("class", "samples", "small cluster", "silhouette", "flagged");
+                .AddColumns("class", "samples", "small cluster", "separation", "flagged");
             foreach (var c in report.Classes)
-                classes.AddRow($"{c.Label}", $"{c.Samples}", Ui.Percent(c.SmallClusterFraction), $"{c.Silhouette:F3}", c.Suspicious ? $"[red]{c.Flagged}[/]" : "0");
+                classes.AddRow($"{c.Label}", $"{c.Samples}", Ui.Percent(c.SmallClusterFraction), $"{c.Separation:F1}", c.Suspicious ? $"[red]{c.Flagged}[/]" : "0");
             Ui.Out.Write(classes);
             if (report.Flagged.Count > 0)
             {
@@ -167,7 +168,7 @@ internal static class PoisoningCommands
         var publicKey = CommonOptions.PublicKey();
         var allowUnsigned = CommonOptions.AllowUnsigned();
         var dataset = new Option<string>("--dataset") { Description = "The (possibly poisoned) training data the model was trained on", DefaultValueFactory = _ => "data/mnist-backdoor" };
-        var (method, components, maxFraction, minSilhouette, expectedFraction) = DetectionOptions();
+        var (method, trim, maxFraction, minSeparation, expectedFraction) = DetectionOptions();
         var detection = new Option<string?>("--detection") { Description = "Use this detect-poison --out report instead of detecting again" };
         var sanitizedData = new Option<string?>("--sanitized-data") { Description = "Folder for the sanitized copy (default: DATASET-sanitized)" };
         var output = new Option<string>("--out") { Description = "Model package folder for the retrained model", DefaultValueFactory = _ => "models/sanitized" };
@@ -180,14 +181,14 @@ internal static class PoisoningCommands
             and compare clean accuracy and backdoor attack success before and after.
             Example: ./securemnist sanitize --model models/backdoor --dataset data/mnist-backdoor --out models/sanitized
             """)
-        { model, publicKey, allowUnsigned, dataset, method, components, maxFraction, minSilhouette, expectedFraction, detection, sanitizedData, output, epochs, resume, key, json };
+        { model, publicKey, allowUnsigned, dataset, method, trim, maxFraction, minSeparation, expectedFraction, detection, sanitizedData, output, epochs, resume, key, json };
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
             var report = result.GetValue(detection) is { } detectionPath
                 ? JsonFormat.Load<PoisonDetectionReport>(detectionPath)
-                : Detect(result, verified, data, method, components, maxFraction, minSilhouette, expectedFraction);
+                : Detect(result, verified, data, method, trim, maxFraction, minSeparation, expectedFraction);
             if (report.Samples != data.Train.Count)
                 throw new ArgumentException($"the detection report covers {report.Samples} samples but {data.Directory} has {data.Train.Count}; it belongs to other data");
             Ui.Info($"removing {report.Flagged.Count} flagged samples and retraining");
@@ -258,24 +259,24 @@ internal static class PoisoningCommands
     }
 
     private static PoisonDetectionReport Detect(ParseResult result, SecureMnist.Security.VerifiedModel verified, Dataset data,
-        Option<string> method, Option<int> components, Option<double> maxFraction, Option<double> minSilhouette, Option<double> expectedFraction)
+        Option<string> method, Option<double> trim, Option<double> maxFraction, Option<double> minSeparation, Option<double> expectedFraction)
     {
-        var options = new PoisonDetectionOptions(Methods[result.GetValue(method)!], result.GetValue(components), result.GetValue(maxFraction),
-            result.GetValue(minSilhouette), result.GetValue(expectedFraction));
+        var options = new PoisonDetectionOptions(Methods[result.GetValue(method)!], result.GetValue(trim), result.GetValue(maxFraction),
+            result.GetValue(minSeparation), result.GetValue(expectedFraction));
         var report = PoisonDetector.Detect(verified.Network, data.Train, options, cancellationToken: CommandRunner.Cancellation.Token);
         return PoisonManifests.TryLoad(data.Directory) is { } poison ? report.ScoredAgainst(poison, data.Train.Labels) : report;
     }
 
-    private static (Option<string>, Option<int>, Option<double>, Option<double>, Option<double>) DetectionOptions()
+    private static (Option<string>, Option<double>, Option<double>, Option<double>, Option<double>) DetectionOptions()
     {
         var defaults = new PoisonDetectionOptions();
         var method = new Option<string>("--method") { Description = "activation-clustering (Chen et al.) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => "activation-clustering" };
         method.AcceptOnlyFromAmong([.. Methods.Keys]);
-        var components = new Option<int>("--components") { Description = "Principal components the activations are reduced to before clustering", DefaultValueFactory = _ => defaults.Components };
+        var trim = new Option<double>("--trim") { Description = "Share of each class left out of the whitening covariance as outliers (robust estimate)", DefaultValueFactory = _ => defaults.Trim };
         var maxFraction = new Option<double>("--max-cluster-fraction") { Description = "Activation clustering: largest share of a class the smaller cluster may hold and still be flagged", DefaultValueFactory = _ => defaults.MaxClusterFraction };
-        var minSilhouette = new Option<double>("--min-silhouette") { Description = "Activation clustering: smallest mean silhouette of the 2-way split that counts as separated", DefaultValueFactory = _ => defaults.MinSilhouette };
+        var minSeparation = new Option<double>("--min-separation") { Description = "Activation clustering: smallest distance between the cluster centres, in units of their summed standard deviations, that counts as a separate population", DefaultValueFactory = _ => defaults.MinSeparation };
         var expectedFraction = new Option<double>("--expected-fraction") { Description = "Spectral signatures: assumed poisoned share per class; the top 1.5x that share is flagged", DefaultValueFactory = _ => defaults.ExpectedFraction };
-        return (method, components, maxFraction, minSilhouette, expectedFraction);
+        return (method, trim, maxFraction, minSeparation, expectedFraction);
     }
 
     private static (Option<int>, Option<int?>, Option<int?>, Option<string>, Option<int>) TriggerOptions()

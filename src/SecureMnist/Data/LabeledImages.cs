@@ -48,7 +48,7 @@ public sealed class LabeledImages
         ArgumentOutOfRangeException.ThrowIfNegative(validationCount);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(validationCount, Count);
         var order = Enumerable.Range(0, Count).ToArray();
-        new Random(seed).Shuffle(order);
+        new SeededRandom(seed).Shuffle(order);
         var train = order[..(Count - validationCount)];
         var validation = order[(Count - validationCount)..];
         Array.Sort(train);

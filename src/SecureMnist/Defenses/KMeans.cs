@@ -1,11 +1,11 @@
 namespace SecureMnist.Defenses;
 
-/// <summary>2-means clustering (k-means++ start, several seeded restarts) and per-point silhouettes, on row-major points.</summary>
+/// <summary>2-means clustering (k-means++ start, several seeded restarts) on row-major points.</summary>
 internal static class KMeans
 {
     public static int[] TwoMeans(float[] points, int count, int dimensions, int seed, int restarts = 10, int iterations = 100)
     {
-        var random = new Random(seed);
+        var random = new SeededRandom(seed);
         int[]? best = null;
         var bestInertia = double.PositiveInfinity;
         for (var restart = 0; restart < restarts && count > 1; restart++)
@@ -55,36 +55,6 @@ internal static class KMeans
             }
         }
         return best ?? new int[count];
-    }
-
-    /// <summary>Silhouette of each point: (b - a) / max(a, b), a = mean distance to its cluster, b = to the other.</summary>
-    public static double[] Silhouettes(float[] points, int count, int dimensions, int[] assignment)
-    {
-        var sizes = new int[2];
-        foreach (var a in assignment) sizes[a]++;
-        var result = new double[count];
-        if (sizes[0] == 0 || sizes[1] == 0) return result;
-        Parallel.For(0, count, i =>
-        {
-            var sums = new double[2];
-            for (var j = 0; j < count; j++)
-            {
-                if (j == i) continue;
-                double d2 = 0;
-                for (var d = 0; d < dimensions; d++)
-                {
-                    var diff = points[i * dimensions + d] - points[j * dimensions + d];
-                    d2 += diff * diff;
-                }
-                sums[assignment[j]] += Math.Sqrt(d2);
-            }
-            var own = assignment[i];
-            if (sizes[own] == 1) return;
-            var a = sums[own] / (sizes[own] - 1);
-            var b = sums[1 - own] / sizes[1 - own];
-            result[i] = (b - a) / Math.Max(Math.Max(a, b), 1e-12);
-        });
-        return result;
     }
 
     private static double[] Point(float[] points, int index, int dimensions) =>

@@ -63,7 +63,7 @@ public sealed class StripDetector : IDisposable
     {
         var count = (int)inputs.shape[0];
         var result = new double[count];
-        var random = new Random(options.Seed);
+        var random = new SeededRandom(options.Seed);
         var chunk = Math.Max(1, 4096 / options.Overlays);
         for (var start = 0; start < count; start += chunk)
         {

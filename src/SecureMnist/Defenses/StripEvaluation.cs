@@ -17,8 +17,9 @@ public sealed record StripReport(
 public static class StripEvaluation
 {
     /// <summary>
-    /// Splits the test set: the first <paramref name="poolSize"/> images are overlays, the next <paramref name="calibrationSize"/>
-    /// calibrate the threshold, and the rest are scored clean and, where their class is not the target, triggered.
+    /// Splits the test set at random (seeded by the options): <paramref name="poolSize"/> images are overlays,
+    /// <paramref name="calibrationSize"/> calibrate the threshold, and the rest are scored clean and, where their class is
+    /// not the target, triggered. A random split keeps calibration and evaluation images from the same distribution.
     /// </summary>
     public static StripReport Run(Module<Tensor, Tensor> network, LabeledImages test, BackdoorTrigger trigger, int targetClass, StripOptions options,
         int poolSize = 1000, int calibrationSize = 1000)
@@ -30,10 +31,13 @@ public static class StripEvaluation
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
         using var classifier = new NetworkClassifier(network, freezeParameters: false);
         using var scope = NewDisposeScope();
+        var order = Enumerable.Range(0, test.Count).ToArray();
+        new SeededRandom(options.Seed).Shuffle(order.AsSpan());
         var images = test.ImagesTensor();
-        using var detector = StripDetector.Calibrate(classifier, images.narrow(0, 0, poolSize), images.narrow(0, poolSize, calibrationSize), options);
-        var heldOut = Enumerable.Range(poolSize + calibrationSize, test.Count - poolSize - calibrationSize).ToArray();
-        var clean = images.narrow(0, poolSize + calibrationSize, heldOut.Length);
+        Tensor Rows(IEnumerable<int> indices) => images.index_select(0, tensor(indices.Select(i => (long)i).ToArray()));
+        using var detector = StripDetector.Calibrate(classifier, Rows(order.Take(poolSize)), Rows(order.Skip(poolSize).Take(calibrationSize)), options);
+        var heldOut = order.Skip(poolSize + calibrationSize).ToArray();
+        var clean = Rows(heldOut);
         var others = heldOut.Where(i => test.Labels[i] != targetClass).Select(i => (long)i).ToArray();
         var triggered = trigger.Apply(images.index_select(0, tensor(others)));
         var cleanEntropies = detector.Entropies(classifier, clean);

@@ -132,7 +132,7 @@ public sealed class Trainer
         // Seeds derive from (seed, epoch) only, so resuming at an epoch boundary replays the same stream.
         manual_seed(options.Seed * 1000L + epoch);
         var order = Enumerable.Range(0, (int)images.shape[0]).Select(i => (long)i).ToArray();
-        new Random(options.Seed * 1000 + epoch).Shuffle(order);
+        new SeededRandom(options.Seed * 1000 + epoch).Shuffle(order);
         using var permutation = tensor(order, ScalarType.Int64);
 
         network.train();
@@ -216,7 +216,7 @@ public sealed class Trainer
         {
             if (subset > all.Count) throw new ArgumentException($"training subset {subset} is larger than the {all.Count} training images available");
             var order = Enumerable.Range(0, all.Count).ToArray();
-            new Random(options.Seed).Shuffle(order);
+            new SeededRandom(options.Seed).Shuffle(order);
             var chosen = order[..subset];
             Array.Sort(chosen);
             all = all.Select(chosen);

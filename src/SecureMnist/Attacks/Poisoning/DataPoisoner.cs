@@ -20,7 +20,7 @@ public static class DataPoisoner
         var candidates = Enumerable.Range(0, train.Count).Where(i => sources.Contains(train.Labels[i])).ToArray();
         if (candidates.Length < options.Count)
             throw new ArgumentException($"only {candidates.Length} training images belong to the source classes ({string.Join(",", sources)}); cannot poison {options.Count}");
-        new Random(options.Seed).Shuffle(candidates);
+        new SeededRandom(options.Seed).Shuffle(candidates);
         var chosen = candidates[..options.Count];
         Array.Sort(chosen);
 

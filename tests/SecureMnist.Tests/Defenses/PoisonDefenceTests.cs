@@ -1,0 +1,111 @@
+using SecureMnist.Attacks.Poisoning;
+using SecureMnist.Data;
+using SecureMnist.Defenses;
+using SecureMnist.Training;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SecureMnist.Tests.Defenses;
+
+/// <summary>A small dirty-label backdoor experiment, trained once: 20,000 images, 0.5% poisoned, 12 epochs.</summary>
+public sealed class SmallBackdoorRun : IDisposable
+{
+    private readonly string directory = TestPaths.NewScratchDirectory();
+
+    public SmallBackdoorRun()
+    {
+        var mnist = TestPaths.Mnist();
+        Clean = mnist with { Train = mnist.Train.Take(20000), Test = mnist.Test.Take(3000) };
+        Poisoned = DataPoisoner.Poison(Clean, new PoisonOptions(Count: 100));
+        Options = new TrainingOptions { Epochs = 12, Seed = 2 };
+        Network = Train(Poisoned.Train, "poisoned");
+        Before = BackdoorEvaluator.Evaluate(Network, Clean.Test, Trigger, 7);
+    }
+
+    public Dataset Clean { get; }
+    public PoisonedTrainingSet Poisoned { get; }
+    public TrainingOptions Options { get; }
+    public Module<Tensor, Tensor> Network { get; }
+    public BackdoorReport Before { get; }
+    public BackdoorTrigger Trigger => Poisoned.Manifest.Trigger!;
+
+    public Module<Tensor, Tensor> Train(LabeledImages train, string name) =>
+        new Trainer(Options, Clean with { Train = train }, Path.Combine(directory, name)).Run(resume: false).Network;
+
+    public void Dispose()
+    {
+        Network.Dispose();
+        Directory.Delete(directory, recursive: true);
+    }
+}
+
+public sealed class PoisonDefenceTests(SmallBackdoorRun run) : IClassFixture<SmallBackdoorRun>
+{
+    [Fact]
+    public void The_backdoor_works_on_the_poisoned_model()
+    {
+        Assert.True(run.Before.AttackSuccessRate > 0.8, $"ASR {run.Before.AttackSuccessRate:P1}");
+        Assert.True(run.Before.CleanAccuracy > 0.9, $"clean accuracy {run.Before.CleanAccuracy:P1}");
+    }
+
+    [Fact]
+    public void Activation_clustering_singles_out_the_poison_in_the_target_class()
+    {
+        // This small run separates the poison less than a full one (where the default threshold flags exactly the 100
+        // poisoned samples): here every class's split is reported and the target class must stand out.
+        var report = PoisonDetector.Detect(run.Network, run.Poisoned.Train, new PoisonDetectionOptions(MinSeparation: 0.01));
+        var mostSeparated = report.Classes.MaxBy(c => c.Separation)!;
+        Assert.Equal(7, mostSeparated.Label);
+        var poisoned = run.Poisoned.Manifest.Indices();
+        var inTarget = report.Flagged.Where(f => f.Label == 7).Select(f => f.Index).ToArray();
+        var found = inTarget.Count(poisoned.Contains);
+        Assert.True(found >= 0.8 * poisoned.Count, $"{found} of {poisoned.Count} poisoned samples in the target class's small cluster");
+        var cleanTarget = Enumerable.Range(0, run.Poisoned.Train.Count).Count(i => run.Poisoned.Train.Labels[i] == 7 && !poisoned.Contains(i));
+        Assert.True(inTarget.Length - found <= 0.02 * cleanTarget, $"{inTarget.Length - found} clean 7s in the small cluster");
+    }
+
+    [Fact]
+    public void Spectral_signatures_flag_the_poison_within_their_budget()
+    {
+        var report = PoisonDetector.Detect(run.Network, run.Poisoned.Train, new PoisonDetectionOptions(PoisonDetectionMethod.SpectralSignatures, ExpectedFraction: 0.1))
+            .ScoredAgainst(run.Poisoned.Manifest, run.Poisoned.Train.Labels);
+        Assert.True(report.Score!.Recall >= 0.9, $"recall {report.Score.Recall:P1}");
+    }
+
+    [Fact]
+    public void Sanitizing_and_retraining_removes_the_backdoor()
+    {
+        var detection = PoisonDetector.Detect(run.Network, run.Poisoned.Train, new PoisonDetectionOptions(PoisonDetectionMethod.SpectralSignatures, ExpectedFraction: 0.1));
+        var (sanitized, _) = Sanitizer.Remove(run.Poisoned.Train, detection.Flagged.Select(f => f.Index));
+        using var retrained = run.Train(sanitized, "sanitized");
+        var after = BackdoorEvaluator.Evaluate(retrained, run.Clean.Test, run.Trigger, 7);
+        Assert.True(after.AttackSuccessRate < 0.1, $"ASR after sanitizing {after.AttackSuccessRate:P1} (before {run.Before.AttackSuccessRate:P1})");
+        Assert.True(after.CleanAccuracy > run.Before.CleanAccuracy - 0.02, $"clean accuracy {after.CleanAccuracy:P1} vs {run.Before.CleanAccuracy:P1}");
+    }
+
+    [Fact]
+    public void Strip_flags_triggered_inputs_and_few_clean_ones()
+    {
+        var report = StripEvaluation.Run(run.Network, run.Clean.Test, run.Trigger, 7, new StripOptions(Overlays: 16), poolSize: 500, calibrationSize: 1000);
+        Assert.True(report.TruePositiveRate >= 0.9, $"TPR {report.TruePositiveRate:P1}");
+        Assert.True(report.FalsePositiveRate <= 0.1, $"FPR {report.FalsePositiveRate:P1}");
+    }
+
+    [Fact]
+    public void Sanitizer_refuses_indices_outside_the_training_set()
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Sanitizer.Remove(run.Poisoned.Train, [run.Poisoned.Train.Count]));
+        Assert.Contains("outside", error.Message);
+    }
+
+    [Fact]
+    public void Bad_detection_and_strip_options_are_refused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(MaxClusterFraction: 0.5).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(Trim: 0.5).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(MinSeparation: 0).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(ExpectedFraction: 0).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(Overlays: 0).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(FalsePositiveRate: 1).Validate());
+    }
+}
