@@ -11,6 +11,7 @@ var root = new RootCommand("""
       ./securemnist evaluate --model models/baseline
       ./securemnist attack --model models/baseline --attacks fgsm,pgd
       ./securemnist poison && ./securemnist train --dataset data/mnist-backdoor --out models/backdoor
+      ./securemnist api-keys add --id me --scope predict && ./securemnist serve --model models/baseline
     """);
 root.Options.Add(CommonOptions.DataRoot);
 root.Options.Add(CommonOptions.Threads);
@@ -21,5 +22,6 @@ root.Subcommands.Add(AttackCommand.Create());
 root.Subcommands.Add(CompareCommand.Create());
 foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
+foreach (var command in ServiceCommands.Create()) root.Subcommands.Add(command);
 root.Subcommands.Add(BenchCommand.Create());
 return CommandRunner.Run(root, args);

@@ -52,7 +52,7 @@ internal static class BenchCommand
                 if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
             }
         });
-        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack() };
+        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack(), ServeBenchCommand.Create() };
     }
 
     private static Command Attack()

@@ -226,20 +226,23 @@ internal static class PoisoningCommands
         var poison = PoisonFolder();
         var overlays = new Option<int>("--overlays") { Description = "Clean images superimposed on each input", DefaultValueFactory = _ => new StripOptions().Overlays };
         var fpr = new Option<double>("--fpr") { Description = "False-positive rate the threshold is calibrated for, on clean test images", DefaultValueFactory = _ => new StripOptions().FalsePositiveRate };
+        var confidence = new Option<double>("--confidence") { Description = "Probability that the threshold's true FPR stays at or below --fpr (a one-sided binomial bound on the calibration quantile)", DefaultValueFactory = _ => new StripOptions().Confidence };
         var plot = new Option<string?>("--plot") { Description = "Write a PNG histogram of clean and triggered entropies with the threshold" };
         var json = CommonOptions.Json();
         var command = new Command("strip", """
             Trigger detection at inference time (STRIP): superimpose clean digits on each input and flag inputs whose
-            predictions stay confident (low entropy). Calibrated on 1,000 clean test images (another 1,000 are the overlays);
+            predictions stay confident (low entropy). The threshold comes from 2,000 clean test images drawn at random
+            (another 1,000 are the overlays), set so the FPR stays at or below --fpr with --confidence probability;
             TPR is measured on the remaining test images of other classes with the trigger, FPR on them without.
             Example: ./securemnist strip --model models/backdoor --poison data/mnist-backdoor --plot out/strip.png
             """)
-        { model, publicKey, allowUnsigned, poison, overlays, fpr, plot, json };
+        { model, publicKey, allowUnsigned, poison, overlays, fpr, confidence, plot, json };
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var (data, manifest, trigger) = LoadPoisoned(result, poison);
-            var report = StripEvaluation.Run(verified.Network, data.Test, trigger, manifest.TargetClass, new StripOptions(result.GetValue(overlays), result.GetValue(fpr)));
+            var report = StripEvaluation.Run(verified.Network, data.Test, trigger, manifest.TargetClass, 
+                new StripOptions(result.GetValue(overlays), result.GetValue(fpr), Confidence: result.GetValue(confidence)));
             if (result.GetValue(plot) is { } png)
             {
                 StripEvaluation.Plot(report, png);
@@ -250,7 +253,7 @@ internal static class PoisoningCommands
                 Ui.WriteJson(report with { CleanEntropies = [], TriggeredEntropies = [] });
                 return 0;
             }
-            Ui.Out.MarkupLineInterpolated($"STRIP on {verified.Directory}: threshold {report.Threshold:F4} nats ({report.Options.Overlays} overlays, calibrated for FPR {Ui.Percent(report.Options.FalsePositiveRate)})");
+            Ui.Out.MarkupLineInterpolated($"STRIP on {verified.Directory}: threshold {report.Threshold:F4} nats ({report.Options.Overlays} overlays, calibrated for FPR <= {Ui.Percent(report.Options.FalsePositiveRate)} with {Ui.Percent(report.Options.Confidence)} confidence on {report.CalibrationImages} clean images)");
             Ui.Out.MarkupLineInterpolated($"triggered inputs flagged (TPR): [bold]{Ui.Percent(report.TruePositiveRate)}[/] ({report.TriggeredFlagged}/{report.TriggeredImages})");
             Ui.Out.MarkupLineInterpolated($"clean inputs flagged (FPR): [bold]{Ui.Percent(report.FalsePositiveRate)}[/] ({report.CleanFlagged}/{report.CleanImages}); {report.Seconds:F1} s");
             return 0;

@@ -22,7 +22,7 @@ public static class StripEvaluation
     /// not the target, triggered. A random split keeps calibration and evaluation images from the same distribution.
     /// </summary>
     public static StripReport Run(Module<Tensor, Tensor> network, LabeledImages test, BackdoorTrigger trigger, int targetClass, StripOptions options,
-        int poolSize = 1000, int calibrationSize = 1000)
+        int poolSize = 1000, int calibrationSize = 2000)
     {
         ArgumentNullException.ThrowIfNull(test);
         ArgumentNullException.ThrowIfNull(trigger);

@@ -65,6 +65,15 @@ internal sealed class CliProcess : IDisposable
         process.WaitForExit();
     }
 
+    /// <summary>SIGKILL now: no shutdown code runs.</summary>
+    public void KillNow()
+    {
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+    }
+
+    public bool HasExited => process.HasExited;
+
     public void Dispose()
     {
         if (!process.HasExited) process.Kill(entireProcessTree: true);

@@ -107,5 +107,6 @@ public sealed class PoisonDefenceTests(SmallBackdoorRun run) : IClassFixture<Sma
         Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(ExpectedFraction: 0).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(Overlays: 0).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(FalsePositiveRate: 1).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(Confidence: 1).Validate());
     }
 }

@@ -1,0 +1,129 @@
+using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using SecureMnist.Audit;
+using SecureMnist.Data;
+using SecureMnist.Security;
+using SecureMnist.Server;
+using SecureMnist.Serving;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+/// <summary>The service's speed and quota enforcement measured over loopback with a bounded load client.</summary>
+internal static class ServeBenchCommand
+{
+    public sealed record FloodResult(int RequestsPerMinute, int Burst, double Seconds, int FloodSent, int FloodAccepted, double FloodAllowed, double Deviation,
+        int SteadySent, int SteadySucceeded);
+
+    public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
+        long AuditRecords, long AnsweredRequests, bool AuditIntact, string? AuditProblem);
+
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var duration = new Option<double>("--duration") { Description = "Seconds of each load phase", DefaultValueFactory = _ => 10 };
+        var concurrency = new Option<int>("--concurrency") { Description = "Workers of the closed-loop throughput phase", DefaultValueFactory = _ => 64 };
+        var floodRpm = new Option<int>("--flood-rpm") { Description = "Quota of the flooding key, requests per minute", DefaultValueFactory = _ => 1200 };
+        var onAdversarial = new Option<AdversarialAction>("--on-adversarial") { Description = "The service's adversarial-input detector: flag, reject or off", DefaultValueFactory = _ => AdversarialAction.Flag };
+        var json = CommonOptions.Json();
+        var command = new Command("serve", """
+            Start the service in this process on a free loopback port (signed model, API keys, validation, micro-batching and
+            the durable audit log all on), then: closed-loop throughput (single-image PNG predictions/s); open-loop latency at
+            70% of that rate (p50/p99 from each request's scheduled time); a flood from one key against its quota while a
+            second key sends 5 requests/s; finally the audit log is verified and its records counted against the answers.
+            Example: ./securemnist bench serve --model models/baseline
+            """)
+        { model, publicKey, duration, concurrency, floodRpm, onAdversarial, json };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var seconds = result.GetValue(duration);
+            var directory = Path.Combine(Path.GetTempPath(), $"securemnist-bench-serve-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(directory);
+            try
+            {
+                var keys = Path.Combine(directory, "api-keys.json");
+                var load = ApiKeyStore.Add(keys, "load", [ApiScopes.Predict], false, 1_000_000);
+                var rpm = result.GetValue(floodRpm);
+                var flood = ApiKeyStore.Add(keys, "flood", [ApiScopes.Predict], false, rpm);
+                var steady = ApiKeyStore.Add(keys, "steady", [ApiScopes.Predict], false, 6000);
+                var options = new ServiceOptions
+                {
+                    ModelDirectory = result.GetValue(model)!,
+                    PublicKeyPath = result.GetValue(publicKey)!,
+                    ApiKeysPath = keys,
+                    AuditDirectory = Path.Combine(directory, "audit"),
+                    AuditKeyPath = Path.Combine(directory, "audit.key"),
+                    DataRoot = result.GetValue(CommonOptions.DataRoot)!,
+                    Urls = "http://127.0.0.1:0",
+                    Policy = new DecisionPolicy(OnAdversarial: result.GetValue(onAdversarial)),
+                };
+                var app = ServiceHost.Build(options, logging => logging.ClearProviders());
+                await app.StartAsync(cancellationToken);
+                var state = app.Services.GetRequiredService<ServiceState>();
+                var address = ServiceHost.Address(app);
+                await state.WaitUntilReadyAsync(TimeSpan.FromMinutes(5), cancellationToken);
+                var test = new DatasetStore(options.DataRoot).Load("mnist").Test;
+                var png = DigitPng(test.Image(0));
+                using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = 4096, PooledConnectionLifetime = TimeSpan.FromMinutes(10) };
+                using var client = new HttpClient(handler) { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
+
+                LoadResult Phase(string title, Func<Task<LoadResult>> run) => Ui.Err.Status().Start(title, _ => run().GetAwaiter().GetResult());
+                var warmup = Phase("warm-up", () => LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: 16, DurationSeconds: 2), cancellationToken));
+                var throughput = Phase($"throughput: {result.GetValue(concurrency)} workers, {seconds} s", () =>
+                    LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: result.GetValue(concurrency), DurationSeconds: seconds), cancellationToken));
+                var rate = 0.7 * throughput.SucceededPerSecond;
+                var latency = Phase($"latency: open loop at {rate:F0}/s, {seconds} s", () =>
+                    LoadGenerator.Run(client, new LoadOptions(load, png, DurationSeconds: seconds, RatePerSecond: rate), cancellationToken));
+                var floodSeconds = Math.Max(20, 2 * seconds);
+                var (floodRun, steadyRun) = Ui.Err.Status().Start($"flood: one key at full speed against {rpm}/min, another at 5/s, {floodSeconds} s", _ =>
+                {
+                    var a = LoadGenerator.Run(client, new LoadOptions(flood, png, Concurrency: 16, DurationSeconds: floodSeconds), cancellationToken);
+                    var b = LoadGenerator.Run(client, new LoadOptions(steady, png, DurationSeconds: floodSeconds, RatePerSecond: 5), cancellationToken);
+                    return (a.GetAwaiter().GetResult(), b.GetAwaiter().GetResult());
+                });
+                await app.StopAsync(cancellationToken);
+                await app.DisposeAsync();
+
+                var burst = Math.Max(1, rpm / 10);
+                var allowed = burst + (floodRun.Seconds * rpm / 60.0);
+                var accepted = floodRun.StatusCounts.GetValueOrDefault(200);
+                var floodResult = new FloodResult(rpm, burst, floodRun.Seconds, floodRun.Sent, accepted, allowed, (accepted - allowed) / allowed,
+                    steadyRun.Sent, steadyRun.StatusCounts.GetValueOrDefault(200));
+                var answered = new[] { warmup, throughput, latency, floodRun, steadyRun }.Sum(r => (long)r.Answered);
+                var checkpoints = AuditCheckpoint.ReadAll(Path.Combine(options.AuditDirectory, AuditCheckpoint.CheckpointsFile));
+                using var auditKey = SigningKey.FromFile(options.AuditKeyPath);
+                var verdict = AuditVerifier.Verify(options.AuditDirectory, checkpoints, auditKey.PublicKey);
+                var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, throughput with { SucceededRequestIds = [] }, latency with { SucceededRequestIds = [] },
+                    floodResult, verdict.Records, answered, verdict.Intact, verdict.Problem);
+                if (result.GetValue(json))
+                {
+                    Ui.WriteJson(bench);
+                    return 0;
+                }
+                var table = new Table().AddColumns("measure", "value");
+                table.AddRow("throughput (closed loop)", $"{throughput.SucceededPerSecond:F0} predictions/s ({throughput.Answered} answered in {throughput.Seconds:F1} s; p50 {throughput.P50Milliseconds:F1} ms, p99 {throughput.P99Milliseconds:F1} ms)");
+                table.AddRow("latency at 70% of it", $"{latency.TargetRate:F0}/s offered, {latency.SucceededPerSecond:F0}/s answered OK: p50 {latency.P50Milliseconds:F1} ms, p99 {latency.P99Milliseconds:F1} ms, max {latency.MaxMilliseconds:F1} ms");
+                table.AddRow("flood key", $"{accepted} accepted of {floodRun.Sent} sent; quota {allowed:F0} ({burst} burst + {rpm}/min for {floodRun.Seconds:F1} s): {100 * floodResult.Deviation:+0.0;-0.0}%");
+                table.AddRow("other key during the flood", $"{steadyRun.StatusCounts.GetValueOrDefault(200)}/{steadyRun.Sent} succeeded");
+                table.AddRow("audit log", $"{(verdict.Intact ? "intact" : "TAMPERED: " + verdict.Problem)}; {verdict.Records} records for {answered} answered requests");
+                Ui.Out.Write(table);
+                return verdict.Intact && verdict.Records == answered ? 0 : 1;
+            }
+            finally
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+        });
+        return command;
+    }
+
+    private static byte[] DigitPng(ReadOnlySpan<byte> image)
+    {
+        using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(28, 28, SkiaSharp.SKColorType.Gray8, SkiaSharp.SKAlphaType.Opaque));
+        image.CopyTo(bitmap.GetPixelSpan());
+        using var encoded = SkiaSharp.SKImage.FromBitmap(bitmap).Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+        return encoded.ToArray();
+    }
+}

@@ -1,0 +1,204 @@
+using System.CommandLine;
+using SecureMnist.Audit;
+using SecureMnist.Defenses;
+using SecureMnist.Security;
+using SecureMnist.Server;
+using SecureMnist.Serving;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+/// <summary>serve, api-keys, audit: running the hardened service and checking what it did.</summary>
+internal static class ServiceCommands
+{
+    public const string DefaultApiKeys = "keys/api-keys.json";
+    public const string DefaultAuditDirectory = "runs/audit";
+    public const string DefaultAuditKey = "keys/audit.key";
+
+    public static IEnumerable<Command> Create() => [Serve(), ApiKeys(), AuditCommand(), InputChecks()];
+
+    private static Command InputChecks()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var eps = new Option<double>("--eps") { Description = "L-inf budget of the FGSM and PGD-40 examples", DefaultValueFactory = _ => 0.3 };
+        var subset = new Option<int?>("--subset") { Description = "Use the first N test images (default: all 10,000)" };
+        var calibration = new Option<int>("--calibration-images") { Description = "Training images the squeezing threshold is calibrated on, as the service does", DefaultValueFactory = _ => 2000 };
+        var output = new Option<string?>("--out") { Description = "Also write the report as JSON to this file" };
+        var json = CommonOptions.Json();
+        var command = new Command("input-checks", """
+            Measure the service's input checks exactly as `serve` calibrates them: feature squeezing (adversarial-input
+            detection) on clean test digits (FPR) and on FGSM and PGD-40 examples (TPR), and the digit statistics
+            (out-of-distribution rejection) on clean MNIST (FPR) and Fashion-MNIST (TPR).
+            Example: ./securemnist input-checks --model models/baseline --out out/input-checks.json
+            """)
+        { model, publicKey, allowUnsigned, eps, subset, calibration, output, json };
+        command.SetAction(result =>
+        {
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var store = new SecureMnist.Data.DatasetStore(result.GetValue(CommonOptions.DataRoot)!);
+            var mnist = store.Load("mnist");
+            SecureMnist.Data.LabeledImages? fashion = null;
+            try
+            {
+                fashion = store.Load("fashion-mnist").Test;
+            }
+            catch (SecureMnist.Data.DatasetException e)
+            {
+                Ui.Warning($"Fashion-MNIST not available ({e.Message}); out-of-distribution rates on it are skipped");
+            }
+            var test = result.GetValue(subset) is { } n ? mnist.Test.Take(n) : mnist.Test;
+            var guard = InputGuard.Calibrate(verified.Network, mnist.Train, result.GetValue(calibration), new SqueezingOptions());
+            var report = AnsiConsole.Status().Start("measuring input checks", status =>
+                InputGuardEvaluation.Run(verified.Network, guard, test, fashion is null ? null : (result.GetValue(subset) is { } m ? fashion.Take(m) : fashion),
+                    result.GetValue(eps), new Progress<string>(message => status.Status(message))));
+            if (result.GetValue(output) is { } path)
+            {
+                SecureMnist.IO.JsonFormat.Save(path, report);
+                Ui.Info($"report written to {path}");
+            }
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(report);
+                return 0;
+            }
+            var table = new Table().AddColumns("inputs", "count", "squeezing flags", "not-a-digit rejects", "either");
+            foreach (var rate in report.Rates)
+                table.AddRow(Markup.Escape(rate.Inputs), $"{rate.Count}", Ui.Percent(rate.SqueezingFlagged), Ui.Percent(rate.StatisticsRejected), Ui.Percent(rate.Either));
+            Ui.Out.Write(table);
+            Ui.Info("on clean MNIST the rates are false positives; on attacks and Fashion-MNIST they are detections");
+            Ui.Out.MarkupLineInterpolated($"squeezing threshold {report.SqueezeThreshold:F4} (L1, calibrated for FPR <= {Ui.Percent(report.Squeezing.FalsePositiveRate)}); {report.Seconds:F0} s");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Serve()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var apiKeys = new Option<string>("--api-keys") { Description = "API key file (hashes only); add keys with ./securemnist api-keys add", DefaultValueFactory = _ => DefaultApiKeys };
+        var auditDir = new Option<string>("--audit-dir") { Description = "Folder of the hash-chained audit log", DefaultValueFactory = _ => DefaultAuditDirectory };
+        var auditKey = new Option<string>("--audit-key") { Description = "Ed25519 key that signs audit checkpoints (created on first start)", DefaultValueFactory = _ => DefaultAuditKey };
+        var urls = new Option<string>("--urls") { Description = "Address to listen on (loopback by default)", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
+        var abstain = new Option<double>("--abstain-below") { Description = "Withhold answers whose top probability is below this", DefaultValueFactory = _ => new DecisionPolicy().AbstainBelow };
+        var onAdversarial = new Option<AdversarialAction>("--on-adversarial") { Description = "What to do with inputs feature squeezing flags: flag (answer, marked), reject, or off (no detector: two fewer forward passes)", DefaultValueFactory = _ => AdversarialAction.Flag };
+        var colour = new Option<ColourPolicy>("--colour") { Description = "Colour images: luminance (convert) or reject", DefaultValueFactory = _ => ColourPolicy.Luminance };
+        var maxBody = new Option<int>("--max-body-kb") { Description = "Largest request body per image, KiB (413 above)", DefaultValueFactory = _ => 256 };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Most items in one /v1/predict/batch request", DefaultValueFactory = _ => 32 };
+        var timeout = new Option<double>("--timeout") { Description = "Seconds a request may take before it is answered 504", DefaultValueFactory = _ => 10 };
+        var queue = new Option<int>("--queue") { Description = "Inputs that may wait for the model; beyond this requests get 503", DefaultValueFactory = _ => new BatchingOptions().QueueCapacity };
+        var command = new Command("serve", """
+            Run the hardened inference service and the drawing page on Kestrel. Only a package signed by --public-key loads;
+            until it has loaded (and if it cannot), /readyz answers 503 with the reason. Every decision is appended to the
+            audit log before the answer is sent.
+            Example:
+              ./securemnist api-keys add --id me --scope predict --scope admin   # prints the key once
+              ./securemnist serve --model models/baseline                         # then open http://127.0.0.1:8080
+              curl -H "Authorization: Bearer KEY" -H "Content-Type: image/png" --data-binary @digit.png http://127.0.0.1:8080/v1/predict
+            """)
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue };
+        command.SetAction(result =>
+        {
+            var options = new ServiceOptions
+            {
+                ModelDirectory = result.GetValue(model)!,
+                PublicKeyPath = result.GetValue(publicKey)!,
+                ApiKeysPath = result.GetValue(apiKeys)!,
+                AuditDirectory = result.GetValue(auditDir)!,
+                AuditKeyPath = result.GetValue(auditKey)!,
+                DataRoot = result.GetValue(CommonOptions.DataRoot)!,
+                Urls = result.GetValue(urls)!,
+                MaxBodyBytes = result.GetValue(maxBody) * 1024,
+                MaxBatchItems = result.GetValue(maxBatch),
+                RequestTimeoutSeconds = result.GetValue(timeout),
+                Images = new ImageLimits(Colour: result.GetValue(colour)),
+                Policy = new DecisionPolicy(result.GetValue(abstain), result.GetValue(onAdversarial)),
+                Batching = new BatchingOptions(QueueCapacity: result.GetValue(queue)),
+            };
+            var app = ServiceHost.Build(options);
+            using var stop = CommandRunner.Cancellation.Token.Register(() => app.Lifetime.StopApplication());
+            var state = (ServiceState)app.Services.GetService(typeof(ServiceState))!;
+            app.Lifetime.ApplicationStarted.Register(() => Task.Run(async () =>
+            {
+                while (state.Engine is null && state.NotReadyReason is "loading the model" or "calibrating input checks") await Task.Delay(100).ConfigureAwait(false);
+                if (state.Engine is { } engine)
+                    Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditDirectory}");
+                else Ui.Error($"NOT ready: {state.NotReadyReason}");
+            }));
+            app.Run();
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command ApiKeys()
+    {
+        var file = new Option<string>("--file") { Description = "API key file", DefaultValueFactory = _ => DefaultApiKeys };
+        var id = new Option<string>("--id") { Description = "Name of the key (letters, digits, - _ .)", Required = true };
+        var scopes = new Option<string[]>("--scope") { Description = "predict and/or admin (repeat the option)", DefaultValueFactory = _ => [ApiScopes.Predict], AllowMultipleArgumentsPerToken = false };
+        var labelOnly = new Option<bool>("--label-only") { Description = "Answers carry the label and decision only: no confidence, probabilities or saliency" };
+        var rpm = new Option<int>("--rpm") { Description = "Requests per minute (token bucket; bursts of a tenth)", DefaultValueFactory = _ => 120 };
+        var add = new Command("add", "Create a key; the secret is printed once and only its SHA-256 is stored") { file, id, scopes, labelOnly, rpm };
+        add.SetAction(result =>
+        {
+            var secret = ApiKeyStore.Add(result.GetValue(file)!, result.GetValue(id)!, result.GetValue(scopes)!, result.GetValue(labelOnly), result.GetValue(rpm));
+            Ui.Info($"key '{result.GetValue(id)}' added to {result.GetValue(file)}; the secret below is shown once and stored nowhere");
+            Console.Out.WriteLine(secret);
+            return 0;
+        });
+        var listFile = new Option<string>("--file") { Description = "API key file", DefaultValueFactory = _ => DefaultApiKeys };
+        var json = CommonOptions.Json();
+        var list = new Command("list", "Show the keys (ids, scopes, limits; never secrets)") { listFile, json };
+        list.SetAction(result =>
+        {
+            var keys = ApiKeyStore.Load(result.GetValue(listFile)!).Keys;
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(keys.Select(k => new { k.Id, k.Scopes, k.LabelOnly, k.RequestsPerMinute }));
+                return 0;
+            }
+            var table = new Table().AddColumns("id", "scopes", "label-only", "requests/min");
+            foreach (var k in keys) table.AddRow(Markup.Escape(k.Id), string.Join(",", k.Scopes), k.LabelOnly ? "yes" : "no", $"{k.RequestsPerMinute}");
+            Ui.Out.Write(table);
+            return 0;
+        });
+        return new Command("api-keys", "Manage the service's API keys") { add, list };
+    }
+
+    private static Command AuditCommand()
+    {
+        var log = new Argument<string>("log") { Description = "Audit log folder (segments in order) or one log file", DefaultValueFactory = _ => DefaultAuditDirectory };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "Signed checkpoints kept elsewhere (default: the log folder's own checkpoints.jsonl)" };
+        var publicKey = new Option<string>("--public-key") { Description = "The service's audit public key", DefaultValueFactory = _ => Path.ChangeExtension(DefaultAuditKey, ".pub") };
+        var json = CommonOptions.Json();
+        var verify = new Command("verify", """
+            Check the audit log's hash chain and signed checkpoints; names the first bad record and exits 1 on any edit,
+            deletion, insertion, reordering or truncation. A checkpoint copied off the machine also catches a rewrite of
+            the whole log.
+            Example: ./securemnist audit verify runs/audit --checkpoint /safe/place/checkpoints.jsonl
+            """)
+        { log, checkpoint, publicKey, json };
+        verify.SetAction(result =>
+        {
+            var path = result.GetValue(log)!;
+            var checkpointPath = result.GetValue(checkpoint);
+            if (checkpointPath is null && Directory.Exists(path) && File.Exists(Path.Combine(path, AuditCheckpoint.CheckpointsFile)))
+            {
+                checkpointPath = Path.Combine(path, AuditCheckpoint.CheckpointsFile);
+                Ui.Info($"using the log's own {checkpointPath}; keep copies elsewhere to also catch a rewrite of the whole log");
+            }
+            var checkpoints = checkpointPath is null ? [] : AuditCheckpoint.ReadAll(checkpointPath);
+            var key = checkpoints.Count == 0 ? null : TrustedPublicKey.FromFile(result.GetValue(publicKey)!);
+            var verdict = AuditVerifier.Verify(path, checkpoints, key);
+            if (result.GetValue(json)) Ui.WriteJson(verdict);
+            else if (verdict.Intact)
+                Ui.Out.MarkupLineInterpolated($"[green]intact[/] {path}: {verdict.Records} records in {verdict.Segments} file(s), head {verdict.Head[..16]}..., {verdict.CheckpointsChecked} signed checkpoint(s) matched");
+            else
+                Ui.Out.MarkupLineInterpolated($"[red]TAMPERED[/] {path}: {verdict.Location}: {verdict.Problem} ({verdict.Records} records verified before it)");
+            return verdict.Intact ? 0 : 1;
+        });
+        return new Command("audit", "Check the service's audit log") { verify };
+    }
+}

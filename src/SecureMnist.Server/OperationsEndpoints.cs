@@ -1,0 +1,51 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using SecureMnist.Serving;
+
+namespace SecureMnist.Server;
+
+public sealed record ReadyResponse(string Status, string Model, string Architecture, double AbstainBelow, string OnAdversarial, double SqueezeThreshold);
+
+public sealed record ReloadResponse(string Model, string? Previous);
+
+public sealed record AuditStatus(long Records, string Head, string Directory);
+
+public static class OperationsEndpoints
+{
+    public static IEndpointRouteBuilder MapOperations(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/healthz", () => TypedResults.Ok(new { status = "alive" }));
+        app.MapGet("/readyz", Ready);
+        app.MapGet("/metrics", Metrics).RequireAuthorization(ApiScopes.Admin);
+        app.MapPost("/v1/admin/reload", Reload).RequireAuthorization(ApiScopes.Admin);
+        app.MapGet("/v1/admin/audit", (ServiceState state) => TypedResults.Ok(new AuditStatus(state.Audit.Records, state.Audit.Head, state.Audit.Directory)))
+            .RequireAuthorization(ApiScopes.Admin);
+        return app;
+    }
+
+    private static async Task<Results<Ok<ReloadResponse>, ProblemHttpResult>> Reload(HttpContext context, ServiceState state, Decisions decisions)
+    {
+        var previous = state.ModelDigest;
+        if (await state.ReloadAsync().ConfigureAwait(false) is { } error)
+        {
+            var detail = $"the package was not loaded, the service keeps model {previous ?? "(none)"}: {error}";
+            await decisions.Record(context, Audit.AuditOutcome.Rejected, reason: "reload refused: " + error).ConfigureAwait(false);
+            return Problems.Create(StatusCodes.Status409Conflict, "Reload refused", detail);
+        }
+        await decisions.Record(context, Audit.AuditOutcome.Reloaded, reason: $"model {previous} replaced by {state.ModelDigest}").ConfigureAwait(false);
+        return TypedResults.Ok(new ReloadResponse(state.ModelDigest!, previous));
+    }
+
+    private static Results<Ok<ReadyResponse>, ProblemHttpResult> Ready(ServiceState state)
+    {
+        if (state.Engine is not { } engine) return Problems.NotReady(state.NotReadyReason ?? "not ready");
+        return TypedResults.Ok(new ReadyResponse("ready", engine.Model.ManifestSha256, engine.Model.Manifest.Architecture,
+            engine.Policy.AbstainBelow, engine.Policy.OnAdversarial.ToString().ToLowerInvariant(), Math.Round(engine.Squeezing.Threshold, 6)));
+    }
+
+    private static ContentHttpResult Metrics(ServiceState state, ServiceMetrics metrics) =>
+        TypedResults.Text(metrics.Render(state.Engine?.QueueLength ?? 0, state.Engine is not null, state.Audit.Records,
+            state.Engine?.Batches ?? 0, state.Engine?.BatchedInputs ?? 0), "text/plain; version=0.0.4");
+}

@@ -1,0 +1,240 @@
+using System.Security.Claims;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using SecureMnist.Audit;
+using SecureMnist.Serving;
+
+namespace SecureMnist.Server;
+
+/// <summary>One answer as sent to a caller. Label-only keys get no confidence, probabilities, scores or saliency.</summary>
+public sealed record PredictResponse(
+    string RequestId, string Decision,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] int? Label,
+    string? Reason, string Model,
+    double? Confidence = null, IReadOnlyList<float>? Probabilities = null, double? SqueezeScore = null, IReadOnlyList<float>? Saliency = null);
+
+public sealed record BatchResponse(string RequestId, IReadOnlyList<PredictResponse> Items);
+
+public static class PredictEndpoints
+{
+    public static IEndpointRouteBuilder MapPredict(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/v1").RequireAuthorization(ApiScopes.Predict).RequireRateLimiting(ServiceHost.PerKeyPolicy);
+        api.MapPost("/predict", Predict);
+        api.MapPost("/predict/batch", PredictBatch);
+        return app;
+    }
+
+    private static async Task<Results<Ok<PredictResponse>, ProblemHttpResult>> Predict(HttpContext context, ServiceState state, Decisions decisions, bool? explain)
+    {
+        if (state.Engine is not { } engine) return await Refuse(context, decisions, Problems.NotReady(state.NotReadyReason ?? "not ready")).ConfigureAwait(false);
+        var (body, tooLarge) = await RequestBody.Read(context, state.Options.MaxBodyBytes).ConfigureAwait(false);
+        if (tooLarge is not null) return await Refuse(context, decisions, tooLarge).ConfigureAwait(false);
+        Decisions.MarkInput(context, body);
+        float[] pixels;
+        try
+        {
+            pixels = RequestBody.MediaType(context) switch
+            {
+                "image/png" or "image/jpeg" => DigitImage.Decode(body, state.Options.Images),
+                "application/json" => RequestBody.Pixels(body),
+                var other => throw new UnsupportedMediaException(other),
+            };
+        }
+        catch (UnsupportedMediaException e)
+        {
+            return await Refuse(context, decisions, Problems.UnsupportedType(e.Message)).ConfigureAwait(false);
+        }
+        catch (InputRejectedException e)
+        {
+            return await Refuse(context, decisions, Problems.BadInput(e.Message)).ConfigureAwait(false);
+        }
+        return await Decide<PredictResponse>(context, state, decisions, async () =>
+        {
+            var prediction = await engine.PredictAsync(pixels, explain == true, context.RequestAborted).ConfigureAwait(false);
+            await decisions.Record(context, prediction.Outcome, prediction.Label, prediction.Confidence, prediction.Reason).ConfigureAwait(false);
+            if (prediction.Outcome == AuditOutcome.Rejected)
+                return Problems.Create(StatusCodes.Status422UnprocessableEntity, "Input rejected", prediction.Reason ?? "rejected");
+            return TypedResults.Ok(Respond(context, state, prediction));
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs the model part of a request; a full queue becomes 503 and a timeout 504, both audited.</summary>
+    private static async Task<Results<Ok<T>, ProblemHttpResult>> Decide<T>(HttpContext context, ServiceState state, Decisions decisions, Func<Task<Results<Ok<T>, ProblemHttpResult>>> work)
+    {
+        try
+        {
+            return await work().ConfigureAwait(false);
+        }
+        catch (InferenceQueueFullException)
+        {
+            context.Response.Headers.RetryAfter = "1";
+            return await Refuse(context, decisions, Problems.Busy()).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return await Refuse(context, decisions, Problems.Create(StatusCodes.Status504GatewayTimeout, "Timed out",
+                $"no decision within {state.Options.RequestTimeoutSeconds:0.###} s")).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> PredictBatch(HttpContext context, ServiceState state, Decisions decisions)
+    {
+        if (state.Engine is not { } engine) return await Refuse(context, decisions, Problems.NotReady(state.NotReadyReason ?? "not ready")).ConfigureAwait(false);
+        var (body, tooLarge) = await RequestBody.Read(context, state.Options.MaxBatchBodyBytes).ConfigureAwait(false);
+        if (tooLarge is not null) return await Refuse(context, decisions, tooLarge).ConfigureAwait(false);
+        Decisions.MarkInput(context, body);
+        if (RequestBody.MediaType(context) != "application/json")
+            return await Refuse(context, decisions, Problems.UnsupportedType("a batch is JSON: {\"items\": [{\"pixels\": [784 values]}, ...]}")).ConfigureAwait(false);
+        IReadOnlyList<(string Sha256, float[]? Pixels, string? Error)> items;
+        try
+        {
+            items = RequestBody.BatchItems(body, state.Options.MaxBatchItems);
+        }
+        catch (BatchTooLargeException e)
+        {
+            return await Refuse(context, decisions, Problems.TooLarge(e.Message)).ConfigureAwait(false);
+        }
+        catch (InputRejectedException e)
+        {
+            return await Refuse(context, decisions, Problems.BadInput(e.Message)).ConfigureAwait(false);
+        }
+        return await Decide<BatchResponse>(context, state, decisions, async () =>
+        {
+            var pending = items.Select(item => item.Pixels is null
+                ? Task.FromResult(new Prediction(AuditOutcome.Rejected, null, 0, [], null, null, item.Error, 0))
+                : engine.PredictAsync(item.Pixels, explain: false, context.RequestAborted)).ToList();
+            var predictions = await Task.WhenAll(pending).ConfigureAwait(false);
+            var responses = new List<PredictResponse>(predictions.Length);
+            for (var i = 0; i < predictions.Length; i++)
+            {
+                var p = predictions[i];
+                await decisions.Record(context, p.Outcome, p.Label, p.Confidence, p.Reason, items[i].Sha256).ConfigureAwait(false);
+                responses.Add(Respond(context, state, p) with { RequestId = $"{context.TraceIdentifier}/{i}" });
+            }
+            return TypedResults.Ok(new BatchResponse(context.TraceIdentifier, responses));
+        }).ConfigureAwait(false);
+    }
+
+    private static PredictResponse Respond(HttpContext context, ServiceState state, Prediction p)
+    {
+        var decision = p.Outcome.ToString().ToLowerInvariant();
+        var response = new PredictResponse(context.TraceIdentifier, decision, p.Label, p.Reason, state.ModelDigest ?? "");
+        if (context.User.FindFirstValue(ApiKeyAuthentication.LabelOnlyClaim) == "true") return response;
+        return response with { Confidence = Math.Round(p.Confidence, 6), Probabilities = p.Probabilities.Count == 0 ? null : p.Probabilities, SqueezeScore = p.SqueezeScore, Saliency = p.Saliency };
+    }
+
+    /// <summary>Audits a refused request as rejected, then returns the problem.</summary>
+    private static async Task<ProblemHttpResult> Refuse(HttpContext context, Decisions decisions, ProblemHttpResult problem)
+    {
+        await decisions.Record(context, AuditOutcome.Rejected, reason: problem.ProblemDetails.Detail).ConfigureAwait(false);
+        return problem;
+    }
+}
+
+internal sealed class UnsupportedMediaException(string? mediaType)
+    : Exception($"content type '{mediaType ?? "(none)"}' is not accepted; send image/png, image/jpeg or application/json {{\"pixels\": [784 values in [0, 1]]}}");
+
+internal sealed class BatchTooLargeException(string message) : Exception(message);
+
+/// <summary>Reads and parses request bodies within their caps.</summary>
+internal static class RequestBody
+{
+    private static readonly JsonDocumentOptions Parsing = new() { MaxDepth = 8 };
+
+    public static string? MediaType(HttpContext context) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(context.Request.ContentType, out var type) ? type.MediaType.Value?.ToLowerInvariant() : null;
+
+    /// <summary>The body, or a 413 problem when it exceeds <paramref name="cap"/> bytes (checked before reading when the length is declared).</summary>
+    public static async Task<(byte[] Body, ProblemHttpResult? TooLarge)> Read(HttpContext context, long cap)
+    {
+        var declared = context.Request.ContentLength;
+        ProblemHttpResult Large() => Problems.TooLarge($"the body is over the {cap:N0} byte limit");
+        if (declared > cap) return ([], Large());
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 << 10];
+        try
+        {
+            int read;
+            while ((read = await context.Request.Body.ReadAsync(chunk, context.RequestAborted).ConfigureAwait(false)) > 0)
+            {
+                if (buffer.Length + read > cap) return ([], Large());
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return ([], Large());
+        }
+        return (buffer.ToArray(), null);
+    }
+
+    /// <summary>Parses <c>{"pixels": [784 values]}</c> or <c>{"pixels": [[28 values] x 28]}</c>.</summary>
+    public static float[] Pixels(byte[] body)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body, Parsing);
+            return Pixels(document.RootElement);
+        }
+        catch (JsonException e)
+        {
+            throw new InputRejectedException($"the body is not valid JSON: {e.Message}");
+        }
+    }
+
+    private static float[] Pixels(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("pixels", out var pixels) || pixels.ValueKind != JsonValueKind.Array)
+            throw new InputRejectedException("expected a JSON object with a \"pixels\" array of 784 values (or 28 rows of 28)");
+        var values = new List<double>(DigitImage.Pixels);
+        foreach (var element in pixels.EnumerateArray())
+        {
+            if (values.Count > DigitImage.Pixels) break;
+            if (element.ValueKind == JsonValueKind.Array) foreach (var inner in element.EnumerateArray()) values.Add(Number(inner));
+            else values.Add(Number(element));
+        }
+        return DigitImage.FromValues(values);
+    }
+
+    private static double Number(JsonElement element) =>
+        element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out var value) ? value
+            : throw new InputRejectedException($"pixel values must be numbers; got {element.ValueKind.ToString().ToLowerInvariant()}");
+
+    /// <summary>Parses <c>{"items": [{"pixels": ...}, ...]}</c>; a bad item becomes an error for that item alone.</summary>
+    public static IReadOnlyList<(string Sha256, float[]? Pixels, string? Error)> BatchItems(byte[] body, int maxItems)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body, Parsing);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("items", out var items) || items.ValueKind != JsonValueKind.Array)
+                throw new InputRejectedException("expected a JSON object with an \"items\" array");
+            var count = items.GetArrayLength();
+            if (count == 0) throw new InputRejectedException("the batch is empty");
+            if (count > maxItems) throw new BatchTooLargeException($"the batch holds {count} items; at most {maxItems} are accepted");
+            var result = new List<(string, float[]?, string?)>(count);
+            foreach (var item in items.EnumerateArray())
+            {
+                var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(item.GetRawText())));
+                try
+                {
+                    result.Add((sha, Pixels(item), null));
+                }
+                catch (InputRejectedException e)
+                {
+                    result.Add((sha, null, e.Message));
+                }
+            }
+            return result;
+        }
+        catch (JsonException e)
+        {
+            throw new InputRejectedException($"the body is not valid JSON: {e.Message}");
+        }
+    }
+}

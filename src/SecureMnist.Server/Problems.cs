@@ -1,0 +1,31 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace SecureMnist.Server;
+
+/// <summary>The service's error answers, all <c>application/problem+json</c> with a message a caller can act on.</summary>
+public static class Problems
+{
+    public static ProblemHttpResult Create(int status, string title, string detail) =>
+        TypedResults.Problem(detail: detail, statusCode: status, title: title);
+
+    public static ProblemHttpResult BadInput(string detail) => Create(StatusCodes.Status400BadRequest, "Invalid input", detail);
+
+    public static ProblemHttpResult TooLarge(string detail) => Create(StatusCodes.Status413PayloadTooLarge, "Request body too large", detail);
+
+    public static ProblemHttpResult UnsupportedType(string detail) => Create(StatusCodes.Status415UnsupportedMediaType, "Unsupported content type", detail);
+
+    public static ProblemHttpResult NotReady(string detail) => Create(StatusCodes.Status503ServiceUnavailable, "Not ready", detail);
+
+    public static ProblemHttpResult Busy() => Create(StatusCodes.Status503ServiceUnavailable, "Busy", "the inference queue is full; retry shortly");
+
+    /// <summary>Writes a problem directly to the response, for middleware that runs outside endpoints.</summary>
+    public static Task Write(HttpContext context, int status, string title, string detail)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Response.StatusCode = status;
+        return context.Response.WriteAsJsonAsync(
+            new Microsoft.AspNetCore.Mvc.ProblemDetails { Status = status, Title = title, Detail = detail, Instance = context.Request.Path },
+            options: null, contentType: "application/problem+json");
+    }
+}

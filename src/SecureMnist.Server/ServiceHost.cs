@@ -1,0 +1,157 @@
+using System.Globalization;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Timeouts;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using SecureMnist.Audit;
+using SecureMnist.Security;
+using SecureMnist.Serving;
+
+namespace SecureMnist.Server;
+
+/// <summary>Builds the service: one call per concern, in the order requests meet them.</summary>
+public static class ServiceHost
+{
+    public const string PerKeyPolicy = "per-key";
+
+    /// <summary>
+    /// Validates the options, opens the API keys and the audit log (refusing a log that fails verification) and builds
+    /// the app. The model is verified and loaded in the background once the server listens; until it is, /readyz
+    /// answers 503 with the reason.
+    /// </summary>
+    public static WebApplication Build(ServiceOptions options, Action<ILoggingBuilder>? logging = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var keys = ApiKeyStore.Load(options.ApiKeysPath);
+        var auditKey = AuditKey(options.AuditKeyPath);
+        var audit = AuditLog.Open(options.AuditDirectory, auditKey, options.Audit);
+        var state = new ServiceState(options, keys, audit);
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { EnvironmentName = Environments.Production, Args = [] });
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        if (logging is not null) logging(builder.Logging);
+        builder.WebHost.UseUrls(options.Urls);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = options.MaxBatchBodyBytes;
+            kestrel.Limits.MaxRequestHeadersTotalSize = 16 << 10;
+            kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(10);
+        });
+        builder.Services.AddSingleton(state);
+        builder.Services.AddSingleton<ServiceMetrics>();
+        builder.Services.AddSingleton<Decisions>();
+        builder.Services.AddProblemDetails();
+        // Nothing here uses data protection (no cookies, no antiforgery); keep its key ring in memory instead of on disk.
+        builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull);
+        builder.Services.AddAuthentication(ApiKeyAuthentication.SchemeName).AddScheme<AuthenticationSchemeOptions, ApiKeyAuthentication>(ApiKeyAuthentication.SchemeName, null);
+        builder.Services.AddAuthorizationBuilder()
+            .AddPolicy(ApiScopes.Predict, policy => policy.RequireClaim(ApiKeyAuthentication.ScopeClaim, ApiScopes.Predict))
+            .AddPolicy(ApiScopes.Admin, policy => policy.RequireClaim(ApiKeyAuthentication.ScopeClaim, ApiScopes.Admin));
+        builder.Services.AddRateLimiter(limiter =>
+        {
+            limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests; // the default would be 503
+            limiter.AddPolicy(PerKeyPolicy, PerKeyBucket);
+            limiter.OnRejected = async (rejected, _) =>
+            {
+                var context = rejected.HttpContext;
+                var retry = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(1);
+                var seconds = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds));
+                context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                var detail = $"this API key's request rate is exhausted; retry after {seconds} s";
+                await context.RequestServices.GetRequiredService<Decisions>().Record(context, AuditOutcome.RateLimited, reason: detail).ConfigureAwait(false);
+                await Problems.Write(context, StatusCodes.Status429TooManyRequests, "Too many requests", detail).ConfigureAwait(false);
+            };
+        });
+        builder.Services.AddRequestTimeouts(timeouts => timeouts.DefaultPolicy = new RequestTimeoutPolicy
+        {
+            Timeout = TimeSpan.FromSeconds(options.RequestTimeoutSeconds),
+            TimeoutStatusCode = StatusCodes.Status504GatewayTimeout,
+        });
+
+        var app = builder.Build();
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            // Never a stack trace: a generic problem, with the request id to find the log line.
+            ExceptionHandler = context => Problems.Write(context, StatusCodes.Status500InternalServerError, "Internal error",
+                $"the request failed; quote request id {context.TraceIdentifier} to the operator"),
+        });
+        app.UseStatusCodePages(async pages =>
+        {
+            var response = pages.HttpContext.Response;
+            if (response.HasStarted || response.ContentLength > 0 || response.ContentType is not null) return;
+            await Problems.Write(pages.HttpContext, response.StatusCode, ReasonPhrase(response.StatusCode), $"{pages.HttpContext.Request.Method} {pages.HttpContext.Request.Path} gave {response.StatusCode}").ConfigureAwait(false);
+        });
+        app.Use(async (context, next) =>
+        {
+            Decisions.MarkStart(context);
+            var headers = context.Response.Headers;
+            headers.XContentTypeOptions = "nosniff";
+            headers["Referrer-Policy"] = "no-referrer";
+            headers.XFrameOptions = "DENY";
+            headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+            headers.CacheControl = "no-store";
+            await next(context).ConfigureAwait(false);
+        });
+        app.UseRequestTimeouts();
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
+        app.MapPredict();
+        app.MapOperations();
+        app.MapWebPage();
+
+        app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(state.Load));
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            state.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            auditKey.Dispose();
+        });
+        return app;
+    }
+
+    /// <summary>Where a started app listens (with port 0 in the options, the port the system picked).</summary>
+    public static Uri Address(WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        return new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+    }
+
+    private static RateLimitPartition<string> PerKeyBucket(HttpContext context)
+    {
+        var keyId = context.User.FindFirst(ApiKeyAuthentication.KeyIdClaim)?.Value;
+        var perMinute = int.TryParse(context.User.FindFirst(ApiKeyAuthentication.RateClaim)?.Value, CultureInfo.InvariantCulture, out var rate) ? rate : 60;
+        // A burst of a tenth of the per-minute budget, refilled one request at a time.
+        return RateLimitPartition.GetTokenBucketLimiter($"{keyId}:{perMinute}", _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = Math.Max(1, perMinute / 10),
+            TokensPerPeriod = 1,
+            ReplenishmentPeriod = TimeSpan.FromMinutes(1.0 / perMinute),
+            QueueLimit = 0,
+            AutoReplenishment = true,
+        });
+    }
+
+    /// <summary>The key that signs audit checkpoints; created on first start (private key owner-only, public key beside it).</summary>
+    private static SigningKey AuditKey(string path)
+    {
+        if (File.Exists(path)) return SigningKey.FromFile(path);
+        var key = SigningKey.Generate();
+        key.Save(path);
+        return key;
+    }
+
+    private static string ReasonPhrase(int status) => Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status) is { Length: > 0 } phrase ? phrase : "Error";
+}

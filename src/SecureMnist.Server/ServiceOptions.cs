@@ -1,0 +1,48 @@
+using SecureMnist.Audit;
+using SecureMnist.Defenses;
+using SecureMnist.Serving;
+
+namespace SecureMnist.Server;
+
+/// <summary>Everything the service is configured with; checked by <see cref="Validate"/> before it starts listening.</summary>
+public sealed record ServiceOptions
+{
+    public required string ModelDirectory { get; init; }
+    public required string PublicKeyPath { get; init; }
+    public required string ApiKeysPath { get; init; }
+    public required string AuditDirectory { get; init; }
+    public required string AuditKeyPath { get; init; }
+    /// <summary>Where the verified MNIST training set is read from, to calibrate the input checks and the detector.</summary>
+    public required string DataRoot { get; init; }
+    public string Urls { get; init; } = "http://127.0.0.1:8080";
+    public int MaxBodyBytes { get; init; } = 256 << 10;
+    public int MaxBatchItems { get; init; } = 32;
+    public double RequestTimeoutSeconds { get; init; } = 10;
+    public int SqueezeCalibrationImages { get; init; } = 2000;
+    public ImageLimits Images { get; init; } = new();
+    public DecisionPolicy Policy { get; init; } = new();
+    public BatchingOptions Batching { get; init; } = new();
+    public SqueezingOptions Squeezing { get; init; } = new();
+    public AuditLogOptions Audit { get; init; } = new();
+
+    /// <summary>Throws with a message naming the setting when any value is out of range.</summary>
+    public void Validate()
+    {
+        foreach (var (name, value) in new[] { ("model", ModelDirectory), ("public key", PublicKeyPath), ("API keys", ApiKeysPath), ("audit folder", AuditDirectory), ("audit key", AuditKeyPath), ("data root", DataRoot) })
+            if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"the {name} path is empty");
+        if (!Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            throw new ArgumentException($"--urls '{Urls}' is not an http(s) URL");
+        if (MaxBodyBytes is < 1024 or > 64 << 20) throw new ArgumentOutOfRangeException(nameof(MaxBodyBytes), MaxBodyBytes, "the body cap must be 1 KiB to 64 MiB");
+        if (MaxBatchItems is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(MaxBatchItems), MaxBatchItems, "the batch cap must be 1 to 1024 items");
+        if (RequestTimeoutSeconds is <= 0 or > 600) throw new ArgumentOutOfRangeException(nameof(RequestTimeoutSeconds), RequestTimeoutSeconds, "the request timeout must be in (0, 600] seconds");
+        if (SqueezeCalibrationImages is < 100 or > 60_000) throw new ArgumentOutOfRangeException(nameof(SqueezeCalibrationImages), SqueezeCalibrationImages, "calibration needs 100 to 60,000 images");
+        Images.Validate();
+        Policy.Validate();
+        Batching.Validate();
+        Squeezing.Validate();
+        Audit.Validate();
+    }
+
+    /// <summary>Largest body of a batch request: one image's cap per item, bounded.</summary>
+    public long MaxBatchBodyBytes => Math.Min((long)MaxBodyBytes * MaxBatchItems, 64L << 20);
+}

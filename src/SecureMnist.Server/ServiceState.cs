@@ -1,0 +1,126 @@
+using SecureMnist.Audit;
+using SecureMnist.Data;
+using SecureMnist.Security;
+using SecureMnist.Serving;
+
+namespace SecureMnist.Server;
+
+/// <summary>
+/// The loaded model and its calibrated checks. The service is ready only after the package verified against the
+/// trusted key and calibration finished; until then (or forever, if loading failed) <see cref="NotReadyReason"/> says why.
+/// </summary>
+public sealed class ServiceState : IAsyncDisposable
+{
+    private volatile InferenceEngine? engine;
+    private volatile string notReadyReason = "loading the model";
+    private readonly SemaphoreSlim reloading = new(1, 1);
+    private readonly List<InferenceEngine> retired = [];
+
+    public ServiceState(ServiceOptions options, ApiKeyStore keys, AuditLog audit)
+    {
+        Options = options;
+        Keys = keys;
+        Audit = audit;
+    }
+
+    public ServiceOptions Options { get; }
+    public ApiKeyStore Keys { get; }
+    public AuditLog Audit { get; }
+    public InferenceEngine? Engine => engine;
+    public string? NotReadyReason => engine is null ? notReadyReason : null;
+    public string? ModelDigest => engine?.Model.ManifestSha256;
+
+    /// <summary>Waits until the model is loaded; throws with the reason when loading failed or took longer than <paramref name="timeout"/>.</summary>
+    public async Task WaitUntilReadyAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (engine is null)
+        {
+            if (notReadyReason.StartsWith("model not loaded", StringComparison.Ordinal)) throw new InvalidOperationException(notReadyReason);
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"the service did not become ready within {timeout.TotalSeconds:0} s ({notReadyReason})");
+            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Verifies and loads the package, then calibrates the input statistics and the squeezing detector.</summary>
+    public void Load()
+    {
+        var (fresh, error) = Build();
+        if (fresh is not null) engine = fresh;
+        else notReadyReason = $"model not loaded: {error}";
+    }
+
+    /// <summary>
+    /// Verifies and loads the package folder again (say, after a newly signed package was put in place) and switches to
+    /// it; requests already queued finish on the old model. On any failure the service keeps its current model.
+    /// Returns null on success, otherwise why the new package was refused.
+    /// </summary>
+    public async Task<string?> ReloadAsync()
+    {
+        if (!await reloading.WaitAsync(0).ConfigureAwait(false)) return "a reload is already running";
+        try
+        {
+            var (fresh, error) = Build();
+            if (fresh is null) return error;
+            var previous = engine;
+            engine = fresh;
+            if (previous is not null)
+            {
+                lock (retired) retired.Add(previous);
+                _ = Task.Run(async () =>
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(Options.RequestTimeoutSeconds + 1)).ConfigureAwait(false);
+                    await Retire(previous).ConfigureAwait(false);
+                });
+            }
+            return null;
+        }
+        finally
+        {
+            reloading.Release();
+        }
+    }
+
+    private (InferenceEngine? Engine, string? Error) Build()
+    {
+        VerifiedModel? model = null;
+        try
+        {
+            var key = TrustedPublicKey.FromFile(Options.PublicKeyPath);
+            model = ModelPackage.Load(Options.ModelDirectory, key, allowUnsigned: false);
+            if (engine is null) notReadyReason = "calibrating input checks";
+            var train = new DatasetStore(Options.DataRoot).Load("mnist").Train;
+            var guard = InputGuard.Calibrate(model.Network, train, Options.SqueezeCalibrationImages, Options.Squeezing);
+            return (new InferenceEngine(model, guard.Squeezing, guard.Statistics, Options.Policy, Options.Batching), null);
+        }
+#pragma warning disable CA1031 // any failure leaves the service as it was, with the reason on /readyz or in the reload answer
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            model?.Dispose();
+            return (null, e.Message);
+        }
+    }
+
+    private async Task Retire(InferenceEngine old)
+    {
+        lock (retired)
+            if (!retired.Remove(old)) return;
+        await old.DisposeAsync().ConfigureAwait(false);
+        old.Model.Dispose();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        InferenceEngine[] leftovers;
+        lock (retired) leftovers = [.. retired];
+        foreach (var old in leftovers) await Retire(old).ConfigureAwait(false);
+        reloading.Dispose();
+        if (engine is { } running)
+        {
+            await running.DisposeAsync().ConfigureAwait(false);
+            running.Model.Dispose();
+        }
+        await Audit.DisposeAsync().ConfigureAwait(false);
+    }
+}

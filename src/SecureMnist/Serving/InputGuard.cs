@@ -1,0 +1,97 @@
+using SecureMnist.Attacks.Evasion;
+using SecureMnist.Data;
+using SecureMnist.Defenses;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace SecureMnist.Serving;
+
+/// <summary>The service's two input checks, calibrated together: "is this a digit at all" and "is this digit adversarial".</summary>
+public sealed record InputGuard(DigitStatistics Statistics, FeatureSqueezing Squeezing)
+{
+    /// <summary>
+    /// Fits the digit statistics on the whole training set and calibrates feature squeezing on its first
+    /// <paramref name="squeezeImages"/> images (never on test images, which measure it).
+    /// </summary>
+    public static InputGuard Calibrate(Module<Tensor, Tensor> network, LabeledImages train, int squeezeImages, SqueezingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(squeezeImages, train.Count);
+        var statistics = DigitStatistics.Fit(train);
+        using var scope = NewDisposeScope();
+        using var classifier = new NetworkClassifier(network);
+        var calibration = train.Select(Enumerable.Range(0, squeezeImages).ToArray()).ImagesTensor();
+        return new InputGuard(statistics, FeatureSqueezing.Calibrate(classifier, calibration, options));
+    }
+}
+
+/// <summary>How often each check fires on one kind of input, and how often either does (the service refuses or flags those).</summary>
+public sealed record InputCheckRates(string Inputs, int Count, double SqueezingFlagged, double StatisticsRejected, double Either);
+
+/// <summary>The input checks measured on held-out data: on clean digits the rates are false positives, on attacks and non-digits true positives.</summary>
+public sealed record InputGuardReport(double SqueezeThreshold, SqueezingOptions Squeezing, DigitStatistics Statistics, double Epsilon, IReadOnlyList<InputCheckRates> Rates, double Seconds);
+
+public static class InputGuardEvaluation
+{
+    /// <summary>
+    /// Both checks on clean test digits, on FGSM and PGD-40 examples at <paramref name="epsilon"/> (all, and those that
+    /// fool the model) and on Fashion-MNIST test images.
+    /// </summary>
+    public static InputGuardReport Run(Module<Tensor, Tensor> network, InputGuard guard, LabeledImages mnistTest, LabeledImages? fashionTest, double epsilon, IProgress<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(guard);
+        ArgumentNullException.ThrowIfNull(mnistTest);
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        using var scope = NewDisposeScope();
+        using var classifier = new NetworkClassifier(network);
+        var images = mnistTest.ImagesTensor();
+        var labels = mnistTest.LabelsTensor();
+        var rates = new List<InputCheckRates>();
+        InputCheckRates Measure(string name, Tensor inputs, bool[]? keep = null)
+        {
+            var scores = guard.Squeezing.Scores(classifier, inputs);
+            var values = inputs.reshape(inputs.shape[0], -1).data<float>().ToArray();
+            int count = 0, squeezed = 0, rejected = 0, either = 0;
+            for (var i = 0; i < scores.Length; i++)
+            {
+                if (keep is not null && !keep[i]) continue;
+                count++;
+                var flagged = scores[i] > guard.Squeezing.Threshold;
+                var outOfRange = guard.Statistics.Check(values.AsSpan(i * DigitImage.Pixels, DigitImage.Pixels)) is not null;
+                squeezed += flagged ? 1 : 0;
+                rejected += outOfRange ? 1 : 0;
+                either += flagged || outOfRange ? 1 : 0;
+            }
+            double Share(int n) => count == 0 ? 0 : (double)n / count;
+            return new InputCheckRates(name, count, Share(squeezed), Share(rejected), Share(either));
+        }
+        progress?.Report("clean test digits");
+        rates.Add(Measure("clean MNIST test", images));
+        IEvasionAttack[] attacks = [new Fgsm(new FgsmOptions(epsilon)), new Pgd(new PgdOptions(epsilon, 0.01, 40))];
+        foreach (var attack in attacks)
+        {
+            progress?.Report($"crafting {attack.Name}");
+            var adversarial = Chunks(images, labels, 500, (x, y) => attack.Generate(classifier, x, y));
+            var fooled = classifier.Predict(adversarial).Zip(mnistTest.Labels, (p, l) => p != l).ToArray();
+            rates.Add(Measure($"{attack.Name}, all", adversarial));
+            rates.Add(Measure($"{attack.Name}, misclassified", adversarial, fooled));
+        }
+        if (fashionTest is not null)
+        {
+            progress?.Report("Fashion-MNIST");
+            rates.Add(Measure("Fashion-MNIST test", fashionTest.ImagesTensor()));
+        }
+        return new InputGuardReport(guard.Squeezing.Threshold, guard.Squeezing.Options, guard.Statistics, epsilon, rates, stopwatch.Elapsed.TotalSeconds);
+    }
+
+    private static Tensor Chunks(Tensor images, Tensor labels, int size, Func<Tensor, Tensor, Tensor> generate)
+    {
+        var parts = new List<Tensor>();
+        for (long start = 0; start < images.shape[0]; start += size)
+        {
+            var length = Math.Min(size, images.shape[0] - start);
+            parts.Add(generate(images.narrow(0, start, length), labels.narrow(0, start, length)).detach());
+        }
+        return cat(parts, 0);
+    }
+}

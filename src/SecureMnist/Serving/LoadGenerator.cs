@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+
+namespace SecureMnist.Serving;
+
+/// <summary>
+/// A bounded HTTP load run against <c>POST /v1/predict</c>: either closed-loop (a fixed number of workers, each
+/// sending its next request when the last is answered) or open-loop at a fixed rate (latency measured from each
+/// request's scheduled time, so a slow server cannot hide its queueing). Bounded by duration, request count and
+/// requests in flight.
+/// </summary>
+public sealed record LoadOptions(string Secret, byte[] Body, string ContentType = "image/png", int Concurrency = 32,
+    double DurationSeconds = 10, double? RatePerSecond = null, int MaxRequests = 1_000_000, int MaxInFlight = 1024)
+{
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(Concurrency, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(Concurrency, 4096);
+        if (DurationSeconds is <= 0 or > 3600) throw new ArgumentOutOfRangeException(nameof(DurationSeconds), DurationSeconds, "the duration must be in (0, 3600] seconds");
+        if (RatePerSecond is <= 0 or > 1_000_000) throw new ArgumentOutOfRangeException(nameof(RatePerSecond), RatePerSecond, "the rate must be positive");
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequests, 1);
+    }
+}
+
+/// <summary>What a load run saw. Latencies are of answered requests, in milliseconds.</summary>
+public sealed record LoadResult(
+    string Mode, double TargetRate, int Sent, int Answered, int Failed, IReadOnlyDictionary<int, int> StatusCounts,
+    double Seconds, double AnsweredPerSecond, double SucceededPerSecond, double P50Milliseconds, double P99Milliseconds, double MaxMilliseconds,
+    IReadOnlyList<string> SucceededRequestIds);
+
+public static class LoadGenerator
+{
+    public static async Task<LoadResult> Run(HttpClient client, LoadOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var latencies = new List<double>();
+        var statuses = new Dictionary<int, int>();
+        var succeededIds = new List<string>();
+        int sent = 0, failed = 0;
+        var clock = Stopwatch.StartNew();
+        var end = TimeSpan.FromSeconds(options.DurationSeconds);
+
+        async Task Send(TimeSpan scheduled)
+        {
+            using var content = new ByteArrayContent(options.Body);
+            content.Headers.ContentType = MediaTypeHeaderValue.Parse(options.ContentType);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/predict") { Content = content };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.Secret);
+            try
+            {
+                using var response = await client.SendAsync(request, cancellationToken).ConfigureAwait(false);
+                var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+                var latency = (clock.Elapsed - scheduled).TotalMilliseconds;
+                lock (latencies)
+                {
+                    latencies.Add(latency);
+                    statuses[(int)response.StatusCode] = statuses.GetValueOrDefault((int)response.StatusCode) + 1;
+                    if (response.IsSuccessStatusCode) succeededIds.Add(RequestId(body));
+                }
+            }
+            catch (HttpRequestException)
+            {
+                Interlocked.Increment(ref failed);
+            }
+        }
+
+        if (options.RatePerSecond is { } rate)
+        {
+            // Open loop: request k is due at k / rate; a bounded number may be outstanding.
+            using var inFlight = new SemaphoreSlim(options.MaxInFlight);
+            var pending = new List<Task>();
+            for (var k = 0; k < options.MaxRequests; k++)
+            {
+                var due = TimeSpan.FromSeconds(k / rate);
+                if (due >= end || cancellationToken.IsCancellationRequested) break;
+                var wait = due - clock.Elapsed;
+                if (wait > TimeSpan.Zero) await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
+                await inFlight.WaitAsync(cancellationToken).ConfigureAwait(false);
+                sent++;
+                pending.Add(Task.Run(async () =>
+                {
+                    try { await Send(due).ConfigureAwait(false); }
+                    finally { inFlight.Release(); }
+                }, cancellationToken));
+            }
+            await Task.WhenAll(pending).ConfigureAwait(false);
+        }
+        else
+        {
+            var workers = Enumerable.Range(0, options.Concurrency).Select(_ => Task.Run(async () =>
+            {
+                while (clock.Elapsed < end && !cancellationToken.IsCancellationRequested && Interlocked.Increment(ref sent) <= options.MaxRequests)
+                    await Send(clock.Elapsed).ConfigureAwait(false);
+            }, cancellationToken)).ToArray();
+            await Task.WhenAll(workers).ConfigureAwait(false);
+            sent = Math.Min(sent, options.MaxRequests);
+        }
+
+        var seconds = clock.Elapsed.TotalSeconds;
+        latencies.Sort();
+        double Quantile(double q) => latencies.Count == 0 ? 0 : latencies[Math.Min(latencies.Count - 1, (int)Math.Ceiling(q * latencies.Count) - 1)];
+        var succeeded = statuses.Where(s => s.Key is >= 200 and < 300).Sum(s => s.Value);
+        return new LoadResult(options.RatePerSecond is null ? $"closed loop, {options.Concurrency} workers" : "open loop",
+            options.RatePerSecond ?? 0, sent, latencies.Count, failed, statuses, seconds, latencies.Count / seconds, succeeded / seconds,
+            Quantile(0.5), Quantile(0.99), latencies.Count == 0 ? 0 : latencies[^1], succeededIds);
+    }
+
+    private static string RequestId(string body)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(body);
+            return document.RootElement.TryGetProperty("requestId", out var id) ? id.GetString() ?? "" : "";
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return "";
+        }
+    }
+}
