@@ -22,6 +22,7 @@ root.Subcommands.Add(AttackCommand.Create());
 root.Subcommands.Add(CompareCommand.Create());
 foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
+foreach (var command in InteropCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in ServiceCommands.Create()) root.Subcommands.Add(command);
 root.Subcommands.Add(BenchCommand.Create());
 return CommandRunner.Run(root, args);

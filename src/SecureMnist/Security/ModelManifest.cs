@@ -10,6 +10,9 @@ public sealed record TensorInfo(string Name, string DType, long[] Shape);
 
 public sealed record ModelMetrics(double TestAccuracy, double TestLoss, int TestImages);
 
+/// <summary>Where imported weights came from: the file's digest and format, and every global its pickle referenced.</summary>
+public sealed record ImportSource(string File, string Sha256, string Format, IReadOnlyList<string> PickleGlobals);
+
 /// <summary>What a package claims about its model. The signature covers these exact bytes.</summary>
 public sealed record ModelManifest(
     string Format,
@@ -24,7 +27,8 @@ public sealed record ModelManifest(
     RunRecord? Training,
     string? TrainingRecordSha256,
     ModelMetrics? Metrics,
-    string? SignerKeyId)
+    string? SignerKeyId,
+    ImportSource? ImportedFrom = null)
 {
     public const string CurrentFormat = "securemnist-package/1";
 }

@@ -60,7 +60,8 @@ public static class ModelPackage
     public const long MaxWeightsBytes = 1L << 30;
 
     /// <summary>Details recorded in the manifest besides the weights.</summary>
-    public sealed record Provenance(string? Dataset, IReadOnlyDictionary<string, string>? DatasetDigests, RunRecord? Training, ModelMetrics? Metrics);
+    public sealed record Provenance(string? Dataset, IReadOnlyDictionary<string, string>? DatasetDigests, RunRecord? Training, ModelMetrics? Metrics,
+        ImportSource? ImportedFrom = null);
 
     /// <summary>Writes a complete package (signed when a key is given). The folder appears whole or not at all.</summary>
     public static ModelManifest Write(string directory, string architecture, Module<Tensor, Tensor> network, Provenance provenance, SigningKey? key)
@@ -83,7 +84,8 @@ public static class ModelPackage
             provenance.Training,
             trainingBytes is null ? null : Sha256(trainingBytes),
             provenance.Metrics,
-            key?.Id);
+            key?.Id,
+            provenance.ImportedFrom);
 
         AtomicDirectory.Write(directory, staging =>
         {

@@ -1,0 +1,86 @@
+using System.CommandLine;
+using SecureMnist.Interop;
+using SecureMnist.Modeling;
+using SecureMnist.Training;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+/// <summary>import and scan: bringing models from elsewhere in without ever executing them.</summary>
+internal static class InteropCommands
+{
+    public static IEnumerable<Command> Create()
+    {
+        yield return Import();
+        yield return Scan();
+    }
+
+    private static Command Import()
+    {
+        var from = new Option<string>("--from-pytorch") { Description = "PyTorch state_dict file written by torch.save (zip format, PyTorch 1.6+)", Required = true };
+        var arch = new Option<string>("--arch") { Description = $"Architecture the names map onto: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => Architectures.Default };
+        var output = new Option<string>("--out") { Description = "Package folder to write", DefaultValueFactory = _ => "models/imported" };
+        var key = new Option<string>("--key") { Description = "Ed25519 private key that signs the package (created on first use at the default path)", DefaultValueFactory = _ => TrainCommand.DefaultKey };
+        var json = CommonOptions.Json();
+        var command = new Command("import", """
+            Import a PyTorch state_dict as a signed package. The file is read by a restricted unpickler (like
+            torch.load(weights_only=True)): only the opcodes and globals tensors and ordered dicts need are accepted,
+            nothing in the file is ever executed, and anything else is refused naming the global or opcode and its offset.
+            Example: ./securemnist import --from-pytorch mnist_cnn.pt --arch seed-cnn --out models/imported
+            """) { from, arch, output, key, json };
+        command.SetAction(result =>
+        {
+            var keyPath = result.GetValue(key)!;
+            var (signingKey, _) = TrainingPipeline.OpenOrCreateKey(keyPath, createIfMissing: keyPath == TrainCommand.DefaultKey);
+            using (signingKey)
+            {
+                var imported = PyTorchImport.Import(result.GetValue(from)!, result.GetValue(arch)!, result.GetValue(output)!, signingKey);
+                if (result.GetValue(json))
+                {
+                    Ui.WriteJson(new { package = result.GetValue(output), manifest = imported.Manifest, sourceNames = imported.SourceNames });
+                    return 0;
+                }
+                var source = imported.Manifest.ImportedFrom!;
+                Ui.Out.MarkupLineInterpolated($"[green]imported[/] {source.File} (SHA-256 {source.Sha256[..16]}...) as {imported.Manifest.Architecture}: {imported.SourceNames.Count} tensors, {imported.Manifest.ParameterCount:N0} parameters");
+                Ui.Out.MarkupLineInterpolated($"pickle globals (all allowlisted): {string.Join(", ", source.PickleGlobals)}");
+                Ui.Out.MarkupLineInterpolated($"wrote {result.GetValue(output)}, signed by key [bold]{signingKey.Id}[/]; next: ./securemnist evaluate --model {result.GetValue(output)}");
+                return 0;
+            }
+        });
+        return command;
+    }
+
+    private static Command Scan()
+    {
+        var file = new Argument<string>("file") { Description = "Model file or package folder" };
+        var json = CommonOptions.Json();
+        var command = new Command("scan", """
+            Say what a model file is (securemnist package, safetensors, PyTorch zip or legacy pickle, other pickle, unknown)
+            and whether it is safe to load, listing every global a pickle references. Nothing in the file is executed.
+            Exit 0 when safe, 2 when not.
+            Example: ./securemnist scan downloaded.pth
+            """) { file, json };
+        command.SetAction(result =>
+        {
+            var scan = ModelFileScanner.Scan(result.GetValue(file)!);
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(scan);
+                return scan.SafeToLoad ? 0 : 2;
+            }
+            Ui.Out.MarkupLineInterpolated($"{scan.Path}: [bold]{scan.KindDescription}[/]");
+            if (scan.SafeToLoad) Ui.Out.MarkupLineInterpolated($"[green]safe[/]: {scan.Verdict}");
+            else Ui.Out.MarkupLineInterpolated($"[red]NOT safe[/]: {scan.Verdict}");
+            if (scan.Globals.Count > 0)
+            {
+                var table = new Table().AddColumns("global", "byte", "allowed");
+                foreach (var global in scan.Globals) table.AddRow(Markup.Escape(global.FullName), global.Offset.ToString(System.Globalization.CultureInfo.InvariantCulture), global.Allowed ? "yes" : "[red]no[/]");
+                Ui.Out.Write(table);
+            }
+            foreach (var problem in scan.Problems.Skip(1)) Ui.Out.MarkupLineInterpolated($"  also: {problem}");
+            foreach (var tensor in scan.Tensors) Ui.Out.MarkupLineInterpolated($"  {tensor}");
+            return scan.SafeToLoad ? 0 : 2;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,131 @@
+using System.Buffers.Binary;
+using SecureMnist.Security;
+
+namespace SecureMnist.Interop;
+
+public enum ModelFileKind
+{
+    SecureMnistPackage,
+    Safetensors,
+    PyTorchZip,
+    PyTorchLegacy,
+    Pickle,
+    Unknown,
+}
+
+/// <summary>Recognises model files by their first bytes, never by their names.</summary>
+public static class ModelFileKinds
+{
+    // torch.save's legacy format starts with a pickled LONG1 magic number: 0x1950a86a20f9469cfc6c.
+    private static readonly byte[] LegacyMagic = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+    public static ModelFileKind Sniff(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        Span<byte> head = stackalloc byte[16];
+        var read = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        head = head[..read];
+        if (head.StartsWith("PK\x03\x04"u8)) return ModelFileKind.PyTorchZip;
+        if (head.StartsWith(LegacyMagic)) return ModelFileKind.PyTorchLegacy;
+        if (head.Length >= 2 && head[0] == 0x80 && head[1] <= 5) return ModelFileKind.Pickle;
+        if (head.Length >= 9 && head[8] == (byte)'{' && BinaryPrimitives.ReadUInt64LittleEndian(head) is > 1 and <= Safetensors.MaxHeaderBytes)
+            return ModelFileKind.Safetensors;
+        return ModelFileKind.Unknown;
+    }
+
+    public static string Describe(ModelFileKind kind) => kind switch
+    {
+        ModelFileKind.SecureMnistPackage => "a securemnist model package",
+        ModelFileKind.Safetensors => "safetensors",
+        ModelFileKind.PyTorchZip => "PyTorch zip (torch.save, 1.6+)",
+        ModelFileKind.PyTorchLegacy => "PyTorch legacy pickle (torch.save before 1.6)",
+        ModelFileKind.Pickle => "a Python pickle",
+        _ => "unknown",
+    };
+}
+
+/// <summary>What <c>scan</c> found: the file's kind, whether importing or loading it is safe, and why.</summary>
+public sealed record ModelFileScan(string Path, ModelFileKind Kind, string KindDescription, bool SafeToLoad, string Verdict,
+    IReadOnlyList<PickleGlobal> Globals, IReadOnlyList<string> Problems, IReadOnlyList<string> Tensors);
+
+/// <summary>Reports what a model file is and whether it can be loaded without executing anything, listing every global a pickle references.</summary>
+public static class ModelFileScanner
+{
+    public static ModelFileScan Scan(string path, PyTorchArchiveLimits? limits = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path))
+        {
+            var isPackage = File.Exists(System.IO.Path.Combine(path, ModelPackage.ManifestFile));
+            return new ModelFileScan(path, isPackage ? ModelFileKind.SecureMnistPackage : ModelFileKind.Unknown,
+                isPackage ? ModelFileKinds.Describe(ModelFileKind.SecureMnistPackage) : "a folder that is not a model package", isPackage,
+                isPackage ? "no code in it; load only through verify (signature, weights digest, shapes)" : "not a model package", [], [], []);
+        }
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path} not found", path);
+        using var stream = File.OpenRead(path);
+        var kind = ModelFileKinds.Sniff(stream);
+        stream.Position = 0;
+        return kind switch
+        {
+            ModelFileKind.Safetensors => ScanSafetensors(path, stream),
+            ModelFileKind.PyTorchZip => ScanPyTorchZip(path, stream, limits),
+            ModelFileKind.PyTorchLegacy or ModelFileKind.Pickle => ScanPickle(path, stream, kind),
+            _ => new ModelFileScan(path, kind, ModelFileKinds.Describe(kind), false, "not a model format this tool knows; do not load it", [], [], []),
+        };
+    }
+
+    private static ModelFileScan ScanSafetensors(string path, FileStream stream)
+    {
+        const long limit = ModelPackage.MaxWeightsBytes;
+        if (stream.Length > limit) return Unsafe(path, ModelFileKind.Safetensors, [$"{stream.Length} bytes, over the {limit} byte limit"]);
+        try
+        {
+            var file = Safetensors.Parse(File.ReadAllBytes(path));
+            var tensors = file.Entries.Select(e => $"{e.Name} {e.DType} [{string.Join(",", e.Shape)}]").ToList();
+            return new ModelFileScan(path, ModelFileKind.Safetensors, ModelFileKinds.Describe(ModelFileKind.Safetensors), true,
+                "data only (no code): safe to load; trust still needs a signature", [], [], tensors);
+        }
+        catch (SafetensorsException e)
+        {
+            return Unsafe(path, ModelFileKind.Safetensors, [e.Message]);
+        }
+    }
+
+    private static ModelFileScan ScanPyTorchZip(string path, FileStream stream, PyTorchArchiveLimits? limits)
+    {
+        try
+        {
+            var (globals, problems) = PyTorchArchive.Scan(stream, limits);
+            if (problems.Count > 0) return Unsafe(path, ModelFileKind.PyTorchZip, problems, globals);
+            // The structure-only scan passed; a full restricted read also checks storages, shapes and the state_dict layout.
+            var stateDict = PyTorchArchive.ReadStateDict(path, limits);
+            var tensors = stateDict.Tensors.Select(t => $"{t.Name} {t.StorageType} [{string.Join(",", t.Shape)}]").ToList();
+            return new ModelFileScan(path, ModelFileKind.PyTorchZip, ModelFileKinds.Describe(ModelFileKind.PyTorchZip), true,
+                "only allowlisted globals and opcodes: safe to import with ./securemnist import", globals, [], tensors);
+        }
+        catch (Exception e) when (e is PyTorchFormatException or UnsafePickleException)
+        {
+            return Unsafe(path, ModelFileKind.PyTorchZip, [e.Message]);
+        }
+    }
+
+    private static ModelFileScan ScanPickle(string path, FileStream stream, ModelFileKind kind)
+    {
+        const int limit = 16 << 20;
+        if (stream.Length > limit) return Unsafe(path, kind, [$"{stream.Length} bytes, over the {limit} byte limit for a scan"]);
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        // A legacy file is several pickles in a row (magic, protocol, system info, the object); scan them all.
+        var globals = new List<PickleGlobal>();
+        var problems = new List<string>();
+        var (found, issues) = PyTorchArchive.ScanPickles(bytes, maxPickles: 5);
+        globals.AddRange(found);
+        problems.AddRange(issues);
+        if (kind == ModelFileKind.PyTorchLegacy) problems.Add("legacy PyTorch format: not imported; re-save with PyTorch 1.6 or newer");
+        else problems.Add("a bare pickle: not a format this tool imports");
+        return Unsafe(path, kind, problems, globals);
+    }
+
+    private static ModelFileScan Unsafe(string path, ModelFileKind kind, IReadOnlyList<string> problems, IReadOnlyList<PickleGlobal>? globals = null) =>
+        new(path, kind, ModelFileKinds.Describe(kind), false, "refused: " + problems[0], globals ?? [], problems, []);
+}

@@ -1,0 +1,410 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace SecureMnist.Interop;
+
+/// <summary>A pickle that was refused, with the offset of the opcode that caused it.</summary>
+public sealed class UnsafePickleException(string message, long offset)
+    : Exception($"{message} (at byte {offset} of the pickle)")
+{
+    public long Offset { get; } = offset;
+}
+
+/// <summary>A module-level name a pickle refers to (GLOBAL / STACK_GLOBAL), and whether it is on the allowlist.</summary>
+public sealed record PickleGlobal(string Module, string Name, long Offset, bool Allowed)
+{
+    public string FullName => $"{Module}.{Name}";
+}
+
+/// <summary>Bounds on what a pickle may make us allocate; checked before any allocation.</summary>
+public sealed record PickleLimits(int MaxPickleBytes = 16 << 20, int MaxStringBytes = 1 << 20, int MaxMemo = 100_000,
+    int MaxStack = 10_000, int MaxDepth = 32, int MaxItems = 1_000_000);
+
+// The value model: only these types ever exist while unpickling. Nothing in it can be called.
+public sealed record PyTuple(IReadOnlyList<object?> Items);
+
+public sealed class PyList(List<object?> items)
+{
+    public List<object?> Items { get; } = items;
+}
+
+/// <summary>A dict or OrderedDict, with its insertion order.</summary>
+public sealed class PyDict
+{
+    public List<KeyValuePair<object, object?>> Items { get; } = [];
+}
+
+/// <summary>A reference to an allowlisted global (a storage type, or a callable we reimplement).</summary>
+public sealed record PyGlobal(string Module, string Name);
+
+/// <summary>What a persistent id resolves to: the caller decides (e.g. a tensor storage in the archive).</summary>
+public delegate object PersistentLoad(PyTuple persistentId, long offset);
+
+/// <summary>What an allowlisted callable (REDUCE target) builds from its arguments.</summary>
+public delegate object? AllowedCallable(PyTuple arguments, long offset);
+
+/// <summary>
+/// A pickle reader in the spirit of torch.load(weights_only=True): it understands only the opcodes a state_dict
+/// needs, resolves only allowlisted globals, and "calls" only allowlisted callables, each reimplemented here; nothing
+/// in the stream is ever imported or executed. In scan mode it records refused globals and keeps going where it can.
+/// </summary>
+public sealed class RestrictedUnpickler
+{
+    private static readonly object Opaque = new();
+
+    private readonly IReadOnlyDictionary<string, AllowedCallable?> allowedGlobals;
+    private readonly PersistentLoad persistentLoad;
+    private readonly PickleLimits limits;
+    private readonly bool scanOnly;
+    private readonly List<PickleGlobal> globals = [];
+    private readonly List<string> problems = [];
+
+    /// <param name="allowedGlobals">"module.name" → the callable's reimplementation, or null for a non-callable token (e.g. torch.FloatStorage).</param>
+    public RestrictedUnpickler(IReadOnlyDictionary<string, AllowedCallable?> allowedGlobals, PersistentLoad persistentLoad, PickleLimits? limits = null, bool scanOnly = false)
+    {
+        this.allowedGlobals = allowedGlobals ?? throw new ArgumentNullException(nameof(allowedGlobals));
+        this.persistentLoad = persistentLoad ?? throw new ArgumentNullException(nameof(persistentLoad));
+        this.limits = limits ?? new PickleLimits();
+        this.scanOnly = scanOnly;
+    }
+
+    /// <summary>Every global the stream referenced, in order.</summary>
+    public IReadOnlyList<PickleGlobal> Globals => globals;
+
+    /// <summary>In scan mode: everything that would have been refused.</summary>
+    public IReadOnlyList<string> Problems => problems;
+
+    public object? Load(ReadOnlySpan<byte> pickle) => Load(pickle, out _);
+
+    /// <summary>Reads one pickle from the start of the span; <paramref name="consumed"/> is where the next one would begin.</summary>
+    public object? Load(ReadOnlySpan<byte> pickle, out int consumed)
+    {
+        if (pickle.Length > limits.MaxPickleBytes) throw new UnsafePickleException($"pickle is {pickle.Length} bytes, over the {limits.MaxPickleBytes} byte limit", 0);
+        var stack = new List<object?>();
+        var marks = new Stack<int>();
+        var memo = new Dictionary<long, object?>();
+        var items = 0;
+        var position = 0;
+        while (true)
+        {
+            if (position >= pickle.Length) throw new UnsafePickleException("pickle ends without a STOP opcode (truncated)", position);
+            var offset = position;
+            var opcode = pickle[position++];
+            switch (opcode)
+            {
+                case 0x80: // PROTO
+                    var protocol = ReadBytes(pickle, ref position, 1, offset)[0];
+                    if (protocol > 5) throw new UnsafePickleException($"pickle protocol {protocol} is not known", offset);
+                    break;
+                case 0x95: // FRAME: a length hint only
+                    ReadBytes(pickle, ref position, 8, offset);
+                    break;
+                case (byte)'.': // STOP
+                    if (stack.Count != 1 || marks.Count != 0) throw new UnsafePickleException($"STOP with {stack.Count} values on the stack (expected exactly 1)", offset);
+                    consumed = position;
+                    return Unwrap(stack[0]);
+                case (byte)'(': // MARK
+                    marks.Push(stack.Count);
+                    break;
+                case (byte)'N': Push(stack, null, offset); break;
+                case 0x88: Push(stack, true, offset); break;
+                case 0x89: Push(stack, false, offset); break;
+                case (byte)'K': Push(stack, (long)ReadBytes(pickle, ref position, 1, offset)[0], offset); break;
+                case (byte)'M': Push(stack, (long)BinaryPrimitives.ReadUInt16LittleEndian(ReadBytes(pickle, ref position, 2, offset)), offset); break;
+                case (byte)'J': Push(stack, (long)BinaryPrimitives.ReadInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset); break;
+                case 0x8a: // LONG1
+                    var longLength = ReadBytes(pickle, ref position, 1, offset)[0];
+                    var longBytes = ReadBytes(pickle, ref position, longLength, offset);
+                    Push(stack, longLength <= 8 ? ReadLittleEndianSigned(longBytes) : new System.Numerics.BigInteger(longBytes, isUnsigned: false, isBigEndian: false), offset);
+                    break;
+                case (byte)'G': Push(stack, BinaryPrimitives.ReadDoubleBigEndian(ReadBytes(pickle, ref position, 8, offset)), offset); break;
+                case (byte)'X': // BINUNICODE
+                    Push(stack, ReadString(pickle, ref position, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset), offset);
+                    break;
+                case 0x8c: // SHORT_BINUNICODE
+                    Push(stack, ReadString(pickle, ref position, ReadBytes(pickle, ref position, 1, offset)[0], offset), offset);
+                    break;
+                case 0x8d: // BINUNICODE8
+                    Push(stack, ReadString(pickle, ref position, BinaryPrimitives.ReadUInt64LittleEndian(ReadBytes(pickle, ref position, 8, offset)), offset), offset);
+                    break;
+                case (byte)'C': // SHORT_BINBYTES
+                    Push(stack, ReadCapped(pickle, ref position, ReadBytes(pickle, ref position, 1, offset)[0], offset).ToArray(), offset);
+                    break;
+                case (byte)'B': // BINBYTES
+                    Push(stack, ReadCapped(pickle, ref position, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset).ToArray(), offset);
+                    break;
+                case (byte)'}': Push(stack, new PyDict(), offset); break;
+                case (byte)']': Push(stack, new PyList([]), offset); break;
+                case (byte)')': Push(stack, new PyTuple([]), offset); break;
+                case 0x85: Push(stack, Tuple(PopMany(stack, 1, offset), offset), offset); break;
+                case 0x86: Push(stack, Tuple(PopMany(stack, 2, offset), offset), offset); break;
+                case 0x87: Push(stack, Tuple(PopMany(stack, 3, offset), offset), offset); break;
+                case (byte)'t': Push(stack, Tuple(PopToMark(stack, marks, offset), offset), offset); break;
+                case (byte)'q': Put(memo, ReadBytes(pickle, ref position, 1, offset)[0], stack, offset); break;
+                case (byte)'r': Put(memo, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), stack, offset); break;
+                case 0x94: Put(memo, memo.Count, stack, offset); break; // MEMOIZE
+                case (byte)'h': Push(stack, Get(memo, ReadBytes(pickle, ref position, 1, offset)[0], offset), offset); break;
+                case (byte)'j': Push(stack, Get(memo, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset), offset); break;
+                case (byte)'c': // GLOBAL "module\nname\n"
+                    var module = ReadLine(pickle, ref position, offset);
+                    var name = ReadLine(pickle, ref position, offset);
+                    Push(stack, ResolveGlobal(module, name, offset), offset);
+                    break;
+                case 0x93: // STACK_GLOBAL
+                    var globalName = PopMany(stack, 2, offset);
+                    if (globalName[0] is not string stackModule || globalName[1] is not string stackName)
+                        throw new UnsafePickleException("STACK_GLOBAL needs two strings", offset);
+                    Push(stack, ResolveGlobal(stackModule, stackName, offset), offset);
+                    break;
+                case (byte)'R': // REDUCE: callable(*args)
+                    var reduce = PopMany(stack, 2, offset);
+                    Push(stack, Call(reduce[0], reduce[1], offset), offset);
+                    break;
+                case (byte)'Q': // BINPERSID
+                    var persistentId = PopMany(stack, 1, offset)[0];
+                    if (persistentId is not PyTuple idTuple) throw new UnsafePickleException("a persistent id must be a tuple", offset);
+                    Push(stack, scanOnly ? Opaque : persistentLoad(idTuple, offset), offset);
+                    break;
+                case (byte)'b': // BUILD: only the state dict that OrderedDict carries (state_dict()._metadata)
+                    var state = PopMany(stack, 1, offset)[0];
+                    var target = Peek(stack, offset);
+                    if (target != Opaque && (target is not PyDict || state is not (PyDict or null)))
+                        Refuse($"BUILD on {Describe(target)} is not allowed (only an OrderedDict's attribute dict is)", offset);
+                    break;
+                case (byte)'s': // SETITEM
+                    var pair = PopMany(stack, 2, offset);
+                    SetItems(Peek(stack, offset), pair, offset, ref items);
+                    break;
+                case (byte)'u': // SETITEMS
+                    SetItems(Peek(stack, offset, marks), PopToMark(stack, marks, offset), offset, ref items);
+                    break;
+                case (byte)'a': // APPEND
+                    var appended = PopMany(stack, 1, offset);
+                    Append(Peek(stack, offset), appended, offset, ref items);
+                    break;
+                case (byte)'e': // APPENDS
+                    Append(Peek(stack, offset, marks), PopToMark(stack, marks, offset), offset, ref items);
+                    break;
+                default:
+                    throw new UnsafePickleException($"opcode {OpcodeName(opcode)} is not allowed (it is not needed for tensors and dicts)", offset);
+            }
+        }
+    }
+
+    private object ResolveGlobal(string module, string name, long offset)
+    {
+        var fullName = $"{module}.{name}";
+        var allowed = allowedGlobals.ContainsKey(fullName);
+        globals.Add(new PickleGlobal(module, name, offset, allowed));
+        if (!allowed) Refuse($"global {fullName} is not allowed (only the tensor and OrderedDict globals a state_dict needs are)", offset);
+        return allowed ? new PyGlobal(module, name) : Opaque;
+    }
+
+    private object? Call(object? callable, object? arguments, long offset)
+    {
+        if (arguments is not PyTuple tuple) throw new UnsafePickleException("REDUCE needs an argument tuple", offset);
+        if (callable == Opaque) return Opaque; // scan mode: already reported
+        if (callable is not PyGlobal global || allowedGlobals[$"{global.Module}.{global.Name}"] is not { } implementation)
+        {
+            Refuse($"REDUCE on {Describe(callable)} is not allowed (only allowlisted callables)", offset);
+            return Opaque;
+        }
+        if (scanOnly) return Opaque;
+        return implementation(tuple, offset);
+    }
+
+    private void Refuse(string problem, long offset)
+    {
+        if (!scanOnly) throw new UnsafePickleException(problem, offset);
+        problems.Add($"{problem} (at byte {offset})");
+    }
+
+    private void SetItems(object? target, IReadOnlyList<object?> values, long offset, ref int items)
+    {
+        if (values.Count % 2 != 0) throw new UnsafePickleException("SETITEMS needs key/value pairs", offset);
+        if (target == Opaque) return;
+        if (target is not PyDict dict) throw new UnsafePickleException($"SETITEM(S) on {Describe(target)}", offset);
+        for (var i = 0; i < values.Count; i += 2)
+        {
+            if (values[i] is not (string or long or bool))
+                throw new UnsafePickleException($"dict key of type {Describe(values[i])} is not allowed", offset);
+            CountItem(ref items, offset);
+            dict.Items.Add(new(values[i]!, values[i + 1]));
+            CheckDepth(values[i + 1], offset);
+        }
+    }
+
+    private void Append(object? target, IReadOnlyList<object?> values, long offset, ref int items)
+    {
+        if (target == Opaque) return;
+        if (target is not PyList list) throw new UnsafePickleException($"APPEND(S) on {Describe(target)}", offset);
+        foreach (var value in values)
+        {
+            CountItem(ref items, offset);
+            CheckDepth(value, offset);
+            list.Items.Add(value);
+        }
+    }
+
+    private void CountItem(ref int items, long offset)
+    {
+        if (++items > limits.MaxItems) throw new UnsafePickleException($"more than {limits.MaxItems} container items", offset);
+    }
+
+    private PyTuple Tuple(IReadOnlyList<object?> values, long offset)
+    {
+        foreach (var value in values) CheckDepth(value, offset);
+        return new PyTuple(values);
+    }
+
+    /// <summary>Refuses structures nested deeper than any state_dict is (a classic way to exhaust a recursive reader).</summary>
+    private void CheckDepth(object? value, long offset)
+    {
+        if (Depth(value, 0) > limits.MaxDepth) throw new UnsafePickleException($"structure nested deeper than {limits.MaxDepth} levels", offset);
+    }
+
+    private int Depth(object? value, int level)
+    {
+        if (level > limits.MaxDepth) return level;
+        return value switch
+        {
+            PyTuple t => t.Items.Count == 0 ? level + 1 : t.Items.Max(v => Depth(v, level + 1)),
+            PyList l => l.Items.Count == 0 ? level + 1 : l.Items.Max(v => Depth(v, level + 1)),
+            PyDict d => d.Items.Count == 0 ? level + 1 : d.Items.Max(kv => Depth(kv.Value, level + 1)),
+            _ => level,
+        };
+    }
+
+    private void Push(List<object?> stack, object? value, long offset)
+    {
+        if (stack.Count >= limits.MaxStack) throw new UnsafePickleException($"stack deeper than {limits.MaxStack}", offset);
+        stack.Add(value);
+    }
+
+    private static object? Peek(List<object?> stack, long offset)
+    {
+        if (stack.Count == 0) throw new UnsafePickleException("stack underflow", offset);
+        return stack[^1];
+    }
+
+    private static object? Peek(List<object?> stack, long offset, Stack<int> marks)
+    {
+        if (marks.Count == 0) throw new UnsafePickleException("no MARK on the stack", offset);
+        var index = marks.Peek() - 1;
+        if (index < 0) throw new UnsafePickleException("stack underflow", offset);
+        return stack[index];
+    }
+
+    private static List<object?> PopMany(List<object?> stack, int count, long offset)
+    {
+        if (stack.Count < count) throw new UnsafePickleException("stack underflow", offset);
+        var values = stack.GetRange(stack.Count - count, count);
+        stack.RemoveRange(stack.Count - count, count);
+        return values;
+    }
+
+    private static List<object?> PopToMark(List<object?> stack, Stack<int> marks, long offset)
+    {
+        if (marks.Count == 0) throw new UnsafePickleException("no MARK on the stack", offset);
+        var start = marks.Pop();
+        if (start > stack.Count) throw new UnsafePickleException("stack underflow below MARK", offset);
+        var values = stack.GetRange(start, stack.Count - start);
+        stack.RemoveRange(start, stack.Count - start);
+        return values;
+    }
+
+    private void Put(Dictionary<long, object?> memo, long index, List<object?> stack, long offset)
+    {
+        if (memo.Count >= limits.MaxMemo && !memo.ContainsKey(index)) throw new UnsafePickleException($"more than {limits.MaxMemo} memo entries", offset);
+        memo[index] = Peek(stack, offset);
+    }
+
+    private static object? Get(Dictionary<long, object?> memo, long index, long offset) =>
+        memo.TryGetValue(index, out var value) ? value : throw new UnsafePickleException($"memo entry {index} does not exist", offset);
+
+    private static object? Unwrap(object? value) => value == Opaque ? null : value;
+
+    private static ReadOnlySpan<byte> ReadBytes(ReadOnlySpan<byte> pickle, ref int position, int count, long offset)
+    {
+        if (count > pickle.Length - position) throw new UnsafePickleException("pickle ends inside an opcode's argument (truncated)", offset);
+        var bytes = pickle.Slice(position, count);
+        position += count;
+        return bytes;
+    }
+
+    /// <summary>Checks a length field against the limit and the bytes that are really there before touching memory.</summary>
+    private ReadOnlySpan<byte> ReadCapped(ReadOnlySpan<byte> pickle, ref int position, ulong length, long offset)
+    {
+        if (length > (ulong)limits.MaxStringBytes) throw new UnsafePickleException($"length field says {length} bytes, over the {limits.MaxStringBytes} byte limit", offset);
+        return ReadBytes(pickle, ref position, (int)length, offset);
+    }
+
+    private string ReadString(ReadOnlySpan<byte> pickle, ref int position, ulong length, long offset)
+    {
+        var bytes = ReadCapped(pickle, ref position, length, offset);
+        try
+        {
+            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new UnsafePickleException("string is not valid UTF-8", offset);
+        }
+    }
+
+    private static string ReadLine(ReadOnlySpan<byte> pickle, ref int position, long offset)
+    {
+        var rest = pickle[position..];
+        var end = rest[..Math.Min(rest.Length, 256)].IndexOf((byte)'\n');
+        if (end < 0) throw new UnsafePickleException("GLOBAL name is not terminated within 256 bytes", offset);
+        var line = Encoding.ASCII.GetString(rest[..end]);
+        if (line.Length == 0 || line.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '_' or '.')))
+            throw new UnsafePickleException($"GLOBAL name '{line}' is not a plain dotted identifier", offset);
+        position += end + 1;
+        return line;
+    }
+
+    private static long ReadLittleEndianSigned(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length == 0) return 0;
+        Span<byte> buffer = stackalloc byte[8];
+        buffer.Fill((bytes[^1] & 0x80) != 0 ? (byte)0xFF : (byte)0);
+        bytes.CopyTo(buffer);
+        return BinaryPrimitives.ReadInt64LittleEndian(buffer);
+    }
+
+    private static string Describe(object? value) => value switch
+    {
+        null => "None",
+        PyGlobal g => $"{g.Module}.{g.Name}",
+        PyDict => "a dict",
+        PyList => "a list",
+        PyTuple => "a tuple",
+        string => "a string",
+        long => "an int",
+        _ when value == Opaque => "a refused object",
+        _ => value.GetType().Name,
+    };
+
+    private static string OpcodeName(byte opcode) => opcode switch
+    {
+        (byte)'i' => "INST",
+        (byte)'o' => "OBJ",
+        0x81 => "NEWOBJ",
+        0x92 => "NEWOBJ_EX",
+        (byte)'P' => "PERSID",
+        0x82 or 0x83 or 0x84 => "EXT",
+        (byte)'S' or (byte)'T' or (byte)'U' => "STRING/BINSTRING",
+        (byte)'V' => "UNICODE",
+        (byte)'I' or (byte)'L' => "INT/LONG (text)",
+        (byte)'F' => "FLOAT (text)",
+        0x8b => "LONG4",
+        0x8e => "BINBYTES8",
+        0x8f or 0x90 or 0x91 => "SET/FROZENSET",
+        0x96 or 0x97 or 0x98 => "BYTEARRAY/BUFFER",
+        (byte)'g' or (byte)'p' => "GET/PUT (text)",
+        (byte)'0' or (byte)'1' or (byte)'2' => "POP/POP_MARK/DUP",
+        (byte)'l' or (byte)'d' => "LIST/DICT",
+        _ => $"0x{opcode:x2}",
+    } + $" (0x{opcode:x2})";
+}

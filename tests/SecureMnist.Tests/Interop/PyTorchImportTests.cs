@@ -1,0 +1,316 @@
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+using SecureMnist.Interop;
+using SecureMnist.Security;
+using static TorchSharp.torch;
+
+namespace SecureMnist.Tests.Interop;
+
+/// <summary>
+/// Import of PyTorch state_dicts. Benign files and real malicious pickles come from tests/fixtures/pytorch
+/// (make_fixtures.py, PyTorch 1.13); the structural attacks are built here from a benign file.
+/// </summary>
+public sealed class PyTorchImportTests : IDisposable
+{
+    private const string Marker = "/tmp/securemnist-pickle-marker";
+    private static readonly string Fixtures = Path.Combine(TestPaths.RepositoryRoot, "tests", "fixtures", "pytorch");
+    private readonly string directory = TestPaths.NewScratchDirectory();
+    private readonly SigningKey key = SigningKey.Generate();
+
+    public void Dispose()
+    {
+        key.Dispose();
+        Directory.Delete(directory, recursive: true);
+    }
+
+    [Theory]
+    [InlineData("seed-cnn.pth")]
+    [InlineData("linear.pth")]
+    [InlineData("checkpoint-strided.pth")]
+    public void State_dicts_written_by_pytorch_import_and_predict_as_pytorch_does(string file)
+    {
+        var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures, "expected.json"))).RootElement.GetProperty("files").GetProperty(file);
+        var package = Path.Combine(directory, "imported");
+        var result = PyTorchImport.Import(Path.Combine(Fixtures, file), expected.GetProperty("architecture").GetString()!, package, key);
+
+        Assert.NotNull(result.Manifest.ImportedFrom);
+        Assert.Equal(64, result.Manifest.ImportedFrom!.Sha256.Length);
+        Assert.Contains("torch._utils._rebuild_tensor_v2", result.Manifest.ImportedFrom.PickleGlobals);
+        using var model = ModelPackage.Load(package, key.PublicKey, allowUnsigned: false);
+        var logits = expected.GetProperty("logits").EnumerateArray().Select(row => row.EnumerateArray().Select(v => v.GetSingle()).ToArray()).ToArray();
+        using var inputs = FormulaInputs(logits.Length);
+        using var noGrad = no_grad();
+        using var output = model.Network.call(inputs);
+        var actual = output.data<float>().ToArray();
+        var worst = logits.SelectMany((row, i) => row.Select((v, j) => Math.Abs(v - actual[i * 10 + j]))).Max();
+        Assert.True(worst <= 1e-5, $"largest difference from PyTorch's logits: {worst}");
+    }
+
+    [Theory]
+    [InlineData("os-system-global.pth", "posix.system")]
+    [InlineData("os-system-stack-global.pth", "posix.system")]
+    [InlineData("subprocess-popen.pth", "subprocess.Popen")]
+    [InlineData("builtins-eval.pth", "__builtin__.eval")]
+    [InlineData("builtins-exec.pth", "builtins.exec")]
+    [InlineData("builtins-getattr-import.pth", "__builtin__.getattr")]
+    public void Malicious_pickles_are_refused_naming_the_global_and_nothing_runs(string file, string global)
+    {
+        var variant = Path.GetFileNameWithoutExtension(file);
+        File.Delete($"{Marker}-{variant}");
+        var package = Path.Combine(directory, "imported");
+
+        var error = Assert.Throws<UnsafePickleException>(() => PyTorchImport.Import(Path.Combine(Fixtures, file), "linear", package, key));
+
+        Assert.Contains($"global {global} is not allowed", error.Message);
+        Assert.Contains("at byte", error.Message);
+        Assert.False(File.Exists($"{Marker}-{variant}"), "the payload ran");
+        Assert.False(Directory.Exists(package));
+        var scan = ModelFileScanner.Scan(Path.Combine(Fixtures, file));
+        Assert.False(scan.SafeToLoad);
+        Assert.Contains(scan.Globals, g => g.FullName == global && !g.Allowed);
+    }
+
+    public static TheoryData<string, string> StructuralAttacks() => new()
+    {
+        { "inst", "opcode INST" },
+        { "obj", "opcode OBJ" },
+        { "newobj", "opcode NEWOBJ" },
+        { "build-on-global", "BUILD on torch.FloatStorage is not allowed" },
+        { "reduce-on-storage-type", "REDUCE on torch.FloatStorage is not allowed" },
+        { "text-persid", "opcode PERSID" },
+        { "persistent-id-traversal", "is not a plain name" },
+        { "persistent-id-numel-lie", "claims 1000000 elements" },
+        { "tensor-outside-storage", "reaches element" },
+        { "oversized-length", "over the 1048576 byte limit" },
+        { "truncated", "truncated" },
+        { "deep-nesting", "nested deeper than" },
+    };
+
+    [Theory]
+    [MemberData(nameof(StructuralAttacks))]
+    public void Malformed_pickles_are_refused_with_the_opcode_and_offset(string attack, string expectedMessage)
+    {
+        var file = WithPickle(attack, PickleFor(attack));
+        var package = Path.Combine(directory, "imported");
+        var error = Assert.ThrowsAny<Exception>(() => PyTorchImport.Import(file, "linear", package, key));
+        Assert.True(error is UnsafePickleException or PyTorchFormatException, error.ToString());
+        Assert.Contains(expectedMessage, error.Message);
+        Assert.False(Directory.Exists(package));
+    }
+
+    [Fact]
+    public void A_zip_bomb_is_refused_before_it_inflates()
+    {
+        var file = Path.Combine(directory, "bomb.pth");
+        using (var zip = ZipFile.Open(file, ZipArchiveMode.Create))
+        {
+            CopyEntries(Path.Combine(Fixtures, "linear.pth"), zip, name => name.EndsWith("data/0", StringComparison.Ordinal));
+            using var entry = zip.CreateEntry("linear/data/0", CompressionLevel.SmallestSize).Open();
+            var zeros = new byte[1 << 20];
+            for (var i = 0; i < 64; i++) entry.Write(zeros);
+        }
+        var error = Assert.Throws<PyTorchFormatException>(() => PyTorchImport.Import(file, "linear", Path.Combine(directory, "out"), key));
+        Assert.Contains("zip bomb", error.Message);
+    }
+
+    [Theory]
+    [InlineData("linear/../../escape.txt")]
+    [InlineData("/etc/cron.d/evil")]
+    [InlineData("linear\\..\\evil")]
+    public void Path_traversal_in_entry_names_is_refused(string entryName)
+    {
+        var file = Path.Combine(directory, "traversal.pth");
+        using (var zip = ZipFile.Open(file, ZipArchiveMode.Create))
+        {
+            CopyEntries(Path.Combine(Fixtures, "linear.pth"), zip, _ => false);
+            using var writer = zip.CreateEntry(entryName).Open();
+            writer.Write("x"u8);
+        }
+        var error = Assert.Throws<PyTorchFormatException>(() => PyTorchImport.Import(file, "linear", Path.Combine(directory, "out"), key));
+        Assert.Contains("path traversal", error.Message);
+        Assert.False(File.Exists(Path.Combine(directory, "..", "escape.txt")));
+    }
+
+    [Fact]
+    public void The_legacy_format_is_refused_with_how_to_convert_it()
+    {
+        var error = Assert.Throws<PyTorchFormatException>(() => PyTorchImport.Import(Path.Combine(Fixtures, "legacy.pth"), "linear", Path.Combine(directory, "out"), key));
+        Assert.Contains("legacy", error.Message);
+        Assert.Contains("1.6", error.Message);
+    }
+
+    [Fact]
+    public void A_state_dict_for_another_architecture_is_refused_naming_the_tensors()
+    {
+        var error = Assert.Throws<PyTorchFormatException>(() => PyTorchImport.Import(Path.Combine(Fixtures, "linear.pth"), "seed-cnn", Path.Combine(directory, "out"), key));
+        Assert.Contains("tensor 'conv1.weight' is missing", error.Message);
+        Assert.Contains("tensor 'fc.weight' is not part of the architecture", error.Message);
+    }
+
+    [Fact]
+    public void Scan_tells_formats_apart_and_passes_only_safe_files()
+    {
+        var benign = ModelFileScanner.Scan(Path.Combine(Fixtures, "seed-cnn.pth"));
+        Assert.True(benign.SafeToLoad, benign.Verdict);
+        Assert.Equal(ModelFileKind.PyTorchZip, benign.Kind);
+        Assert.Equal(8, benign.Tensors.Count);
+        Assert.All(benign.Globals, g => Assert.True(g.Allowed));
+
+        var legacy = ModelFileScanner.Scan(Path.Combine(Fixtures, "legacy.pth"));
+        Assert.Equal(ModelFileKind.PyTorchLegacy, legacy.Kind);
+        Assert.False(legacy.SafeToLoad);
+        Assert.Contains(legacy.Globals, g => g.FullName == "collections.OrderedDict");
+
+        var package = Path.Combine(directory, "imported");
+        PyTorchImport.Import(Path.Combine(Fixtures, "linear.pth"), "linear", package, key);
+        Assert.Equal(ModelFileKind.SecureMnistPackage, ModelFileScanner.Scan(package).Kind);
+        var weights = ModelFileScanner.Scan(Path.Combine(package, ModelPackage.WeightsFile));
+        Assert.Equal(ModelFileKind.Safetensors, weights.Kind);
+        Assert.True(weights.SafeToLoad);
+
+        var text = Path.Combine(directory, "notes.txt");
+        File.WriteAllText(text, "not a model");
+        Assert.Equal(ModelFileKind.Unknown, ModelFileScanner.Scan(text).Kind);
+        Assert.False(ModelFileScanner.Scan(text).SafeToLoad);
+    }
+
+    /// <summary>x[i, p] = ((37 i + 11 p) mod 256) / 255, as make_fixtures.py computes it.</summary>
+    private static Tensor FormulaInputs(int count)
+    {
+        var values = new float[count * 784];
+        for (var i = 0; i < count; i++)
+            for (var p = 0; p < 784; p++)
+                values[i * 784 + p] = (37 * i + 11 * p) % 256 / 255f;
+        return tensor(values, [count, 1, 28, 28]);
+    }
+
+    /// <summary>The benign linear.pth with its data.pkl replaced.</summary>
+    private string WithPickle(string name, byte[] pickle)
+    {
+        var file = Path.Combine(directory, name + ".pth");
+        using var zip = ZipFile.Open(file, ZipArchiveMode.Create);
+        CopyEntries(Path.Combine(Fixtures, "linear.pth"), zip, entry => entry.EndsWith("data.pkl", StringComparison.Ordinal));
+        using var writer = zip.CreateEntry("linear/data.pkl", CompressionLevel.NoCompression).Open();
+        writer.Write(pickle);
+        return file;
+    }
+
+    private static void CopyEntries(string source, ZipArchive target, Func<string, bool> skip)
+    {
+        using var original = ZipFile.OpenRead(source);
+        foreach (var entry in original.Entries.Where(e => !skip(e.FullName)))
+        {
+            using var from = entry.Open();
+            using var to = target.CreateEntry(entry.FullName, CompressionLevel.NoCompression).Open();
+            from.CopyTo(to);
+        }
+    }
+
+    private static byte[] PickleFor(string attack)
+    {
+        var p = new PickleWriter();
+        switch (attack)
+        {
+            case "inst":
+                p.Mark().Unicode("touch " + Marker).Raw("ios\nsystem\n").Stop();
+                break;
+            case "obj":
+                p.Mark().Global("collections", "OrderedDict").Raw("o").Stop();
+                break;
+            case "newobj":
+                p.Global("collections", "OrderedDict").Raw(")").Op(0x81).Stop();
+                break;
+            case "build-on-global":
+                p.Global("torch", "FloatStorage").Raw("}").Raw("b").Stop();
+                break;
+            case "reduce-on-storage-type":
+                p.Global("torch", "FloatStorage").Raw(")").Raw("R").Stop();
+                break;
+            case "text-persid":
+                p.Raw("P0\n").Stop();
+                break;
+            case "persistent-id-traversal":
+                p.Dict().Unicode("fc.weight").Tensor("../../../etc/passwd", 7850, [10, 784], [784, 1]).Raw("s").Stop();
+                break;
+            case "persistent-id-numel-lie":
+                p.Dict().Unicode("fc.weight").Tensor("0", 1_000_000, [10, 784], [784, 1]).Raw("s").Stop();
+                break;
+            case "tensor-outside-storage":
+                p.Dict().Unicode("fc.weight").Tensor("0", 7840, [10, 784], [785, 1]).Raw("s").Stop();
+                break;
+            case "oversized-length":
+                p.Raw("X").Raw(BitConverter.GetBytes(0xFFFF_FFF0u)).Raw("abc").Stop();
+                break;
+            case "truncated":
+                var original = File.ReadAllBytes(Path.Combine(Fixtures, "linear.pth"));
+                using (var zip = new ZipArchive(new MemoryStream(original)))
+                using (var stream = zip.GetEntry("linear/data.pkl")!.Open())
+                {
+                    var buffer = new MemoryStream();
+                    stream.CopyTo(buffer);
+                    return buffer.ToArray()[..(int)(buffer.Length / 2)];
+                }
+            case "deep-nesting":
+                for (var i = 0; i < 100; i++) p.Raw("]");
+                for (var i = 0; i < 99; i++) p.Raw("a");
+                p.Stop();
+                break;
+            default:
+                throw new ArgumentException(attack);
+        }
+        return p.ToArray();
+    }
+
+    /// <summary>Writes protocol-2 pickle opcodes by hand.</summary>
+    private sealed class PickleWriter
+    {
+        private readonly MemoryStream bytes = new();
+
+        public PickleWriter() => bytes.Write([0x80, 0x02]);
+
+        public PickleWriter Raw(string text) => Raw(Encoding.ASCII.GetBytes(text));
+
+        public PickleWriter Raw(byte[] data)
+        {
+            bytes.Write(data);
+            return this;
+        }
+
+        public PickleWriter Op(byte opcode) => Raw([opcode]);
+
+        public PickleWriter Mark() => Raw("(");
+
+        public PickleWriter Stop() => Raw(".");
+
+        public PickleWriter Dict() => Raw("}");
+
+        public PickleWriter Global(string module, string name) => Raw($"c{module}\n{name}\n");
+
+        public PickleWriter Unicode(string text)
+        {
+            var data = Encoding.UTF8.GetBytes(text);
+            return Raw("X").Raw(BitConverter.GetBytes(data.Length)).Raw(data);
+        }
+
+        public PickleWriter Int(long value) => Raw("J").Raw(BitConverter.GetBytes(checked((int)value)));
+
+        public PickleWriter Tuple(params long[] values)
+        {
+            Mark();
+            foreach (var value in values) Int(value);
+            return Raw("t");
+        }
+
+        /// <summary>_rebuild_tensor_v2(persistent storage, 0, size, stride, False, OrderedDict()).</summary>
+        public PickleWriter Tensor(string key, long elements, long[] size, long[] stride)
+        {
+            Global("torch._utils", "_rebuild_tensor_v2").Mark();
+            Mark().Unicode("storage").Global("torch", "FloatStorage").Unicode(key).Unicode("cpu").Int(elements).Raw("t").Raw("Q");
+            Int(0).Tuple(size).Tuple(stride).Op(0x89).Global("collections", "OrderedDict").Raw(")").Raw("R");
+            return Raw("t").Raw("R");
+        }
+
+        public byte[] ToArray() => bytes.ToArray();
+    }
+}
