@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SecureMnist.Interop;
 using SecureMnist.Modeling;
+using SecureMnist.Security;
 using SecureMnist.Training;
 using Spectre.Console;
 
@@ -13,6 +14,75 @@ internal static class InteropCommands
     {
         yield return Import();
         yield return Scan();
+        yield return Dependencies();
+    }
+
+    private static List<string> LockFiles()
+    {
+        var source = Path.Combine(Directory.GetCurrentDirectory(), "src");
+        var lockFiles = Directory.Exists(source)
+            ? Directory.GetFiles(source, "packages.lock.json", SearchOption.AllDirectories)
+                .Where(f => !f.Contains("/bin/", StringComparison.Ordinal) && !f.Contains("/obj/", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList()
+            : [];
+        if (lockFiles.Count == 0) throw new InvalidOperationException($"no packages.lock.json under {source}; run this from the repository root");
+        return lockFiles;
+    }
+
+    private static Command Dependencies()
+    {
+        var lockFile = new Option<string[]>("--lock-file") { Description = "Lock files to read (default: every src/*/packages.lock.json)", AllowMultipleArgumentsPerToken = true };
+        var output = new Option<string>("--out") { Description = "Where to write the CycloneDX JSON", DefaultValueFactory = _ => "artifacts/sbom.cdx.json" };
+        var sbom = new Command("sbom", """
+            Write the tool's software bill of materials (CycloneDX 1.5 JSON) from the NuGet lock files of the shipped
+            projects: every package, direct or transitive, with purl, SHA-512 and dependency graph. The test command
+            writes it to artifacts/sbom.cdx.json on every run.
+            Example: ./securemnist deps sbom --out artifacts/sbom.cdx.json
+            """) { lockFile, output };
+        sbom.SetAction(result =>
+        {
+            var lockFiles = result.GetValue(lockFile) is { Length: > 0 } given ? given.ToList() : LockFiles();
+            var components = CycloneDxSbom.ReadLockFiles(lockFiles);
+            var version = typeof(CycloneDxSbom).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+                .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+            var document = CycloneDxSbom.Create(version, components);
+            var path = result.GetValue(output)!;
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            SecureMnist.IO.AtomicFile.WriteAllText(path, document.ToJsonString(new System.Text.Json.JsonSerializerOptions
+            {
+                WriteIndented = true,
+                Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+            }));
+            Ui.Out.MarkupLineInterpolated($"wrote {path}: {components.Count} packages ({components.Count(c => c.Direct)} direct) from {lockFiles.Count} lock files");
+            return 0;
+        });
+
+        var auditLockFile = new Option<string[]>("--lock-file") { Description = "Lock files to read (default: every src/*/packages.lock.json)", AllowMultipleArgumentsPerToken = true };
+        var advisories = new Option<string>("--advisories") { Description = "Advisory snapshot (JSON)", DefaultValueFactory = _ => "build/advisories.json" };
+        var json = CommonOptions.Json();
+        var audit = new Command("audit", """
+            Check every package the lock files pin, transitive ones included, against the advisory snapshot in the
+            repository; exit 1 on any hit. This is the offline half of the gate: NuGetAudit (on in Directory.Build.props)
+            and dotnet list package --vulnerable cover sources that publish advisory data.
+            Example: ./securemnist deps audit
+            """) { auditLockFile, advisories, json };
+        audit.SetAction(result =>
+        {
+            var lockFiles = result.GetValue(auditLockFile) is { Length: > 0 } given ? given.ToList() : LockFiles();
+            var components = CycloneDxSbom.ReadLockFiles(lockFiles);
+            var known = PackageAdvisories.Load(result.GetValue(advisories)!);
+            var hits = PackageAdvisories.Check(components, known);
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { packages = components.Count, advisories = known.Count, vulnerable = hits.Select(h => new { package = h.Component.Name, version = h.Component.Version, h.Advisory.Id, h.Advisory.Severity, h.Advisory.Vulnerable, h.Advisory.Summary }) });
+                return hits.Count == 0 ? 0 : 1;
+            }
+            foreach (var hit in hits)
+                Ui.Out.MarkupLineInterpolated($"[red]vulnerable[/] {hit.Component.Name} {hit.Component.Version}: {hit.Advisory.Id} ({hit.Advisory.Severity}, versions {hit.Advisory.Vulnerable}) {hit.Advisory.Summary}");
+            var verdict = hits.Count == 0 ? "[green]none vulnerable[/]" : $"[red]{hits.Count} vulnerable[/]";
+            Ui.Out.MarkupLine($"{components.Count} packages from {lockFiles.Count} lock files checked against {known.Count} advisories: {verdict}");
+            return hits.Count == 0 ? 0 : 1;
+        });
+        return new Command("deps", "The tool's own dependencies: software bill of materials and the offline vulnerable-package check") { sbom, audit };
     }
 
     private static Command Import()

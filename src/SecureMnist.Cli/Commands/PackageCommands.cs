@@ -15,30 +15,69 @@ internal static class PackageCommands
         yield return Inspect();
     }
 
+    private const string DefaultEcKey = "keys/model-signing.key";
+
     private static Command Keys()
     {
-        var output = new Option<string>("--out") { Description = "Private key file; the public key is written beside it with .pub", DefaultValueFactory = _ => TrainCommand.DefaultKey };
-        var generate = new Command("generate", "Create an Ed25519 signing key pair (private key readable by the owner only; never overwrites)") { output };
+        var output = new Option<string>("--out") { Description = "Private key file; the public key is written beside it with .pub (default keys/signing.key, or keys/model-signing.key for p256)" };
+        var algorithm = new Option<string>("--algorithm") { Description = "ed25519 (our packages, audit checkpoints) or p256 (ECDSA, for the OpenSSF model-signing format)", DefaultValueFactory = _ => "ed25519" };
+        algorithm.AcceptOnlyFromAmong("ed25519", "p256");
+        var generate = new Command("generate", "Create a signing key pair (private key readable by the owner only; never overwrites)") { output, algorithm };
         generate.SetAction(result =>
         {
+            if (result.GetValue(algorithm) == "p256")
+            {
+                var (ecPrivate, ecPublic) = ModelSigning.GenerateKey(result.GetValue(output) ?? DefaultEcKey);
+                Ui.Out.MarkupLineInterpolated($"P-256 key: private {ecPrivate}, public {ecPublic}");
+                return 0;
+            }
             using var key = SigningKey.Generate();
-            var (privatePath, publicPath) = key.Save(result.GetValue(output)!);
+            var (privatePath, publicPath) = key.Save(result.GetValue(output) ?? TrainCommand.DefaultKey);
             Ui.Out.MarkupLineInterpolated($"key [bold]{key.Id}[/]: private {privatePath}, public {publicPath}");
             return 0;
         });
         return new Command("keys", "Manage signing keys") { generate };
     }
 
+    private static Option<string> Format()
+    {
+        var format = new Option<string>("--format")
+        {
+            Description = "native: our Ed25519 signature.json; model-signing: also model.sig in the OpenSSF model-signing v1.0 layout (Sigstore bundle, DSSE, in-toto, ECDSA P-256)",
+            DefaultValueFactory = _ => "native",
+        };
+        format.AcceptOnlyFromAmong("native", "model-signing");
+        return format;
+    }
+
     private static Command Sign()
     {
         var package = new Argument<string>("package") { Description = "Model package folder" };
         var key = new Option<string>("--key") { Description = "Ed25519 private key (PEM)", DefaultValueFactory = _ => TrainCommand.DefaultKey };
-        var command = new Command("sign", "Sign a package's manifest (after checking its weights still match it)") { package, key };
+        var ecKey = new Option<string>("--ec-key") { Description = "P-256 private key for --format model-signing (created on first use at the default path)", DefaultValueFactory = _ => DefaultEcKey };
+        var format = Format();
+        var command = new Command("sign", """
+            Sign a package's manifest (after checking its weights still match it). With --format model-signing, also write
+            model.sig covering every file of the package, for teams that verify with the OpenSSF model-signing tool.
+            Example: ./securemnist sign models/baseline --format model-signing
+            """) { package, key, ecKey, format };
         command.SetAction(result =>
         {
+            var path = result.GetValue(package)!;
             using var signingKey = SigningKey.FromFile(result.GetValue(key)!);
-            var manifest = ModelPackage.Sign(result.GetValue(package)!, signingKey);
-            Ui.Out.MarkupLineInterpolated($"signed {result.GetValue(package)} ({manifest.Architecture}, weights {manifest.Weights.Sha256[..16]}...) with key [bold]{signingKey.Id}[/]");
+            var manifest = ModelPackage.Sign(path, signingKey);
+            Ui.Out.MarkupLineInterpolated($"signed {path} ({manifest.Architecture}, weights {manifest.Weights.Sha256[..16]}...) with key [bold]{signingKey.Id}[/]");
+            if (result.GetValue(format) == "model-signing")
+            {
+                var ecKeyPath = result.GetValue(ecKey)!;
+                if (!File.Exists(ecKeyPath) && ecKeyPath == DefaultEcKey)
+                {
+                    ModelSigning.GenerateKey(ecKeyPath);
+                    Ui.Info($"created P-256 key {ecKeyPath} (public key {Path.ChangeExtension(ecKeyPath, ".pub")})");
+                }
+                var signature = ModelSigning.Sign(path, ecKeyPath);
+                Ui.Out.MarkupLineInterpolated($"wrote {signature} (model-signing v1.0, ECDSA P-256)");
+            }
             return 0;
         });
         return command;
@@ -48,12 +87,38 @@ internal static class PackageCommands
     {
         var package = new Argument<string>("package") { Description = "Model package folder" };
         var publicKey = CommonOptions.PublicKey();
+        var ecPublicKey = new Option<string>("--ec-public-key") { Description = "P-256 public key for --format model-signing", DefaultValueFactory = _ => Path.ChangeExtension(DefaultEcKey, ".pub") };
+        var format = Format();
+        var provenance = new Option<bool>("--provenance") { Description = "Also follow the chain: signer, embedded training record and its digest, the run record on disk, the dataset re-hashed against the digests the model was trained on, the code commit in this repository" };
+        var runs = new Option<string>("--runs") { Description = "Folder of training run records", DefaultValueFactory = _ => "runs" };
         var json = CommonOptions.Json();
-        var command = new Command("verify", "Check a package's signature, weights digest, safetensors structure and tensor shapes; exit 1 if it is not trusted") { package, publicKey, json };
+        var command = new Command("verify", """
+            Check a package's signature, weights digest, safetensors structure and tensor shapes; exit 1 if it is not trusted.
+            --format model-signing checks model.sig (OpenSSF model-signing v1.0) instead of our Ed25519 signature.
+            Example: ./securemnist verify models/baseline --provenance
+            """) { package, publicKey, ecPublicKey, format, provenance, runs, json };
         command.SetAction(result =>
         {
             var path = result.GetValue(package)!;
+            if (result.GetValue(format) == "model-signing") return VerifyModelSigning(path, result.GetValue(ecPublicKey)!, result.GetValue(json));
             var key = TrustedPublicKey.FromFile(result.GetValue(publicKey)!);
+            if (result.GetValue(provenance))
+            {
+                var report = ProvenanceVerifier.Verify(path, key, result.GetValue(CommonOptions.DataRoot)!, result.GetValue(runs)!, Directory.GetCurrentDirectory());
+                if (result.GetValue(json)) Ui.WriteJson(new { package = path, trusted = report.Ok, checks = report.Checks });
+                else
+                {
+                    var table = new Table().AddColumns("link", "result", "detail");
+                    foreach (var check in report.Checks)
+                    {
+                        var status = check.Status switch { CheckStatus.Passed => "[green]passed[/]", CheckStatus.Failed => "[red]FAILED[/]", _ => "[yellow]skipped[/]" };
+                        table.AddRow(new Markup(check.Name), new Markup(status), new Markup(Markup.Escape(check.Detail)));
+                    }
+                    Ui.Out.Write(table);
+                    Ui.Out.MarkupLine(report.Ok ? "[green]provenance chain holds[/] (skipped links could not be checked here)" : "[red]provenance chain is broken[/]");
+                }
+                return report.Ok ? 0 : 1;
+            }
             var verification = ModelPackage.Verify(path, key);
             if (result.GetValue(json)) Ui.WriteJson(new { package = path, trusted = verification.Trusted, reason = verification.Reason, signer = verification.SignerKeyId });
             else if (verification.Trusted) Ui.Out.MarkupLineInterpolated($"[green]trusted[/] {path}: {verification.Reason}");
@@ -61,6 +126,31 @@ internal static class PackageCommands
             return verification.Trusted ? 0 : 1;
         });
         return command;
+    }
+
+    private static int VerifyModelSigning(string path, string publicKey, bool json)
+    {
+        var verification = ModelSigning.Verify(path, publicKey);
+        var reason = verification.Reason;
+        var trusted = verification.Trusted;
+        if (trusted)
+        {
+            // The files are authentic; now the package itself must be consistent (weights digest, structure, shapes).
+            try
+            {
+                using var model = ModelPackage.Load(path, null, allowUnsigned: true);
+                reason += $"; weights SHA-256 matches the manifest; {model.Manifest.Tensors.Count} tensors fit {model.Manifest.Architecture}";
+            }
+            catch (Exception e) when (e is ModelPackageException or SafetensorsException)
+            {
+                trusted = false;
+                reason = $"model.sig verifies but the package is inconsistent: {e.Message}";
+            }
+        }
+        if (json) Ui.WriteJson(new { package = path, format = "model-signing", trusted, reason, rootDigest = verification.RootDigest, files = verification.Files });
+        else if (trusted) Ui.Out.MarkupLineInterpolated($"[green]trusted[/] {path}: {reason}");
+        else Ui.Out.MarkupLineInterpolated($"[red]NOT trusted[/] {path}: {reason}");
+        return trusted ? 0 : 1;
     }
 
     private static Command Inspect()
