@@ -7,6 +7,7 @@ var root = new RootCommand("""
 
     Start here:
       ./securemnist data fetch          download and verify the real MNIST files
+      ./securemnist assess              the whole assessment (train, attack, defend, poison, sign, serve): report.html
       ./securemnist train               train the seeds' CNN, write a signed model package
       ./securemnist evaluate --model models/baseline
       ./securemnist attack --model models/baseline --attacks fgsm,pgd
@@ -24,5 +25,6 @@ foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in InteropCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in ServiceCommands.Create()) root.Subcommands.Add(command);
+root.Subcommands.Add(AssessCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 return CommandRunner.Run(root, args);

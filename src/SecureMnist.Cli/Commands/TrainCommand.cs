@@ -36,6 +36,8 @@ internal static class TrainCommand
         var epsRamp = new Option<int>("--eps-ramp") { Description = "Grow eps linearly from 0 over this many epochs", DefaultValueFactory = _ => defaults.EpsilonRampEpochs };
         var tradesBeta = new Option<double>("--trades-beta") { Description = "TRADES robustness weight beta", DefaultValueFactory = _ => defaults.TradesBeta };
         var robustValidation = new Option<int?>("--robust-validation") { Description = "Held-out images attacked with PGD after each epoch; the best epoch is kept (default with a defence: 1000)" };
+        var keep = new Option<string>("--keep") { Description = "Weights to package from a robust-validated run: best-robust (the epoch with the best PGD accuracy on held-out images) or last (the final epoch; per-epoch robustness is still recorded)", DefaultValueFactory = _ => "best-robust" };
+        keep.AcceptOnlyFromAmong("best-robust", "last");
         var robustValidationSteps = new Option<int>("--robust-validation-steps") { Description = "PGD steps of the per-epoch robust validation", DefaultValueFactory = _ => defaults.RobustValidationSteps };
         var output = new Option<string>("--out") { Description = "Model package folder to write", DefaultValueFactory = _ => "models/baseline" };
         var runDirectory = new Option<string?>("--run-dir") { Description = "Folder for checkpoints and the run record (default: runs/NAME-OF-OUT)" };
@@ -51,7 +53,7 @@ internal static class TrainCommand
             """)
         {
             architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation,
-            defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, robustValidation, robustValidationSteps,
+            defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, robustValidation, robustValidationSteps, keep,
             dataset, output, runDirectory, resume, key, json,
         };
         command.SetAction(result =>
@@ -65,6 +67,7 @@ internal static class TrainCommand
                 Defense = result.GetValue(defense)!, DefenseEpsilon = result.GetValue(defenseEps), DefenseStepSize = result.GetValue(defenseAlpha),
                 DefenseSteps = result.GetValue(defenseSteps), AdversarialWeight = result.GetValue(adversarialWeight), EpsilonRampEpochs = result.GetValue(epsRamp),
                 TradesBeta = result.GetValue(tradesBeta), RobustValidationSteps = result.GetValue(robustValidationSteps),
+                Keep = result.GetValue(keep) == "last" ? "last" : null,
             };
             // A defended run validates robustness on held-out images unless told otherwise.
             var robustCount = result.GetValue(robustValidation) ?? (options.Defense == "none" ? 0 : 1000);

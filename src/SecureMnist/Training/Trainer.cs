@@ -83,6 +83,7 @@ public sealed class Trainer
                 epochRecord.ImagesPerSecond, TimeSpan.Zero, "checkpointed", epochRecord));
         }
 
+        if (options.Keep == "last" && record.SelectedEpoch is not null) record = record with { SelectedEpoch = options.Epochs };
         if (record.SelectedEpoch is { } selected && selected != options.Epochs)
             ModelWeights.Load(network, Safetensors.Parse(File.ReadAllBytes(Path.Combine(runDirectory, BestWeightsFile))));
         progress?.Report(new TrainingProgress(options.Epochs, options.Epochs, 0, 0, 0, 0, 0, TimeSpan.Zero, "testing"));

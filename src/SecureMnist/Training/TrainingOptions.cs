@@ -40,6 +40,9 @@ public sealed record TrainingOptions
     public double TradesBeta { get; init; } = 6.0;
     /// <summary>Held-out validation images attacked with PGD after each epoch; the best epoch's weights are kept (0: off).</summary>
     public int RobustValidationSize { get; init; }
+    /// <summary>Which epoch's weights a robust-validated run keeps: null (the best robust accuracy) or "last" (the final epoch,
+    /// e.g. to reproduce a recipe while still recording its per-epoch robustness). Null is not written, so older records keep their digests.</summary>
+    public string? Keep { get; init; }
     /// <summary>PGD steps of the per-epoch robust validation.</summary>
     public int RobustValidationSteps { get; init; } = 20;
 
@@ -73,6 +76,7 @@ public sealed record TrainingOptions
         ArgumentOutOfRangeException.ThrowIfNegative(EpsilonRampEpochs);
         if (!(TradesBeta > 0) || double.IsInfinity(TradesBeta)) throw new ArgumentOutOfRangeException(nameof(TradesBeta), TradesBeta, "TRADES beta must be a finite number > 0");
         ArgumentOutOfRangeException.ThrowIfNegative(RobustValidationSize);
+        if (Keep is not (null or "last")) throw new ArgumentException($"keep '{Keep}' is not known; use best-robust (the default) or last");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(RobustValidationSteps);
         if (RobustValidationSize > ValidationSize)
             throw new ArgumentException($"robust validation uses {RobustValidationSize} held-out images but only {ValidationSize} are held out (--validation)");

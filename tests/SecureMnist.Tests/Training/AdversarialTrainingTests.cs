@@ -74,6 +74,25 @@ public sealed class AdversarialTrainingTests(SmallDefenceRuns runs) : IClassFixt
     }
 
     [Fact]
+    public void Keep_last_packages_the_final_epoch_and_still_records_robustness()
+    {
+        var options = new TrainingOptions
+        {
+            TrainSubset = 1500, Epochs = 3, BatchSize = 64, LearningRate = 2e-3, Schedule = "constant", Seed = 4,
+            Defense = "fgsm", DefenseEpsilon = 0.1, ValidationSize = 300, RobustValidationSize = 300, RobustValidationSteps = 5, Keep = "last",
+        };
+        var runDirectory = Path.Combine(directory, "run-last");
+        var result = new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false);
+        using var _ = result.Network;
+        Assert.Equal(3, result.Record.SelectedEpoch);
+        Assert.All(result.Record.Epochs, e => Assert.NotNull(e.RobustValidationAccuracy));
+        var last = Safetensors.Parse(File.ReadAllBytes(Directory.GetFiles(runDirectory, "epoch-003.checkpoint.safetensors").Single()));
+        Assert.Equal(last.Entries.OrderBy(e => e.Name, StringComparer.Ordinal).Select(e => last.Bytes(e).ToArray()),
+            ModelWeights.Export(result.Network).OrderBy(t => t.Name, StringComparer.Ordinal).Select(t => t.Data));
+        Assert.Throws<ArgumentException>(() => (options with { Keep = "first" }).Validate());
+    }
+
+    [Fact]
     public void A_collapse_of_robust_accuracy_is_recorded_and_the_earlier_best_epoch_stays_selected()
     {
         var record = new RunRecord("r", new TrainingOptions(), "mnist", new Dictionary<string, string>(), 0, 0, "x",

@@ -1,0 +1,64 @@
+using System.CommandLine;
+using SecureMnist.Assessment;
+using SecureMnist.Server;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+/// <summary>assess: the whole story, on real data, as a report and a JSON.</summary>
+internal static class AssessCommand
+{
+    public static Command Create()
+    {
+        var profile = new Option<string>("--profile") { Description = "quick: subsets and short schedules, minutes on 2 cores; full: the seeds' settings and the stronger evaluations (hours)", DefaultValueFactory = _ => "quick" };
+        profile.AcceptOnlyFromAmong("quick", "full");
+        var output = new Option<string?>("--out") { Description = "Output folder (default out/assess-PROFILE): results.json, report.md, report.html, stages/" };
+        var force = new Option<bool>("--force") { Description = "Redo every stage even when its inputs did not change" };
+        var key = new Option<string>("--key") { Description = "Ed25519 key that signs the models (created on first use at the default path)", DefaultValueFactory = _ => TrainCommand.DefaultKey };
+        var threatModel = new Option<string?>("--threat-model") { Description = "Only write the threat model as Markdown to this file (e.g. docs/THREAT_MODEL.md) and stop" };
+        var json = CommonOptions.Json();
+        var command = new Command("assess", """
+            The end-to-end security assessment: verify data, train the baseline, evaluate, attack (FGSM, PGD, worst case),
+            train defended models, poison the training set and measure the backdoor, detect and sanitize the poison, sign and
+            tamper with the package, and smoke-test the service over HTTP; then write results.json, report.md and a
+            self-contained report.html with the STRIDE threat model, each threat with its control, its tests and this run's
+            evidence. Stages are cached by their inputs: a rerun skips finished ones, an interrupted one resumes.
+            Example: ./securemnist assess --profile quick
+            """) { profile, output, force, key, threatModel, json };
+        command.SetAction(result =>
+        {
+            if (result.GetValue(threatModel) is { } threatPath)
+            {
+                SecureMnist.IO.AtomicFile.WriteAllText(threatPath, AssessmentReport.ThreatModelMarkdown());
+                Ui.Out.MarkupLineInterpolated($"wrote {threatPath}: {ThreatModel.Threats.Count} threats");
+                return 0;
+            }
+            var chosen = AssessmentProfile.Named(result.GetValue(profile)!);
+            var directory = result.GetValue(output) ?? Path.Combine("out", "assess-" + chosen.Name);
+            var options = new AssessmentOptions(chosen, directory, result.GetValue(CommonOptions.DataRoot)!, result.GetValue(key)!, result.GetValue(force), Directory.GetCurrentDirectory());
+            AssessmentResults? results = null;
+            Ui.Err.Status().Start("starting", context =>
+            {
+                var progress = new SyncProgress<AssessmentProgress>(p =>
+                {
+                    var line = $"[{p.Index}/{p.Stages}] {p.Stage}: {p.Message}";
+                    if (p.Finished) Ui.Err.MarkupLineInterpolated($"[green]✓[/] {line}");
+                    else context.Status(Markup.Escape(line));
+                });
+                results = new SecurityAssessment(options, SecureMnist.Server.ServiceSmokeCheck.RunAsync, progress).Run(CommandRunner.Cancellation.Token);
+            });
+            AssessmentReport.Write(results!, directory);
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { output = directory, results!.Profile, results.Seconds, metrics = results.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value.Value) });
+                return 0;
+            }
+            var table = new Table().AddColumns("figure", "this run");
+            foreach (var (_, metric) in results!.Metrics) table.AddRow(Markup.Escape(metric.Label), metric.Format());
+            Ui.Out.Write(table);
+            Ui.Out.MarkupLineInterpolated($"wrote {Path.Combine(directory, "report.html")}, report.md and results.json ({results.Seconds:F0} s)");
+            return 0;
+        });
+        return command;
+    }
+}

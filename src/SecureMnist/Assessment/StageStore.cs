@@ -1,0 +1,82 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SecureMnist.IO;
+
+namespace SecureMnist.Assessment;
+
+/// <summary>A measured number with its unit and what it means; every number in a report is one of these.</summary>
+public sealed record Metric(double Value, string Unit, string Label)
+{
+    public string Format() => Unit switch
+    {
+        "percent" => (100 * Value).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%",
+        "seconds" => Value.ToString("F1", System.Globalization.CultureInfo.InvariantCulture) + " s",
+        "ratio" => Value.ToString("F3", System.Globalization.CultureInfo.InvariantCulture),
+        _ => Value.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    public static Metric Percent(double fraction, string label) => new(fraction, "percent", label);
+
+    public static Metric Count(double value, string label) => new(value, "count", label);
+}
+
+/// <summary>What a finished stage left: its fingerprint, timing, metrics, files, and free-form details.</summary>
+public sealed record StageResult(string Stage, string Fingerprint, double Seconds, DateTimeOffset FinishedUtc,
+    IReadOnlyDictionary<string, Metric> Metrics, IReadOnlyDictionary<string, string> Files, JsonNode? Details);
+
+/// <summary>
+/// Stages cached by their inputs: a stage's fingerprint hashes its settings and the fingerprints of the stages it
+/// reads, so a rerun skips finished stages whose inputs did not change and redoes the rest. An interrupted stage
+/// leaves a pending marker with its fingerprint, so the next run resumes it (training continues from its checkpoint).
+/// </summary>
+public sealed class StageStore(string root)
+{
+    private const string ResultFile = "stage.json";
+    private const string PendingFile = "pending.json";
+
+    public string Root { get; } = root;
+
+    public string Directory(string stage) => Path.Combine(Root, "stages", stage);
+
+    public static string Fingerprint(string stage, object settings, params string[] upstream)
+    {
+        var text = $"{stage}\n{JsonSerializer.Serialize(settings, JsonFormat.Documents)}\n{string.Join("\n", upstream)}";
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..32];
+    }
+
+    public StageResult? Finished(string stage, string fingerprint)
+    {
+        var path = Path.Combine(Directory(stage), ResultFile);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var result = JsonFormat.Load<StageResult>(path);
+            return result.Fingerprint == fingerprint ? result : null;
+        }
+        catch (InvalidDataException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Prepares the stage folder: kept when an interrupted run of the same inputs can resume, emptied otherwise.</summary>
+    public bool Begin(string stage, string fingerprint)
+    {
+        var directory = Directory(stage);
+        var pending = Path.Combine(directory, PendingFile);
+        var resumable = File.Exists(pending) && File.ReadAllText(pending).Trim() == fingerprint;
+        if (!resumable && System.IO.Directory.Exists(directory)) System.IO.Directory.Delete(directory, recursive: true);
+        System.IO.Directory.CreateDirectory(directory);
+        AtomicFile.WriteAllText(pending, fingerprint);
+        return resumable;
+    }
+
+    public void Complete(StageResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        JsonFormat.Save(Path.Combine(Directory(result.Stage), ResultFile), result);
+        File.Delete(Path.Combine(Directory(result.Stage), PendingFile));
+    }
+}

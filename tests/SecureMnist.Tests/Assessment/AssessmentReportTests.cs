@@ -1,0 +1,147 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using Microsoft.Playwright;
+using SecureMnist.Assessment;
+using SecureMnist.Training;
+
+namespace SecureMnist.Tests.Assessment;
+
+/// <summary>The threat model, the report built from an assessment's results, and the stage cache.</summary>
+public sealed partial class AssessmentReportTests : IDisposable
+{
+    private readonly string directory = TestPaths.NewScratchDirectory();
+
+    public void Dispose() => Directory.Delete(directory, recursive: true);
+
+    [Fact]
+    public void The_threat_model_document_is_the_one_the_code_renders()
+    {
+        var document = File.ReadAllText(Path.Combine(TestPaths.RepositoryRoot, "docs", "THREAT_MODEL.md"));
+        Assert.True(document == AssessmentReport.ThreatModelMarkdown(),
+            "docs/THREAT_MODEL.md is out of date: run ./securemnist assess --threat-model docs/THREAT_MODEL.md");
+    }
+
+    [Fact]
+    public void Every_test_a_threat_cites_exists()
+    {
+        var assembly = typeof(AssessmentReportTests).Assembly;
+        foreach (var test in ThreatModel.Threats.SelectMany(t => t.Tests))
+        {
+            var cut = test.LastIndexOf('.');
+            var type = assembly.GetType("SecureMnist.Tests." + test[..cut]);
+            Assert.True(type is not null, $"{test}: no test class {test[..cut]}");
+            var method = type!.GetMethod(test[(cut + 1)..], BindingFlags.Public | BindingFlags.Instance);
+            Assert.True(method is not null && method.GetCustomAttributes().Any(a => a is FactAttribute), $"{test}: no such test");
+        }
+    }
+
+    [Fact]
+    public void Threats_cover_stride_and_use_owasp_and_atlas_identifiers()
+    {
+        var categories = ThreatModel.Threats.Select(t => t.Category).ToHashSet();
+        foreach (var stride in new[] { "Spoofing", "Tampering", "Repudiation", "Information disclosure", "Denial of service", "Elevation of privilege" })
+            Assert.Contains(stride, categories);
+        Assert.All(ThreatModel.Threats, t =>
+        {
+            Assert.NotEmpty(t.Owasp);
+            Assert.All(t.Owasp, o => Assert.Matches(@"^ML(0[1-9]|10) ", o));
+            Assert.NotEmpty(t.Atlas);
+            Assert.All(t.Atlas, a => Assert.Matches(@"^AML\.T\d{4}(\.\d{3})? ", a));
+            Assert.NotEmpty(t.Tests);
+            Assert.NotEmpty(t.Evidence);
+        });
+        Assert.Equal(ThreatModel.Threats.Count, ThreatModel.Threats.Select(t => t.Id).Distinct().Count());
+    }
+
+    [Fact]
+    public void Every_number_in_the_report_comes_from_the_results()
+    {
+        var results = Results();
+        AssessmentReport.Write(results, directory);
+        var json = File.ReadAllText(Path.Combine(directory, "results.json"));
+        var markdown = File.ReadAllText(Path.Combine(directory, "report.md"));
+        var html = File.ReadAllText(Path.Combine(directory, "report.html"));
+        Assert.Contains("98.76%", markdown);
+        Assert.Contains("99.39%", markdown); // the seeds' figure, quoted
+        var strays = Numbers().Matches(markdown).Select(m => m.Value).Where(n => !json.Contains(n, StringComparison.Ordinal)).Distinct().ToList();
+        Assert.True(strays.Count == 0, "numbers in report.md that results.json does not hold: " + string.Join(", ", strays));
+        var visible = Regex.Replace(html, "<(style|head)[^>]*>.*?</\\1>", "", RegexOptions.Singleline); // styling is not content
+        var htmlText = Regex.Replace(Regex.Replace(visible, "data:image/png;base64,[^\"]+", ""), "<[^>]+>", " ");
+        strays = Numbers().Matches(htmlText).Select(m => m.Value).Where(n => !json.Contains(n, StringComparison.Ordinal)).Distinct().ToList();
+        Assert.True(strays.Count == 0, "numbers in report.html that results.json does not hold: " + string.Join(", ", strays));
+    }
+
+    [Fact]
+    public void A_seed_figure_missed_is_reported_as_missed()
+    {
+        var markdown = AssessmentReport.Markdown(Results());
+        Assert.Contains("| 99.39% (seed 001) | 98.76% | missed |", markdown);
+        Assert.Contains("reproduced or beaten", markdown); // FGSM drops the baseline below both seeds' figures
+        Assert.Contains("not measured in the quick profile", markdown);
+    }
+
+    [Fact]
+    public async Task The_report_renders_in_chromium()
+    {
+        AssessmentReport.Write(Results(), directory);
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = new[] { "/usr/bin/chromium", "/usr/bin/chromium-browser" }.First(File.Exists),
+            Args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"], Headless = true,
+        });
+        var page = await browser.NewPageAsync();
+        var errors = new List<string>();
+        page.Console += (_, message) => { if (message.Type == "error") errors.Add(message.Text); };
+        await page.GotoAsync(new Uri(Path.Combine(directory, "report.html")).AbsoluteUri);
+        Assert.Equal(AssessmentReport.SeedFigures.Count + 1, await page.Locator("#summary tr").CountAsync());
+        Assert.Equal(ThreatModel.Threats.Count, await page.Locator("div.threat").CountAsync());
+        Assert.Empty(errors);
+        var screenshot = Path.Combine(TestPaths.RepositoryRoot, "artifacts", "report.png");
+        Directory.CreateDirectory(Path.GetDirectoryName(screenshot)!);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = screenshot, FullPage = true });
+        Assert.True(new FileInfo(screenshot).Length > 10_000);
+    }
+
+    [Fact]
+    public void Stages_are_cached_by_their_inputs_and_interrupted_ones_resume()
+    {
+        var store = new StageStore(directory);
+        var first = StageStore.Fingerprint("baseline", new { epochs = 3 }, "upstream-a");
+        Assert.Equal(first, StageStore.Fingerprint("baseline", new { epochs = 3 }, "upstream-a"));
+        Assert.NotEqual(first, StageStore.Fingerprint("baseline", new { epochs = 4 }, "upstream-a"));
+        Assert.NotEqual(first, StageStore.Fingerprint("baseline", new { epochs = 3 }, "upstream-b"));
+
+        Assert.False(store.Begin("baseline", first));
+        File.WriteAllText(Path.Combine(store.Directory("baseline"), "partial.bin"), "work in progress");
+        Assert.Null(store.Finished("baseline", first));
+        Assert.True(store.Begin("baseline", first)); // same inputs after an interruption: keep the partial work
+        Assert.True(File.Exists(Path.Combine(store.Directory("baseline"), "partial.bin")));
+        store.Complete(new StageResult("baseline", first, 1, DateTimeOffset.UtcNow, new Dictionary<string, Metric> { ["m"] = Metric.Count(1, "one") }, new Dictionary<string, string>(), null));
+        Assert.NotNull(store.Finished("baseline", first));
+        Assert.Null(store.Finished("baseline", StageStore.Fingerprint("baseline", new { epochs = 4 }, "upstream-a")));
+
+        var changed = StageStore.Fingerprint("baseline", new { epochs = 4 }, "upstream-a");
+        Assert.False(store.Begin("baseline", changed)); // other inputs: start clean
+        Assert.False(File.Exists(Path.Combine(store.Directory("baseline"), "partial.bin")));
+    }
+
+    private static AssessmentResults Results()
+    {
+        var metrics = new Dictionary<string, Metric>
+        {
+            ["baseline.clean_accuracy"] = Metric.Percent(0.9876, "baseline clean test accuracy"),
+            ["baseline.fgsm_accuracy"] = Metric.Percent(0.1234, "baseline: accuracy under FGSM, eps 0.3"),
+            ["baseline.pgd_accuracy"] = Metric.Percent(0.0012, "baseline: accuracy under PGD-40 (alpha 0.01, random start), eps 0.3"),
+            ["defense_fgsm_rs.pgd_accuracy"] = Metric.Percent(0.7312, "fgsm-rs-trained: accuracy under PGD-40"),
+            ["service.unauthenticated_status"] = Metric.Count(401, "HTTP status without an API key"),
+            ["packaging.tampered_refused"] = Metric.Count(57, "single-bit changes refused by verification"),
+        };
+        var stage = new StageResult("baseline", "0123456789abcdef", 42.5, DateTimeOffset.UtcNow, metrics, new Dictionary<string, string>(), null);
+        return new AssessmentResults("quick", DateTimeOffset.UtcNow, 321.9, "0123abcd", MachineInfo.Current(2),
+            new Dictionary<string, string> { ["train-images-idx3-ubyte.gz"] = "abc" }, [stage]);
+    }
+
+    [GeneratedRegex(@"\d+(\.\d+)?%?")]
+    private static partial Regex Numbers();
+}
