@@ -19,12 +19,8 @@ internal static class InteropCommands
 
     private static List<string> LockFiles()
     {
-        var source = Path.Combine(Directory.GetCurrentDirectory(), "src");
-        var lockFiles = Directory.Exists(source)
-            ? Directory.GetFiles(source, "packages.lock.json", SearchOption.AllDirectories)
-                .Where(f => !f.Contains("/bin/", StringComparison.Ordinal) && !f.Contains("/obj/", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList()
-            : [];
-        if (lockFiles.Count == 0) throw new InvalidOperationException($"no packages.lock.json under {source}; run this from the repository root");
+        var lockFiles = CycloneDxSbom.ShippedLockFiles(Directory.GetCurrentDirectory()).ToList();
+        if (lockFiles.Count == 0) throw new InvalidOperationException($"no packages.lock.json under {Path.Combine(Directory.GetCurrentDirectory(), "src")}; run this from the repository root");
         return lockFiles;
     }
 

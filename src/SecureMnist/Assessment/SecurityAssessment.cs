@@ -53,8 +53,8 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
             var mnist = new DatasetStore(options.DataRoot).Load("mnist");
             var data = Stage("data", new { mnist.Digests }, [], _ => DataStage(mnist));
             var baseline = Stage("baseline", new { Profile.TrainSubset, Profile.Epochs }, [data], dir => BaselineStage(dir, mnist, key, cancellationToken));
-            var evasion = Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage(dir, mnist, key, ModelOf(baseline), "baseline", cancellationToken));
-            var defended = Stage("adversarial-training", new { Profile.TrainSubset, Profile.Defenses, settings = AttackSettingsKey() }, [data],
+            Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage(dir, mnist, key, ModelOf(baseline), "baseline", cancellationToken));
+            Stage("adversarial-training", new { Profile.TrainSubset, Profile.Defenses, settings = AttackSettingsKey() }, [data],
                 dir => AdversarialTrainingStage(dir, mnist, key, cancellationToken));
             var poisoning = Stage("poisoning", new { Profile.PoisonCount, Profile.PoisonTrainSubset, Profile.PoisonEpochs }, [data],
                 dir => PoisoningStage(dir, mnist, key, cancellationToken));
@@ -63,8 +63,6 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
             Stage("service", new { version = 1 }, [baseline], dir => ServiceStage(dir, ModelOf(baseline), key, mnist, cancellationToken));
             Stage("dependencies", new { lockFiles = LockFiles().Select(File.ReadAllText).ToList(), advisories = AdvisoriesPath() is { } a ? File.ReadAllText(a) : "" }, [],
                 _ => DependencyStage());
-            _ = evasion;
-            _ = defended;
             return new AssessmentResults(Profile.Name, started, clock.Elapsed.TotalSeconds, CodeVersion.Current(), MachineInfo.Current(TorchSharp.torch.get_num_threads()),
                 mnist.Digests, finished);
         }
@@ -321,10 +319,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
 
     private string? AdvisoriesPath() => options.RepositoryRoot is { } root && File.Exists(Path.Combine(root, "build", "advisories.json")) ? Path.Combine(root, "build", "advisories.json") : null;
 
-    private List<string> LockFiles() => options.RepositoryRoot is { } root && Directory.Exists(Path.Combine(root, "src"))
-        ? Directory.GetFiles(Path.Combine(root, "src"), "packages.lock.json", SearchOption.AllDirectories)
-            .Where(f => !f.Contains("/bin/", StringComparison.Ordinal) && !f.Contains("/obj/", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList()
-        : [];
+    private IReadOnlyList<string> LockFiles() => options.RepositoryRoot is { } root ? CycloneDxSbom.ShippedLockFiles(root) : [];
 
     private StageOutput DependencyStage()
     {

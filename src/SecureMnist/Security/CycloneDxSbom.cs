@@ -15,6 +15,16 @@ public static class CycloneDxSbom
         public string Purl => $"pkg:nuget/{Name}@{Version}";
     }
 
+    /// <summary>The lock files of the shipped projects: every packages.lock.json under ROOT/src, outside build output.</summary>
+    public static IReadOnlyList<string> ShippedLockFiles(string repositoryRoot)
+    {
+        var source = Path.Combine(repositoryRoot, "src");
+        return Directory.Exists(source)
+            ? Directory.GetFiles(source, "packages.lock.json", SearchOption.AllDirectories)
+                .Where(f => !f.Contains("/bin/", StringComparison.Ordinal) && !f.Contains("/obj/", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList()
+            : [];
+    }
+
     public static IReadOnlyList<Component> ReadLockFiles(IEnumerable<string> lockFiles)
     {
         ArgumentNullException.ThrowIfNull(lockFiles);
