@@ -21,7 +21,12 @@ internal static class CommandRunner
         var parsed = root.Parse(args);
         if (parsed.Errors.Count == 0)
         {
-            SecureMnist.Runtime.TorchRuntime.Configure(parsed.GetValue(CommonOptions.Threads));
+            var threads = parsed.GetResult(CommonOptions.Threads) is { Implicit: false }
+                ? parsed.GetValue(CommonOptions.Threads)
+                : parsed.CommandResult.Command.Name == "serve"
+                    ? SecureMnist.Runtime.TorchRuntime.ServiceThreads(Environment.ProcessorCount)
+                    : Environment.ProcessorCount;
+            SecureMnist.Runtime.TorchRuntime.Configure(threads);
         }
         try
         {

@@ -15,7 +15,7 @@ internal static class CommonOptions
 
     public static readonly Option<int> Threads = new("--threads")
     {
-        Description = "Compute threads for libtorch (default: all cores)",
+        Description = "Compute threads for libtorch (default: all cores; serve and bench serve leave one core to the web server and the audit writer)",
         DefaultValueFactory = _ => Environment.ProcessorCount,
         Recursive = true,
     };
@@ -35,6 +35,12 @@ internal static class CommonOptions
     public static Option<bool> AllowUnsigned() => new("--allow-unsigned")
     {
         Description = "Load a package without checking its signature (prints a warning; never do this in production)",
+    };
+
+    public static Option<SecureMnist.Serving.InferencePrecision> Precision() => new("--precision")
+    {
+        Description = "Number format while serving: fp32 (as trained) or bf16 (bfloat16 weights and activations: several times faster convolutions on CPUs with AVX-512 BF16; predictions may differ from fp32 near a decision boundary; the detector is calibrated in the same format)",
+        DefaultValueFactory = _ => SecureMnist.Serving.InferencePrecision.Fp32,
     };
 
     public static Option<bool> Json() => new("--json") { Description = "Print the result as JSON on standard output" };

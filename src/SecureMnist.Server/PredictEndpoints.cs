@@ -106,7 +106,7 @@ public static class PredictEndpoints
         return await Decide<BatchResponse>(context, state, decisions, async () =>
         {
             var pending = items.Select(item => item.Pixels is null
-                ? Task.FromResult(new Prediction(AuditOutcome.Rejected, null, 0, [], null, null, item.Error, 0))
+                ? Task.FromResult(new Prediction(AuditOutcome.Rejected, null, 0, [], null, null, item.Error))
                 : engine.PredictAsync(item.Pixels, explain: false, context.RequestAborted)).ToList();
             var predictions = await Task.WhenAll(pending).ConfigureAwait(false);
             var responses = new List<PredictResponse>(predictions.Length);

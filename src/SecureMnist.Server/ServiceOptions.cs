@@ -22,6 +22,7 @@ public sealed record ServiceOptions
     public ImageLimits Images { get; init; } = new();
     public DecisionPolicy Policy { get; init; } = new();
     public BatchingOptions Batching { get; init; } = new();
+    public InferencePrecision Precision { get; init; } = InferencePrecision.Fp32;
     public SqueezingOptions Squeezing { get; init; } = new();
     public AuditLogOptions Audit { get; init; } = new();
 

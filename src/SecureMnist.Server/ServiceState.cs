@@ -1,3 +1,4 @@
+using TorchSharp;
 using SecureMnist.Audit;
 using SecureMnist.Data;
 using SecureMnist.Security;
@@ -88,6 +89,9 @@ public sealed class ServiceState : IAsyncDisposable
         {
             var key = TrustedPublicKey.FromFile(Options.PublicKeyPath);
             model = ModelPackage.Load(Options.ModelDirectory, key, allowUnsigned: false);
+            // Verified in float32 above; converted after, so the digest checks saw the signed bytes. The input checks are
+            // calibrated below on the converted model, so the detector's threshold matches what serves.
+            if (Options.Precision == InferencePrecision.Bf16) model.Network.to(TorchSharp.torch.ScalarType.BFloat16);
             if (engine is null) notReadyReason = "calibrating input checks";
             var train = new DatasetStore(Options.DataRoot).Load("mnist").Train;
             var guard = InputGuard.Calibrate(model.Network, train, Options.SqueezeCalibrationImages, Options.Squeezing);

@@ -37,13 +37,29 @@ internal static class AssessCommand
             var directory = result.GetValue(output) ?? Path.Combine("out", "assess-" + chosen.Name);
             var options = new AssessmentOptions(chosen, directory, result.GetValue(CommonOptions.DataRoot)!, result.GetValue(key)!, result.GetValue(force), Directory.GetCurrentDirectory());
             AssessmentResults? results = null;
+            var interactive = Ui.Err.Profile.Capabilities.Interactive;
+            var lastLine = TimeSpan.MinValue;
+            var lastStage = "";
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             Ui.Err.Status().Start("starting", context =>
             {
                 var progress = new SyncProgress<AssessmentProgress>(p =>
                 {
                     var line = $"[{p.Index}/{p.Stages}] {p.Stage}: {p.Message}";
-                    if (p.Finished) Ui.Err.MarkupLineInterpolated($"[green]✓[/] {line}");
-                    else context.Status(Markup.Escape(line));
+                    if (p.Finished)
+                    {
+                        Ui.Err.MarkupLineInterpolated($"[green]✓[/] {line}");
+                    }
+                    else if (interactive)
+                    {
+                        context.Status(Markup.Escape(line));
+                    }
+                    else if (p.Stage != lastStage || clock.Elapsed - lastLine >= TimeSpan.FromSeconds(30))
+                    {
+                        // Logs get a line when a stage starts and then at most one every 30 s.
+                        (lastStage, lastLine) = (p.Stage, clock.Elapsed);
+                        Ui.Info($"{clock.Elapsed:hh\\:mm\\:ss} {line}");
+                    }
                 });
                 results = new SecurityAssessment(options, SecureMnist.Server.ServiceSmokeCheck.RunAsync, progress).Run(CommandRunner.Cancellation.Token);
             });

@@ -16,7 +16,7 @@ internal static class ServeBenchCommand
     public sealed record FloodResult(int RequestsPerMinute, int Burst, double Seconds, int FloodSent, int FloodAccepted, double FloodAllowed, double Deviation,
         int SteadySent, int SteadySucceeded);
 
-    public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
+    public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, InferencePrecision Precision, int TorchThreads, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
         long AuditRecords, long AnsweredRequests, bool AuditIntact, string? AuditProblem);
 
     public static Command Create()
@@ -27,6 +27,7 @@ internal static class ServeBenchCommand
         var concurrency = new Option<int>("--concurrency") { Description = "Workers of the closed-loop throughput phase", DefaultValueFactory = _ => 64 };
         var floodRpm = new Option<int>("--flood-rpm") { Description = "Quota of the flooding key, requests per minute", DefaultValueFactory = _ => 1200 };
         var onAdversarial = new Option<AdversarialAction>("--on-adversarial") { Description = "The service's adversarial-input detector: flag, reject or off", DefaultValueFactory = _ => AdversarialAction.Flag };
+        var precision = CommonOptions.Precision();
         var json = CommonOptions.Json();
         var command = new Command("serve", """
             Start the service in this process on a free loopback port (signed model, API keys, validation, micro-batching and
@@ -35,7 +36,7 @@ internal static class ServeBenchCommand
             second key sends 5 requests/s; finally the audit log is verified and its records counted against the answers.
             Example: ./securemnist bench serve --model models/baseline
             """)
-        { model, publicKey, duration, concurrency, floodRpm, onAdversarial, json };
+        { model, publicKey, duration, concurrency, floodRpm, onAdversarial, precision, json };
         command.SetAction(async (result, cancellationToken) =>
         {
             var seconds = result.GetValue(duration);
@@ -58,6 +59,7 @@ internal static class ServeBenchCommand
                     DataRoot = result.GetValue(CommonOptions.DataRoot)!,
                     Urls = "http://127.0.0.1:0",
                     Policy = new DecisionPolicy(OnAdversarial: result.GetValue(onAdversarial)),
+                    Precision = result.GetValue(precision),
                 };
                 var app = ServiceHost.Build(options, logging => logging.ClearProviders());
                 await app.StartAsync(cancellationToken);
@@ -95,7 +97,7 @@ internal static class ServeBenchCommand
                 var checkpoints = AuditCheckpoint.ReadAll(Path.Combine(options.AuditDirectory, AuditCheckpoint.CheckpointsFile));
                 using var auditKey = SigningKey.FromFile(options.AuditKeyPath);
                 var verdict = AuditVerifier.Verify(options.AuditDirectory, checkpoints, auditKey.PublicKey);
-                var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, throughput with { SucceededRequestIds = [] }, latency with { SucceededRequestIds = [] },
+                var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(), throughput, latency,
                     floodResult, verdict.Records, answered, verdict.Intact, verdict.Problem);
                 if (result.GetValue(json))
                 {
@@ -103,6 +105,7 @@ internal static class ServeBenchCommand
                     return 0;
                 }
                 var table = new Table().AddColumns("measure", "value");
+                table.AddRow("set-up", $"detector {options.Policy.OnAdversarial.ToString().ToLowerInvariant()}, {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), {Environment.ProcessorCount} cores");
                 table.AddRow("throughput (closed loop)", $"{throughput.SucceededPerSecond:F0} predictions/s ({throughput.Answered} answered in {throughput.Seconds:F1} s; p50 {throughput.P50Milliseconds:F1} ms, p99 {throughput.P99Milliseconds:F1} ms)");
                 table.AddRow("latency at 70% of it", $"{latency.TargetRate:F0}/s offered, {latency.SucceededPerSecond:F0}/s answered OK: p50 {latency.P50Milliseconds:F1} ms, p99 {latency.P99Milliseconds:F1} ms, max {latency.MaxMilliseconds:F1} ms");
                 table.AddRow("flood key", $"{accepted} accepted of {floodRun.Sent} sent; quota {allowed:F0} ({burst} burst + {rpm}/min for {floodRun.Seconds:F1} s): {100 * floodResult.Deviation:+0.0;-0.0}%");

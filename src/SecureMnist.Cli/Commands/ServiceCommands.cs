@@ -88,6 +88,7 @@ internal static class ServiceCommands
         var maxBody = new Option<int>("--max-body-kb") { Description = "Largest request body per image, KiB (413 above)", DefaultValueFactory = _ => 256 };
         var maxBatch = new Option<int>("--max-batch") { Description = "Most items in one /v1/predict/batch request", DefaultValueFactory = _ => 32 };
         var timeout = new Option<double>("--timeout") { Description = "Seconds a request may take before it is answered 504", DefaultValueFactory = _ => 10 };
+        var precision = CommonOptions.Precision();
         var queue = new Option<int>("--queue") { Description = "Inputs that may wait for the model; beyond this requests get 503", DefaultValueFactory = _ => new BatchingOptions().QueueCapacity };
         var command = new Command("serve", """
             Run the hardened inference service and the drawing page on Kestrel. Only a package signed by --public-key loads;
@@ -98,7 +99,7 @@ internal static class ServiceCommands
               ./securemnist serve --model models/baseline                         # then open http://127.0.0.1:8080
               curl -H "Authorization: Bearer KEY" -H "Content-Type: image/png" --data-binary @digit.png http://127.0.0.1:8080/v1/predict
             """)
-        { model, publicKey, apiKeys, auditDir, auditKey, urls, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue };
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, precision };
         command.SetAction(result =>
         {
             var options = new ServiceOptions
@@ -116,6 +117,7 @@ internal static class ServiceCommands
                 Images = new ImageLimits(Colour: result.GetValue(colour)),
                 Policy = new DecisionPolicy(result.GetValue(abstain), result.GetValue(onAdversarial)),
                 Batching = new BatchingOptions(QueueCapacity: result.GetValue(queue)),
+                Precision = result.GetValue(precision),
             };
             var app = ServiceHost.Build(options);
             using var stop = CommandRunner.Cancellation.Token.Register(() => app.Lifetime.StopApplication());
@@ -124,7 +126,7 @@ internal static class ServiceCommands
             {
                 while (state.Engine is null && state.NotReadyReason is "loading the model" or "calibrating input checks") await Task.Delay(100).ConfigureAwait(false);
                 if (state.Engine is { } engine)
-                    Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditDirectory}");
+                    Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditDirectory}");
                 else Ui.Error($"NOT ready: {state.NotReadyReason}");
             }));
             app.Run();

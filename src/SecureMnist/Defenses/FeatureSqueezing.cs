@@ -43,47 +43,47 @@ public sealed class FeatureSqueezing
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        using var scope = NewDisposeScope();
-        var scores = Scores(model, Probabilities(model, cleanImages), cleanImages, options);
+        var scores = ProbabilitiesAndScores(model, cleanImages, options, keepProbabilities: false).Scores;
         return new FeatureSqueezing(options, ThresholdCalibration.AboveThreshold(scores, options.FalsePositiveRate, options.Confidence));
     }
 
-    /// <summary>Scores of inputs whose softmax outputs <paramref name="probabilities"/> the caller already computed.</summary>
-    public double[] Scores(IClassifier model, Tensor probabilities, Tensor images) => Scores(model, probabilities, images, Options);
-
-    public double[] Scores(IClassifier model, Tensor images)
-    {
-        using var scope = NewDisposeScope();
-        return Scores(model, Probabilities(model, images), images, Options);
-    }
-
-    private static Tensor Probabilities(IClassifier model, Tensor images) => model.Probabilities(images, 1000);
+    /// <summary>Squeezing scores of the inputs.</summary>
+    public double[] Scores(IClassifier model, Tensor images) => ProbabilitiesAndScores(model, images, Options, keepProbabilities: false).Scores;
 
     /// <summary>
-    /// Softmax outputs of the inputs and their squeezing scores from one forward pass over the inputs and both squeezed
-    /// copies stacked together (the service's path: one larger batch is cheaper than three small ones).
+    /// Softmax outputs of the inputs and their squeezing scores, from one forward pass per chunk over the inputs and
+    /// both squeezed copies stacked together (one larger batch is cheaper than three small ones; chunks keep the
+    /// stacked batch bounded).
     /// </summary>
     public (Tensor Probabilities, double[] Scores) ProbabilitiesAndScores(IClassifier model, Tensor images)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(images);
-        using var scope = NewDisposeScope();
-        var count = images.shape[0];
-        var all = model.Probabilities(cat([images, ReduceBitDepth(images, Options.BitDepth), MedianFilter(images, Options.MedianWindow)], 0), (int)(3 * count));
-        var (plain, depth, median) = (all.narrow(0, 0, count), all.narrow(0, count, count), all.narrow(0, 2 * count, count));
-        var score = maximum((plain - depth).abs().sum(1), (plain - median).abs().sum(1));
-        return (plain.contiguous().MoveToOuterDisposeScope(), score.to(ScalarType.Float64).data<double>().ToArray());
+        var (probabilities, scores) = ProbabilitiesAndScores(model, images, Options, keepProbabilities: true);
+        return (probabilities!, scores);
     }
 
-    private static double[] Scores(IClassifier model, Tensor probabilities, Tensor images, SqueezingOptions options)
+    private const int ChunkSize = 500;
+
+    private static (Tensor? Probabilities, double[] Scores) ProbabilitiesAndScores(IClassifier model, Tensor images, SqueezingOptions options, bool keepProbabilities)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(images);
         using var scope = NewDisposeScope();
-        var depth = Probabilities(model, ReduceBitDepth(images, options.BitDepth));
-        var median = Probabilities(model, MedianFilter(images, options.MedianWindow));
-        var score = maximum((probabilities - depth).abs().sum(1), (probabilities - median).abs().sum(1));
-        return score.to(ScalarType.Float64).data<double>().ToArray();
+        using var noGrad = no_grad();
+        var total = images.shape[0];
+        if (total == 0) return (keepProbabilities ? empty(0, model.ClassCount).MoveToOuterDisposeScope() : null, []);
+        var probabilities = new List<Tensor>();
+        var scores = new List<Tensor>();
+        for (long start = 0; start < total; start += ChunkSize)
+        {
+            var chunk = images.narrow(0, start, Math.Min(ChunkSize, total - start));
+            var count = chunk.shape[0];
+            var all = nn.functional.softmax(model.Logits(cat([chunk, ReduceBitDepth(chunk, options.BitDepth), MedianFilter(chunk, options.MedianWindow)], 0)), 1);
+            var (plain, depth, median) = (all.narrow(0, 0, count), all.narrow(0, count, count), all.narrow(0, 2 * count, count));
+            scores.Add(maximum((plain - depth).abs().sum(1), (plain - median).abs().sum(1)));
+            if (keepProbabilities) probabilities.Add(plain);
+        }
+        var score = cat(scores, 0).to(ScalarType.Float64).data<double>().ToArray();
+        return (keepProbabilities ? cat(probabilities, 0).contiguous().MoveToOuterDisposeScope() : null, score);
     }
 
     /// <summary>Rounds values in [0, 1] to 2^bits levels.</summary>

@@ -3,6 +3,7 @@ using System.Text.Json;
 using SecureMnist.Audit;
 using SecureMnist.Security;
 using SecureMnist.Serving;
+using TorchSharp;
 
 namespace SecureMnist.Tests.Service;
 
@@ -215,6 +216,34 @@ public sealed class ServiceTests(ServedModel model)
         var engine = service.State.Engine!;
         Assert.Equal(16, engine.BatchedInputs);
         Assert.True(engine.Batches < 16, $"{engine.Batches} forward passes for 16 requests");
+    }
+
+    [Fact]
+    public async Task A_bf16_service_serves_the_verified_model_in_bfloat16_and_answers_as_fp32_does()
+    {
+        await using var service = await RunningService.Start(model.Options() with { Precision = InferencePrecision.Bf16 });
+        Assert.All(service.State.Engine!.Model.Network.parameters(), p => Assert.Equal(TorchSharp.torch.ScalarType.BFloat16, p.dtype));
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => service.PredictPng(ServedModel.Png(model.TestPixels(i)), model.Secrets["user"])));
+        var answered = new List<(int Index, int Label)>();
+        for (var i = 0; i < responses.Length; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, responses[i].StatusCode);
+            var body = await Json(responses[i]);
+            if (body.GetProperty("label").ValueKind == JsonValueKind.Number) answered.Add((i, body.GetProperty("label").GetInt32()));
+        }
+        Assert.True(answered.Count >= 15, $"only {answered.Count} of 20 clean digits answered");
+
+        // The same package in float32 and converted to bfloat16 agree on (almost) every test digit.
+        using var fp32 = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath), allowUnsigned: false);
+        using var bf16 = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath), allowUnsigned: false);
+        bf16.Network.to(TorchSharp.torch.ScalarType.BFloat16);
+        using var images = model.Mnist.Test.Take(2000).ImagesTensor();
+        int[] full, half;
+        using (var classifier = new SecureMnist.Attacks.Evasion.NetworkClassifier(fp32.Network)) full = SecureMnist.Attacks.Evasion.ClassifierInference.Predict(classifier, images);
+        using (var classifier = new SecureMnist.Attacks.Evasion.NetworkClassifier(bf16.Network)) half = SecureMnist.Attacks.Evasion.ClassifierInference.Predict(classifier, images);
+        var agreement = full.Zip(half).Count(p => p.First == p.Second) / (double)full.Length;
+        Assert.True(agreement >= 0.99, $"bf16 and fp32 agree on {agreement:P2} of 2,000 test digits");
+        Assert.All(answered, a => Assert.Equal(half[a.Index], a.Label));
     }
 
     [Fact]

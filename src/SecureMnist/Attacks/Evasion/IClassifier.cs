@@ -21,6 +21,7 @@ public sealed class NetworkClassifier : IClassifier, IDisposable
 {
     private readonly Module<Tensor, Tensor> network;
     private readonly bool wasTraining;
+    private readonly ScalarType computeType;
     private readonly List<(TorchSharp.Modules.Parameter Parameter, bool RequiredGrad)> frozen = [];
 
     public NetworkClassifier(Module<Tensor, Tensor> network, int classCount = 10, bool freezeParameters = true)
@@ -29,6 +30,7 @@ public sealed class NetworkClassifier : IClassifier, IDisposable
         this.network = network;
         ClassCount = classCount;
         wasTraining = network.training;
+        computeType = network.parameters().FirstOrDefault()?.dtype ?? ScalarType.Float32;
         network.eval();
         if (freezeParameters)
         {
@@ -42,7 +44,13 @@ public sealed class NetworkClassifier : IClassifier, IDisposable
 
     public int ClassCount { get; }
 
-    public Tensor Logits(Tensor images) => network.call(images);
+    /// <summary>
+    /// Logits in float32. A network whose weights are in another type (bfloat16 for fast inference) gets its input cast
+    /// to that type and its logits cast back; both casts pass gradients through.
+    /// </summary>
+    public Tensor Logits(Tensor images) => computeType == ScalarType.Float32
+        ? network.call(images)
+        : network.call(images.to(computeType)).to(ScalarType.Float32);
 
     /// <summary>Restores the network's train/eval mode and its parameters' gradient flags.</summary>
     public void Dispose()
