@@ -27,6 +27,7 @@ internal static class TrainCommand
         var seed = new Option<int>("--seed") { Description = "Seed for initialisation, shuffling and dropout", DefaultValueFactory = _ => defaults.Seed };
         var subset = new Option<int?>("--subset") { Description = "Train on this many images (seeded random subset) instead of all" };
         var validation = new Option<int>("--validation") { Description = "Hold out this many training images for per-epoch validation (0: report test accuracy per epoch)", DefaultValueFactory = _ => 0 };
+        var augmentShift = new Option<int?>("--augment-shift") { Description = $"Move each training image by a random whole-pixel offset of up to this many pixels in x and y, drawn anew every epoch (1 to {ImageAugmentation.MaxShift}; off by default)" };
         var defense = new Option<string>("--defense") { Description = "Adversarial training: none; fgsm (the seeds' defence); fgsm-rs (FGSM from a random start, step 1.25 eps); pgd (Madry et al.); trades (Zhang et al.)", DefaultValueFactory = _ => defaults.Defense };
         defense.AcceptOnlyFromAmong(TrainingOptions.Defenses);
         var defenseEps = new Option<double>("--defense-eps") { Description = "L-inf eps of the training attack", DefaultValueFactory = _ => defaults.DefenseEpsilon };
@@ -52,7 +53,7 @@ internal static class TrainCommand
             Example: ./securemnist train --epochs 12 --out models/baseline
             """)
         {
-            architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation,
+            architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation, augmentShift,
             defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, robustValidation, robustValidationSteps, keep,
             dataset, output, runDirectory, resume, key, json,
         };
@@ -63,7 +64,7 @@ internal static class TrainCommand
                 Architecture = result.GetValue(architecture)!, Epochs = result.GetValue(epochs), BatchSize = result.GetValue(batchSize),
                 LearningRate = result.GetValue(learningRate), Optimizer = result.GetValue(optimizer)!, Schedule = result.GetValue(schedule)!,
                 StepGamma = result.GetValue(gamma), WeightDecay = result.GetValue(weightDecay), Seed = result.GetValue(seed),
-                TrainSubset = result.GetValue(subset), ValidationSize = result.GetValue(validation),
+                TrainSubset = result.GetValue(subset), ValidationSize = result.GetValue(validation), AugmentShift = result.GetValue(augmentShift),
                 Defense = result.GetValue(defense)!, DefenseEpsilon = result.GetValue(defenseEps), DefenseStepSize = result.GetValue(defenseAlpha),
                 DefenseSteps = result.GetValue(defenseSteps), AdversarialWeight = result.GetValue(adversarialWeight), EpsilonRampEpochs = result.GetValue(epsRamp),
                 TradesBeta = result.GetValue(tradesBeta), RobustValidationSteps = result.GetValue(robustValidationSteps),

@@ -1,16 +1,36 @@
+using SecureMnist.Modeling;
+using SecureMnist.Training;
+
 namespace SecureMnist.Assessment;
 
-/// <summary>One adversarially trained model of an assessment.</summary>
-public sealed record DefenseRecipe(string Defense, int Epochs, double Epsilon, int Steps, double AdversarialWeight, int EpsilonRampEpochs = 0);
+/// <summary>
+/// One adversarially trained model of an assessment. <paramref name="RobustValidation"/> held-out training images are attacked
+/// with PGD after every epoch (0: none); the best epoch is kept unless <paramref name="Keep"/> is "last".
+/// </summary>
+public sealed record DefenseRecipe(
+    string Defense, int Epochs, double Epsilon, int Steps, double AdversarialWeight, int EpsilonRampEpochs = 0,
+    string Architecture = Architectures.Default, double TradesBeta = 6, int RobustValidation = 0, string? Keep = null)
+{
+    public TrainingOptions Options(int? trainSubset) => new()
+    {
+        Architecture = Architecture, TrainSubset = trainSubset, Epochs = Epochs, Defense = Defense, DefenseEpsilon = Epsilon,
+        DefenseSteps = Steps, AdversarialWeight = AdversarialWeight, EpsilonRampEpochs = EpsilonRampEpochs, TradesBeta = TradesBeta,
+        ValidationSize = RobustValidation, RobustValidationSize = RobustValidation, Keep = Keep,
+    };
+}
 
 /// <summary>
 /// How much an assessment does. <see cref="Quick"/> is minutes on two cores (subsets, short schedules);
-/// <see cref="Full"/> uses the seeds' settings (60,000 images, eps 0.3, 100 poisoned samples) and the stronger evaluations.
+/// <see cref="Full"/> uses the seeds' settings (60,000 images, eps 0.3, 100 poisoned samples) and the stronger evaluations:
+/// the baseline trains with random shifts of up to <see cref="BaselineAugmentShift"/> pixels; the defences are the seeds'
+/// FGSM training (its last epoch, with PGD measured on held-out images after each epoch to show what FGSM hides) and TRADES on
+/// Madry et al.'s CNN.
 /// </summary>
 public sealed record AssessmentProfile(
     string Name,
     int? TrainSubset,
     int Epochs,
+    int? BaselineAugmentShift,
     int AttackImages,
     double Epsilon,
     int PgdSteps,
@@ -25,18 +45,19 @@ public sealed record AssessmentProfile(
     bool RunStrip)
 {
     public static AssessmentProfile Quick { get; } = new(
-        "quick", TrainSubset: 10_000, Epochs: 3, AttackImages: 500, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
+        "quick", TrainSubset: 10_000, Epochs: 3, BaselineAugmentShift: null, AttackImages: 500, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
         WorstCaseAttacks: ["fgsm", "pgd"], CurveEpsilons: [0.1, 0.2, 0.3],
         Defenses: [new DefenseRecipe("pgd", Epochs: 3, Epsilon: 0.3, Steps: 3, AdversarialWeight: 1.0, EpsilonRampEpochs: 1)],
         PoisonCount: 100, PoisonTrainSubset: 10_000, PoisonEpochs: 6, RunStrip: false);
 
     public static AssessmentProfile Full { get; } = new(
-        "full", TrainSubset: null, Epochs: 12, AttackImages: 10_000, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
-        WorstCaseAttacks: ["fgsm", "pgd", "apgd-ce", "apgd-dlr"], CurveEpsilons: [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4],
+        "full", TrainSubset: null, Epochs: 12, BaselineAugmentShift: 2, AttackImages: 10_000, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
+        WorstCaseAttacks: ["fgsm", "pgd", "apgd-ce", "apgd-dlr"], CurveEpsilons: [0, 0.1, 0.2, 0.3, 0.4],
         Defenses:
         [
-            new DefenseRecipe("fgsm", Epochs: 12, Epsilon: 0.3, Steps: 1, AdversarialWeight: 0.5),
-            new DefenseRecipe("pgd", Epochs: 12, Epsilon: 0.3, Steps: 10, AdversarialWeight: 1.0, EpsilonRampEpochs: 2),
+            new DefenseRecipe("fgsm", Epochs: 12, Epsilon: 0.3, Steps: 1, AdversarialWeight: 0.5, RobustValidation: 1000, Keep: "last"),
+            new DefenseRecipe("trades", Epochs: 15, Epsilon: 0.3, Steps: 5, AdversarialWeight: 1.0, EpsilonRampEpochs: 2,
+                Architecture: Architectures.WideCnn, TradesBeta: 6, RobustValidation: 1000),
         ],
         PoisonCount: 100, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true);
 

@@ -52,13 +52,13 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         {
             var mnist = new DatasetStore(options.DataRoot).Load("mnist");
             var data = Stage("data", new { mnist.Digests }, [], _ => DataStage(mnist));
-            var baseline = Stage("baseline", new { Profile.TrainSubset, Profile.Epochs }, [data], dir => BaselineStage(dir, mnist, key, cancellationToken));
+            var baseline = Stage("baseline", new { Profile.TrainSubset, Profile.Epochs, Profile.BaselineAugmentShift }, [data], dir => BaselineStage(dir, mnist, key, cancellationToken));
             Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage(dir, mnist, key, ModelOf(baseline), "baseline", cancellationToken));
             Stage("adversarial-training", new { Profile.TrainSubset, Profile.Defenses, settings = AttackSettingsKey() }, [data],
                 dir => AdversarialTrainingStage(dir, mnist, key, cancellationToken));
             var poisoning = Stage("poisoning", new { Profile.PoisonCount, Profile.PoisonTrainSubset, Profile.PoisonEpochs }, [data],
                 dir => PoisoningStage(dir, mnist, key, cancellationToken));
-            Stage("poison-defenses", new { Profile.RunStrip }, [poisoning], dir => PoisonDefenseStage(dir, poisoning, key, cancellationToken));
+            Stage("poison-defenses", new { Profile.RunStrip, Detection }, [poisoning], dir => PoisonDefenseStage(dir, poisoning, key, cancellationToken));
             Stage("packaging", new { version = 1 }, [baseline], dir => PackagingStage(dir, ModelOf(baseline), key));
             Stage("service", new { version = 1 }, [baseline], dir => ServiceStage(dir, ModelOf(baseline), key, mnist, cancellationToken));
             Stage("dependencies", new { lockFiles = LockFiles().Select(File.ReadAllText).ToList(), advisories = AdvisoriesPath() is { } a ? File.ReadAllText(a) : "" }, [],
@@ -101,6 +101,9 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
 
     private object AttackSettingsKey() => new { Profile.AttackImages, Profile.Epsilon, Profile.PgdSteps, Profile.PgdStepSize, Profile.Restarts, Profile.WorstCaseAttacks, Profile.CurveEpsilons };
 
+    /// <summary>The poison detector's settings (the defaults of detect-poison); part of the poison-defenses stage's inputs.</summary>
+    private static PoisonDetectionOptions Detection { get; } = new();
+
     private AttackSettings Settings => new() { Epsilon = Profile.Epsilon, StepSize = Profile.PgdStepSize, Steps = Profile.PgdSteps, Restarts = Profile.Restarts };
 
     private string ModelOf(StageResult stage) => Path.Combine(options.OutputDirectory, stage.Files["model"]);
@@ -115,7 +118,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
 
     private StageOutput BaselineStage(string directory, Dataset mnist, SigningKey key, CancellationToken cancellationToken)
     {
-        var training = new TrainingOptions { TrainSubset = Profile.TrainSubset, Epochs = Profile.Epochs };
+        var training = new TrainingOptions { TrainSubset = Profile.TrainSubset, Epochs = Profile.Epochs, AugmentShift = Profile.BaselineAugmentShift };
         var trained = Train("baseline", training, mnist, directory, key, "baseline", cancellationToken);
         var confusion = Path.Combine(directory, "confusion.png");
         ConfusionMatrixPlot.Save(trained.Training.Test.ConfusionMatrix, "baseline on the MNIST test set", confusion);
@@ -182,16 +185,21 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         var files = new Dictionary<string, string>();
         foreach (var recipe in Profile.Defenses)
         {
-            var training = new TrainingOptions
-            {
-                TrainSubset = Profile.TrainSubset, Epochs = recipe.Epochs, Defense = recipe.Defense, DefenseEpsilon = recipe.Epsilon,
-                DefenseSteps = recipe.Steps, AdversarialWeight = recipe.AdversarialWeight, EpsilonRampEpochs = recipe.EpsilonRampEpochs,
-            };
-            var trained = Train("adversarial-training", training, mnist, directory, key, recipe.Defense, cancellationToken);
+            var trained = Train("adversarial-training", recipe.Options(Profile.TrainSubset), mnist, directory, key, recipe.Defense, cancellationToken);
             trained.Training.Network.Dispose();
             var prefix = $"defense_{recipe.Defense.Replace('-', '_')}";
             metrics[$"{prefix}.clean_accuracy"] = Metric.Percent(trained.Training.Test.Accuracy, $"{recipe.Defense}-trained: clean test accuracy");
             metrics[$"{prefix}.training_seconds"] = new(trained.Training.Record.Epochs.Sum(e => e.Seconds), "seconds", $"{recipe.Defense}-trained: training time");
+            var record = trained.Training.Record;
+            if (record.Epochs.Any(e => e.RobustValidationAccuracy is not null))
+            {
+                var robustCurve = Path.Combine(directory, $"{prefix}-robust-validation.png");
+                LineChart.Save(robustCurve, $"{recipe.Defense}-trained: PGD-{record.Options.RobustValidationSteps} accuracy on {record.Options.RobustValidationSize} held-out images per epoch",
+                    "epoch", "accuracy (%)",
+                    [new Series("PGD", record.Epochs.Where(e => e.RobustValidationAccuracy is not null).Select(e => ((double)e.Epoch, 100 * e.RobustValidationAccuracy!.Value)).ToList())], 0, 100);
+                files[$"{prefix}_robust_validation"] = robustCurve;
+                metrics[$"{prefix}.kept_epoch"] = Metric.Count(record.SelectedEpoch ?? record.Options.Epochs, $"{recipe.Defense}-trained: epoch whose weights were kept");
+            }
             var evasion = EvasionStage(directory, mnist, key, trained.PackageDirectory, prefix, cancellationToken);
             foreach (var (k, v) in evasion.Metrics) metrics[k] = v;
             foreach (var (k, v) in evasion.Files) files[k] = v;
@@ -243,7 +251,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         var manifest = PoisonManifests.TryLoad(data.Directory)!;
         using var model = ModelPackage.Load(ModelOf(poisoning), key.PublicKey, allowUnsigned: false);
         Report("poison-defenses", "activation clustering over the training set's penultimate-layer activations");
-        var detection = PoisonDetector.Detect(model.Network, data.Train, new PoisonDetectionOptions(), cancellationToken: cancellationToken).ScoredAgainst(manifest, data.Train.Labels);
+        var detection = PoisonDetector.Detect(model.Network, data.Train, Detection, cancellationToken: cancellationToken).ScoredAgainst(manifest, data.Train.Labels);
         JsonFormat.Save(Path.Combine(directory, PoisonDetectionReport.FileName), detection);
         var score = detection.Score!;
         var metrics = new Dictionary<string, Metric>

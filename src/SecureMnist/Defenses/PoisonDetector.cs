@@ -17,14 +17,15 @@ public enum PoisonDetectionMethod
 /// Options of the training-set poison detectors. Both start the same way, per class: the penultimate-layer activations
 /// are whitened with a covariance estimated on all but the <see cref="Trim"/> most outlying share of the class (so a
 /// poison population cannot hide in the estimate), and every sample is scored by its robust z-score along the top
-/// principal direction of the whitened activations. Activation clustering flags the smaller of two clusters on that
+/// principal direction of the whitened activations. The trim has to exceed the poisoned share of the class with room for its
+/// natural outliers, or the poison shapes the estimate and no longer stands out. Activation clustering flags the smaller of two clusters on that
 /// score when it holds at most <see cref="MaxClusterFraction"/> of its class and its separation (distance between the
 /// cluster centres over the sum of their standard deviations) is at least <see cref="MinSeparation"/>. Spectral signatures
 /// flag the top 1.5 x <see cref="ExpectedFraction"/> of every class, as in the paper.
 /// </summary>
 public sealed record PoisonDetectionOptions(
     PoisonDetectionMethod Method = PoisonDetectionMethod.ActivationClustering,
-    double Trim = 0.1,
+    double Trim = 0.2,
     double MaxClusterFraction = 0.15,
     double MinSeparation = 4,
     double ExpectedFraction = 0.05,

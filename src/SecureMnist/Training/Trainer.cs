@@ -155,6 +155,7 @@ public sealed class Trainer
             var length = Math.Min(options.BatchSize, order.Length - start);
             var indices = permutation.narrow(0, start, length);
             var x = images.index_select(0, indices);
+            if (options.AugmentShift is { } shift) x = ImageAugmentation.Shift(x, shift);
             var y = labels.index_select(0, indices);
             optimizer.zero_grad();
             var (loss, logits) = objective.Compute(network, x, y, epsilon, unchecked(options.Seed * 1_000_003 + epoch * 10_007 + batch));

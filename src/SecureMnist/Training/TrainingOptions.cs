@@ -23,6 +23,9 @@ public sealed record TrainingOptions
     public int? TrainSubset { get; init; }
     /// <summary>Images held out of training for validation (0: none; the test set is then reported each epoch).</summary>
     public int ValidationSize { get; init; }
+    /// <summary>Random translation of each training image by up to this many pixels in x and y (null: off). Null is not written,
+    /// so older records keep their digests.</summary>
+    public int? AugmentShift { get; init; }
 
     /// <summary>Adversarial training: none, fgsm (the seeds'), fgsm-rs (random start), pgd (Madry) or trades.</summary>
     public string Defense { get; init; } = "none";
@@ -68,6 +71,8 @@ public sealed record TrainingOptions
         if (!(WeightDecay >= 0 && WeightDecay < 1)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "weight decay must be in [0, 1)");
         if (TrainSubset is { } subset) ArgumentOutOfRangeException.ThrowIfNegativeOrZero(subset, nameof(TrainSubset));
         ArgumentOutOfRangeException.ThrowIfNegative(ValidationSize);
+        if (AugmentShift is { } shift && shift is < 1 or > ImageAugmentation.MaxShift)
+            throw new ArgumentOutOfRangeException(nameof(AugmentShift), shift, $"the augmentation shift must be 1 to {ImageAugmentation.MaxShift} pixels");
         if (!Defenses.Contains(Defense)) throw new ArgumentException($"unknown defense '{Defense}'; known: {string.Join(", ", Defenses)}");
         if (!(DefenseEpsilon >= 0 && DefenseEpsilon <= 1)) throw new ArgumentOutOfRangeException(nameof(DefenseEpsilon), DefenseEpsilon, "defense eps must be in [0, 1]");
         if (DefenseStepSize is { } step && !(step > 0 && step <= 1)) throw new ArgumentOutOfRangeException(nameof(DefenseStepSize), step, "defense step size must be in (0, 1]");

@@ -28,11 +28,13 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(4, result.Record.DatasetDigests.Count);
     }
 
-    [Fact]
-    public void An_interrupted_run_resumes_and_ends_where_an_uninterrupted_run_ends()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(2)]
+    public void An_interrupted_run_resumes_and_ends_where_an_uninterrupted_run_ends(int? augmentShift)
     {
         var mnist = TestPaths.Mnist();
-        var options = Small(epochs: 2) with { TrainSubset = 1000 };
+        var options = Small(epochs: 2) with { TrainSubset = 500, AugmentShift = augmentShift };
 
         var straight = new Trainer(options, mnist, Path.Combine(directory, "straight")).Run(resume: false);
 
@@ -47,6 +49,7 @@ public sealed class TrainerTests : IDisposable
         using (resumed.Network)
         {
             Assert.Equal(1, resumed.Record.Resumes);
+            Assert.Equal(augmentShift, resumed.Record.Options.AugmentShift);
             Assert.Equal(2, resumed.Record.Epochs.Count);
             var expected = ModelWeights.Export(straight.Network);
             var actual = ModelWeights.Export(resumed.Network);
@@ -92,6 +95,8 @@ public sealed class TrainerTests : IDisposable
     [InlineData("Optimizer", "rmsprop")]
     [InlineData("Architecture", "resnet")]
     [InlineData("Schedule", "sometimes")]
+    [InlineData("AugmentShift", 0)]
+    [InlineData("AugmentShift", 9)]
     public void Bad_options_are_refused(string property, object value)
     {
         var options = property switch
@@ -101,6 +106,7 @@ public sealed class TrainerTests : IDisposable
             "LearningRate" => new TrainingOptions { LearningRate = (double)value },
             "Optimizer" => new TrainingOptions { Optimizer = (string)value },
             "Architecture" => new TrainingOptions { Architecture = (string)value },
+            "AugmentShift" => new TrainingOptions { AugmentShift = (int)value },
             _ => new TrainingOptions { Schedule = (string)value },
         };
         Assert.ThrowsAny<ArgumentException>(options.Validate);
