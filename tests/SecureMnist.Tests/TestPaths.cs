@@ -18,6 +18,16 @@ internal static class TestPaths
         return store.Load("mnist");
     }
 
+    /// <summary>
+    /// MNIST with only its first <paramref name="testImages"/> test images, for tests that train but do not measure test
+    /// accuracy closely: a trainer evaluates its test set after every epoch, and 10,000 images cost more than the training.
+    /// </summary>
+    public static Dataset Mnist(int testImages)
+    {
+        var mnist = Mnist();
+        return mnist with { Test = mnist.Test.Take(testImages) };
+    }
+
     public static string NewScratchDirectory()
     {
         var path = Path.Combine(Path.GetTempPath(), "securemnist-tests", Guid.NewGuid().ToString("N"));

@@ -185,26 +185,39 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         var files = new Dictionary<string, string>();
         foreach (var recipe in Profile.Defenses)
         {
-            var trained = Train("adversarial-training", recipe.Options(Profile.TrainSubset), mnist, directory, key, recipe.Defense, cancellationToken);
-            trained.Training.Network.Dispose();
-            var prefix = $"defense_{recipe.Defense.Replace('-', '_')}";
-            metrics[$"{prefix}.clean_accuracy"] = Metric.Percent(trained.Training.Test.Accuracy, $"{recipe.Defense}-trained: clean test accuracy");
-            metrics[$"{prefix}.training_seconds"] = new(trained.Training.Record.Epochs.Sum(e => e.Seconds), "seconds", $"{recipe.Defense}-trained: training time");
-            var record = trained.Training.Record;
-            if (record.Epochs.Any(e => e.RobustValidationAccuracy is not null))
-            {
-                var robustCurve = Path.Combine(directory, $"{prefix}-robust-validation.png");
-                LineChart.Save(robustCurve, $"{recipe.Defense}-trained: PGD-{record.Options.RobustValidationSteps} accuracy on {record.Options.RobustValidationSize} held-out images per epoch",
-                    "epoch", "accuracy (%)",
-                    [new Series("PGD", record.Epochs.Where(e => e.RobustValidationAccuracy is not null).Select(e => ((double)e.Epoch, 100 * e.RobustValidationAccuracy!.Value)).ToList())], 0, 100);
-                files[$"{prefix}_robust_validation"] = robustCurve;
-                metrics[$"{prefix}.kept_epoch"] = Metric.Count(record.SelectedEpoch ?? record.Options.Epochs, $"{recipe.Defense}-trained: epoch whose weights were kept");
-            }
-            var evasion = EvasionStage(directory, mnist, key, trained.PackageDirectory, prefix, cancellationToken);
-            foreach (var (k, v) in evasion.Metrics) metrics[k] = v;
-            foreach (var (k, v) in evasion.Files) files[k] = v;
-            files[$"{prefix}_model"] = trained.PackageDirectory;
+            // Each defence is kept once done, so an interrupted stage resumes at the next one (hours apart in the full profile).
+            var defense = store.Part("adversarial-training", recipe.Defense, () => DefenseOutcome(directory, mnist, key, recipe, cancellationToken));
+            foreach (var (k, v) in defense.Metrics) metrics[k] = v;
+            foreach (var (k, v) in defense.Files) files[k] = v;
         }
+        return new(metrics, files);
+    }
+
+    /// <summary>One defence of the adversarial-training stage: train it, then attack it like the baseline.</summary>
+    private StageOutput DefenseOutcome(string directory, Dataset mnist, SigningKey key, DefenseRecipe recipe, CancellationToken cancellationToken)
+    {
+        var metrics = new Dictionary<string, Metric>();
+        var files = new Dictionary<string, string>();
+        var trained = Train("adversarial-training", recipe.Options(Profile.TrainSubset), mnist, directory, key, recipe.Defense, cancellationToken);
+        trained.Training.Network.Dispose();
+        var prefix = $"defense_{recipe.Defense.Replace('-', '_')}";
+        metrics[$"{prefix}.clean_accuracy"] = Metric.Percent(trained.Training.Test.Accuracy, $"{recipe.Defense}-trained: clean test accuracy");
+        metrics[$"{prefix}.training_seconds"] = new(trained.Training.Record.Epochs.Sum(e => e.Seconds), "seconds", $"{recipe.Defense}-trained: training time");
+        var record = trained.Training.Record;
+        var robustByEpoch = record.RobustValidationByEpoch();
+        if (robustByEpoch.Count > 0)
+        {
+            var robustCurve = Path.Combine(directory, $"{prefix}-robust-validation.png");
+            LineChart.Save(robustCurve, $"{recipe.Defense}-trained: PGD-{record.Options.RobustValidationSteps} accuracy on {record.Options.RobustValidationSize} held-out images per epoch",
+                "epoch", "accuracy (%)",
+                [new Series("PGD", robustByEpoch.Select(p => ((double)p.Epoch, 100 * p.RobustValidationAccuracy)).ToList())], 0, 100);
+            files[$"{prefix}_robust_validation"] = robustCurve;
+            metrics[$"{prefix}.kept_epoch"] = Metric.Count(record.SelectedEpoch ?? record.Options.Epochs, $"{recipe.Defense}-trained: epoch whose weights were kept");
+        }
+        var evasion = EvasionStage(directory, mnist, key, trained.PackageDirectory, prefix, cancellationToken);
+        foreach (var (k, v) in evasion.Metrics) metrics[k] = v;
+        foreach (var (k, v) in evasion.Files) files[k] = v;
+        files[$"{prefix}_model"] = trained.PackageDirectory;
         return new(metrics, files);
     }
 

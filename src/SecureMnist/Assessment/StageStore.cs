@@ -79,4 +79,29 @@ public sealed class StageStore(string root)
         JsonFormat.Save(Path.Combine(Directory(result.Stage), ResultFile), result);
         File.Delete(Path.Combine(Directory(result.Stage), PendingFile));
     }
+
+    /// <summary>
+    /// One finished part of a running stage (one defence of several, say), kept in the stage's folder so that an
+    /// interrupted stage resumes after its last finished part instead of redoing it. The folder survives an interruption
+    /// only when the stage's inputs are unchanged (see <see cref="Begin"/>), so a kept part always matches them.
+    /// </summary>
+    public T Part<T>(string stage, string part, Func<T> run)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        var path = Path.Combine(Directory(stage), $"part-{part}.json");
+        if (File.Exists(path))
+        {
+            try
+            {
+                return JsonFormat.Load<T>(path);
+            }
+            catch (InvalidDataException)
+            {
+                // An unreadable part is redone.
+            }
+        }
+        var result = run();
+        JsonFormat.Save(path, result);
+        return result;
+    }
 }

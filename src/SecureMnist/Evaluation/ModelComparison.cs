@@ -21,7 +21,7 @@ public static class ModelComparison
         var training = model.Manifest.Training;
         return new ComparedModel(model.Directory, model.Manifest.Architecture, training?.Options.Defense ?? "unknown",
             report.CleanAccuracy, report.RobustAccuracy, report.Stages, training?.SelectedEpoch,
-            training?.Epochs.Where(e => e.RobustValidationAccuracy is not null).Select(e => (e.Epoch, e.RobustValidationAccuracy!.Value)).ToList() ?? []);
+            training?.RobustValidationByEpoch() ?? []);
     }
 
     /// <summary>Writes tradeoff.png (clean against robust accuracy, one point per model) and, when any run validated robustness per epoch, robust-by-epoch.png.</summary>

@@ -20,8 +20,10 @@ public static class LineChart
         ArgumentNullException.ThrowIfNull(series);
         var points = series.SelectMany(s => s.Points).ToList();
         if (points.Count == 0) throw new ArgumentException("nothing to plot");
-        var (x0, x1) = Range(points.Select(p => p.X), null, null);
-        var (y0, y1) = Range(points.Select(p => p.Y), yMin, yMax);
+        var xTicks = Ticks(points.Min(p => p.X), points.Max(p => p.X));
+        var yTicks = Ticks(yMin ?? points.Min(p => p.Y), yMax ?? points.Max(p => p.Y));
+        var (x0, x1) = (xTicks[0], xTicks[^1]);
+        var (y0, y1) = (yTicks[0], yTicks[^1]);
         const int left = 80, right = 220, top = 60, bottom = 70;
         var plotWidth = width - left - right;
         var plotHeight = height - top - bottom;
@@ -33,13 +35,14 @@ public static class LineChart
         var (font, ink) = (picture.Text, picture.Ink);
         var grid = picture.Own(new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1 });
         var axis = picture.Own(new SKPaint { Color = SKColors.Black, StrokeWidth = 1.5f, IsAntialias = true });
-        for (var i = 0; i <= 5; i++)
+        foreach (var yValue in yTicks)
         {
-            var yValue = y0 + (y1 - y0) * i / 5;
-            var xValue = x0 + (x1 - x0) * i / 5;
             canvas.DrawLine(left, Y(yValue), left + plotWidth, Y(yValue), grid);
-            canvas.DrawLine(X(xValue), top, X(xValue), top + plotHeight, grid);
             canvas.DrawText(Format(yValue), left - 8, Y(yValue) + 5, SKTextAlign.Right, font, ink);
+        }
+        foreach (var xValue in xTicks)
+        {
+            canvas.DrawLine(X(xValue), top, X(xValue), top + plotHeight, grid);
             canvas.DrawText(Format(xValue), X(xValue), top + plotHeight + 22, SKTextAlign.Center, font, ink);
         }
         canvas.DrawLine(left, top + plotHeight, left + plotWidth, top + plotHeight, axis);
@@ -65,13 +68,21 @@ public static class LineChart
         picture.Save(path);
     }
 
-    private static (double Low, double High) Range(IEnumerable<double> values, double? low, double? high)
+    /// <summary>
+    /// Axis ticks at round numbers (1, 2 or 5 times a power of ten apart, about five intervals) from a multiple of the
+    /// step at or below <paramref name="min"/> to one at or above <paramref name="max"/>; the first and last are the axis ends.
+    /// </summary>
+    internal static IReadOnlyList<double> Ticks(double min, double max)
     {
-        var list = values.ToList();
-        var min = low ?? list.Min();
-        var max = high ?? list.Max();
+        if (!double.IsFinite(min) || !double.IsFinite(max) || max < min) throw new ArgumentOutOfRangeException(nameof(max), $"no axis from {min} to {max}");
         if (max - min < 1e-12) { min -= 0.5; max += 0.5; }
-        return (min, max);
+        var magnitude = Math.Pow(10, Math.Floor(Math.Log10((max - min) / 5)));
+        var (step, low, intervals) = new[] { 1, 2, 5, 10 }
+            .Select(m => m * magnitude)
+            .Select(s => (Step: s, Low: Math.Floor(min / s + 1e-9) * s, Intervals: (int)Math.Round(Math.Ceiling(max / s - 1e-9) - Math.Floor(min / s + 1e-9))))
+            .Where(c => c.Intervals <= 8)
+            .MinBy(c => Math.Abs(c.Intervals - 5));
+        return Enumerable.Range(0, intervals + 1).Select(i => Math.Round(low + i * step, 10)).ToList();
     }
 
     private static string Format(double value) => Math.Abs(value) >= 100 ? value.ToString("F0", CultureInfo.InvariantCulture) : value.ToString("0.###", CultureInfo.InvariantCulture);

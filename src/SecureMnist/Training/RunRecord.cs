@@ -56,7 +56,12 @@ public sealed record RunRecord(
     int? SelectedEpoch = null,
     double? BestRobustValidationAccuracy = null,
     /// <summary>Epochs where robust validation accuracy fell more than 20 points below the best so far (catastrophic overfitting).</summary>
-    IReadOnlyList<int>? CollapsedEpochs = null);
+    IReadOnlyList<int>? CollapsedEpochs = null)
+{
+    /// <summary>The held-out robust accuracy of every epoch that measured one, in epoch order.</summary>
+    public IReadOnlyList<(int Epoch, double RobustValidationAccuracy)> RobustValidationByEpoch() =>
+        Epochs.Where(e => e.RobustValidationAccuracy is not null).Select(e => (e.Epoch, e.RobustValidationAccuracy!.Value)).ToList();
+}
 
 /// <summary>The code version: the git commit when run from a checkout, else "unknown".</summary>
 public static class CodeVersion

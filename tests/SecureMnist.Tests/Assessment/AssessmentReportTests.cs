@@ -126,6 +126,25 @@ public sealed partial class AssessmentReportTests : IDisposable
         Assert.False(File.Exists(Path.Combine(store.Directory("baseline"), "partial.bin")));
     }
 
+    [Fact]
+    public void A_finished_part_of_an_interrupted_stage_is_not_redone()
+    {
+        var store = new StageStore(directory);
+        var fingerprint = StageStore.Fingerprint("adversarial-training", new { defenses = 2 });
+        store.Begin("adversarial-training", fingerprint);
+        var runs = 0;
+        Assert.Equal(41, store.Part("adversarial-training", "fgsm", () => ++runs + 40));
+        Assert.Throws<OperationCanceledException>(() => store.Part<int>("adversarial-training", "trades", () => throw new OperationCanceledException()));
+
+        Assert.True(store.Begin("adversarial-training", fingerprint)); // the rerun after the interruption
+        Assert.Equal(41, store.Part("adversarial-training", "fgsm", () => ++runs + 40));
+        Assert.Equal(1, runs);
+        Assert.Equal(7, store.Part("adversarial-training", "trades", () => 7)); // the interrupted part runs again
+
+        Assert.False(store.Begin("adversarial-training", StageStore.Fingerprint("adversarial-training", new { defenses = 3 })));
+        Assert.Equal(42, store.Part("adversarial-training", "fgsm", () => ++runs + 40)); // other inputs: nothing kept
+    }
+
     private static AssessmentResults Results()
     {
         var metrics = new Dictionary<string, Metric>

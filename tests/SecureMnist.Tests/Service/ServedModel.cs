@@ -25,7 +25,7 @@ public sealed class ServedModel : IDisposable
         (_, PublicKeyPath) = key.Save(Path.Combine(Directory, "signing.key"));
         PackageDirectory = Path.Combine(Directory, "model");
         var options = new TrainingOptions { TrainSubset = 6000, Epochs = 2 };
-        using var trained = TrainingPipeline.TrainAndPackage(options, Mnist, Path.Combine(Directory, "run"), PackageDirectory, key, resume: false).Training.Network;
+        using var trained = TrainingPipeline.TrainAndPackage(options, Mnist with { Test = Mnist.Test.Take(2000) }, Path.Combine(Directory, "run"), PackageDirectory, key, resume: false).Training.Network;
         ApiKeysPath = Path.Combine(Directory, "api-keys.json");
         Secrets = new Dictionary<string, string>
         {

@@ -13,8 +13,8 @@ public sealed class SmallDefenceRuns : IDisposable
 
     public SmallDefenceRuns()
     {
-        var mnist = TestPaths.Mnist();
-        Test = mnist.Test.Take(300);
+        var mnist = TestPaths.Mnist(testImages: 300);
+        Test = mnist.Test;
         foreach (var defense in TrainingOptions.Defenses)
         {
             var options = new TrainingOptions
@@ -65,7 +65,7 @@ public sealed class AdversarialTrainingTests(SmallDefenceRuns runs) : IClassFixt
             Defense = "fgsm", DefenseEpsilon = 0.1, ValidationSize = 300, RobustValidationSize = 300, RobustValidationSteps = 5,
         };
         var runDirectory = Path.Combine(directory, "run");
-        var result = new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false);
+        var result = new Trainer(options, TestPaths.Mnist(testImages: 1000), runDirectory).Run(resume: false);
         using var _ = result.Network;
         var robust = result.Record.Epochs.Select(e => e.RobustValidationAccuracy!.Value).ToList();
         Assert.Equal(robust.IndexOf(robust.Max()) + 1, result.Record.SelectedEpoch);
@@ -82,7 +82,7 @@ public sealed class AdversarialTrainingTests(SmallDefenceRuns runs) : IClassFixt
             Defense = "fgsm", DefenseEpsilon = 0.1, ValidationSize = 300, RobustValidationSize = 300, RobustValidationSteps = 5, Keep = "last",
         };
         var runDirectory = Path.Combine(directory, "run-last");
-        var result = new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false);
+        var result = new Trainer(options, TestPaths.Mnist(testImages: 1000), runDirectory).Run(resume: false);
         using var _ = result.Network;
         Assert.Equal(3, result.Record.SelectedEpoch);
         Assert.All(result.Record.Epochs, e => Assert.NotNull(e.RobustValidationAccuracy));

@@ -19,7 +19,7 @@ public sealed class TrainerTests : IDisposable
     [Fact]
     public void Training_on_2000_images_for_one_epoch_learns()
     {
-        var result = new Trainer(Small(), TestPaths.Mnist(), Path.Combine(directory, "run")).Run(resume: false);
+        var result = new Trainer(Small(), TestPaths.Mnist(testImages: 2000), Path.Combine(directory, "run")).Run(resume: false);
         using var _ = result.Network;
         Assert.True(result.Test.Accuracy > 0.85, $"test accuracy {result.Test.Accuracy:P2} after one epoch on 2,000 images");
         Assert.Equal(2000, result.Record.TrainImages);
@@ -33,7 +33,7 @@ public sealed class TrainerTests : IDisposable
     [InlineData(2)]
     public void An_interrupted_run_resumes_and_ends_where_an_uninterrupted_run_ends(int? augmentShift)
     {
-        var mnist = TestPaths.Mnist();
+        var mnist = TestPaths.Mnist(testImages: 2000);
         var options = Small(epochs: 2) with { TrainSubset = 500, AugmentShift = augmentShift };
 
         var straight = new Trainer(options, mnist, Path.Combine(directory, "straight")).Run(resume: false);
@@ -62,8 +62,8 @@ public sealed class TrainerTests : IDisposable
     {
         var runDirectory = Path.Combine(directory, "run");
         var options = Small() with { TrainSubset = 256 };
-        new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false).Network.Dispose();
-        var error = Assert.Throws<InvalidOperationException>(() => new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false));
+        new Trainer(options, TestPaths.Mnist(testImages: 2000), runDirectory).Run(resume: false).Network.Dispose();
+        var error = Assert.Throws<InvalidOperationException>(() => new Trainer(options, TestPaths.Mnist(testImages: 2000), runDirectory).Run(resume: false));
         Assert.Contains("--resume", error.Message, StringComparison.Ordinal);
     }
 
@@ -72,8 +72,8 @@ public sealed class TrainerTests : IDisposable
     {
         var runDirectory = Path.Combine(directory, "run");
         var options = Small() with { TrainSubset = 256 };
-        new Trainer(options, TestPaths.Mnist(), runDirectory).Run(resume: false).Network.Dispose();
-        var error = Assert.Throws<InvalidOperationException>(() => new Trainer(options with { Seed = 6 }, TestPaths.Mnist(), runDirectory).Run(resume: true));
+        new Trainer(options, TestPaths.Mnist(testImages: 2000), runDirectory).Run(resume: false).Network.Dispose();
+        var error = Assert.Throws<InvalidOperationException>(() => new Trainer(options with { Seed = 6 }, TestPaths.Mnist(testImages: 2000), runDirectory).Run(resume: true));
         Assert.Contains("different options", error.Message, StringComparison.Ordinal);
     }
 
@@ -84,7 +84,7 @@ public sealed class TrainerTests : IDisposable
     [InlineData("onecycle", 2.0, 1e-3)]
     public void Learning_rate_schedules_follow_their_definition(string schedule, double position, double expected)
     {
-        var trainer = new Trainer(new TrainingOptions { Schedule = schedule, Epochs = 10, LearningRate = 1e-3 }, TestPaths.Mnist(), directory);
+        var trainer = new Trainer(new TrainingOptions { Schedule = schedule, Epochs = 10, LearningRate = 1e-3 }, TestPaths.Mnist(testImages: 2000), directory);
         Assert.Equal(expected, trainer.LearningRateAt(position, (int)position + 1), 9);
     }
 
