@@ -119,6 +119,7 @@ internal static class PoisoningCommands
         var (method, trim, maxFraction, minSeparation, expectedFraction) = DetectionOptions();
         var output = new Option<string?>("--out") { Description = "Write the full detection report (every flagged index with its score) as JSON" };
         var top = new Option<int>("--top") { Description = "Flagged samples to list on the console", DefaultValueFactory = _ => 15 };
+        var plot = new Option<string?>("--plot") { Description = "Write a PNG of each class's cluster separation against the threshold, suspicious classes in red" };
         var json = CommonOptions.Json();
         var command = new Command("detect-poison", """
             Find poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger:
@@ -126,9 +127,9 @@ internal static class PoisoningCommands
             direction; activation clustering splits each class in two on that score and flags a small, far, tight cluster;
             spectral signatures flag the top 1.5x the expected poison share of every class. Prints suspicious indices with
             scores and, when the dataset holds a poison.json, precision, recall and the share of clean target-class samples flagged.
-            Example: ./securemnist detect-poison --model models/backdoor --dataset data/mnist-backdoor --out out/detection.json
+            Example: ./securemnist detect-poison --model models/backdoor --dataset data/mnist-backdoor --out out/detection.json --plot out/detection.png
             """)
-        { model, publicKey, allowUnsigned, dataset, method, trim, maxFraction, minSeparation, expectedFraction, output, top, json };
+        { model, publicKey, allowUnsigned, dataset, method, trim, maxFraction, minSeparation, expectedFraction, output, top, plot, json };
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
@@ -138,6 +139,11 @@ internal static class PoisoningCommands
             {
                 JsonFormat.Save(path, report);
                 Ui.Info($"detection report written to {path}");
+            }
+            if (result.GetValue(plot) is { } png)
+            {
+                PoisonDetector.Plot(report, png);
+                Ui.Info($"separation chart written to {png}");
             }
             if (result.GetValue(json))
             {

@@ -53,12 +53,12 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
             var mnist = new DatasetStore(options.DataRoot).Load("mnist");
             var data = Stage("data", new { mnist.Digests }, [], _ => DataStage(mnist));
             var baseline = Stage("baseline", new { Profile.TrainSubset, Profile.Epochs, Profile.BaselineAugmentShift }, [data], dir => BaselineStage(dir, mnist, key, cancellationToken));
-            Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage(dir, mnist, key, ModelOf(baseline), "baseline", cancellationToken));
+            Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage("evasion", dir, mnist, key, ModelOf(baseline), "baseline", cancellationToken));
             Stage("adversarial-training", new { Profile.TrainSubset, Profile.Defenses, settings = AttackSettingsKey() }, [data],
                 dir => AdversarialTrainingStage(dir, mnist, key, cancellationToken));
             var poisoning = Stage("poisoning", new { Profile.PoisonCount, Profile.PoisonTrainSubset, Profile.PoisonEpochs }, [data],
                 dir => PoisoningStage(dir, mnist, key, cancellationToken));
-            Stage("poison-defenses", new { Profile.RunStrip, Detection }, [poisoning], dir => PoisonDefenseStage(dir, poisoning, key, cancellationToken));
+            Stage("poison-defenses", new { Profile.RunStrip, Detection, version = 2 }, [poisoning], dir => PoisonDefenseStage(dir, poisoning, key, cancellationToken));
             Stage("packaging", new { version = 1 }, [baseline], dir => PackagingStage(dir, ModelOf(baseline), key));
             Stage("service", new { version = 1 }, [baseline], dir => ServiceStage(dir, ModelOf(baseline), key, mnist, cancellationToken));
             Stage("dependencies", new { lockFiles = LockFiles().Select(File.ReadAllText).ToList(), advisories = AdvisoriesPath() is { } a ? File.ReadAllText(a) : "" }, [],
@@ -147,14 +147,14 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
     }
 
     /// <summary>Clean, FGSM, PGD and worst-case accuracy of one model, plus its curve and example grid.</summary>
-    private StageOutput EvasionStage(string directory, Dataset mnist, SigningKey key, string package, string prefix, CancellationToken cancellationToken)
+    private StageOutput EvasionStage(string stage, string directory, Dataset mnist, SigningKey key, string package, string prefix, CancellationToken cancellationToken)
     {
         using var model = ModelPackage.Load(package, key.PublicKey, allowUnsigned: false);
         using var classifier = new NetworkClassifier(model.Network);
         var test = mnist.Test.Take(Profile.AttackImages);
-        Report("evasion", $"{prefix}: robustness curve over eps {string.Join(", ", Profile.CurveEpsilons)}");
-        var curve = RobustnessCurve.Measure(classifier, test, Profile.CurveEpsilons, ["fgsm", "pgd"], Settings, new InlineProgress<string>(m => Report("evasion", $"{prefix}: {m}")), cancellationToken);
-        Report("evasion", $"{prefix}: worst case of {string.Join(", ", Profile.WorstCaseAttacks)} at eps {Profile.Epsilon}");
+        Report(stage, $"{prefix}: robustness curve over eps {string.Join(", ", Profile.CurveEpsilons)}");
+        var curve = RobustnessCurve.Measure(classifier, test, Profile.CurveEpsilons, ["fgsm", "pgd"], Settings, new InlineProgress<string>(m => Report(stage, $"{prefix}: {m}")), cancellationToken);
+        Report(stage, $"{prefix}: worst case of {string.Join(", ", Profile.WorstCaseAttacks)} at eps {Profile.Epsilon}");
         var attacks = Profile.WorstCaseAttacks.Select(a => AttackCatalog.Create(a, Settings)).ToList();
         var run = AttackEvaluator.Run(classifier, test, attacks, cancellationToken: cancellationToken);
         var grid = Path.Combine(directory, $"{prefix}-adversarial.png");
@@ -214,7 +214,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
             files[$"{prefix}_robust_validation"] = robustCurve;
             metrics[$"{prefix}.kept_epoch"] = Metric.Count(record.SelectedEpoch ?? record.Options.Epochs, $"{recipe.Defense}-trained: epoch whose weights were kept");
         }
-        var evasion = EvasionStage(directory, mnist, key, trained.PackageDirectory, prefix, cancellationToken);
+        var evasion = EvasionStage("adversarial-training", directory, mnist, key, trained.PackageDirectory, prefix, cancellationToken);
         foreach (var (k, v) in evasion.Metrics) metrics[k] = v;
         foreach (var (k, v) in evasion.Files) files[k] = v;
         files[$"{prefix}_model"] = trained.PackageDirectory;
@@ -266,6 +266,8 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         Report("poison-defenses", "activation clustering over the training set's penultimate-layer activations");
         var detection = PoisonDetector.Detect(model.Network, data.Train, Detection, cancellationToken: cancellationToken).ScoredAgainst(manifest, data.Train.Labels);
         JsonFormat.Save(Path.Combine(directory, PoisonDetectionReport.FileName), detection);
+        var detectionPlot = Path.Combine(directory, "detection-scores.png");
+        PoisonDetector.Plot(detection, detectionPlot);
         var score = detection.Score!;
         var metrics = new Dictionary<string, Metric>
         {
@@ -280,13 +282,16 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         metrics["sanitize.removed"] = Metric.Count(sanitized.Removed, "training samples removed by sanitizing");
         metrics["sanitize.attack_success_rate"] = Metric.Percent(sanitized.After!.AttackSuccessRate, "backdoor attack success rate after sanitizing and retraining");
         metrics["sanitize.clean_accuracy"] = Metric.Percent(sanitized.After.CleanAccuracy, "sanitized model: clean test accuracy");
-        var files = new Dictionary<string, string> { ["detection"] = Path.Combine(directory, PoisonDetectionReport.FileName) };
+        var files = new Dictionary<string, string> { ["detection"] = Path.Combine(directory, PoisonDetectionReport.FileName), ["detection_scores"] = detectionPlot };
         if (Profile.RunStrip)
         {
             Report("poison-defenses", "STRIP on the poisoned model");
             var strip = StripEvaluation.Run(model.Network, data.Test, manifest.Trigger!, manifest.TargetClass, new StripOptions());
             metrics["strip.true_positive_rate"] = Metric.Percent(strip.TruePositiveRate, "STRIP: triggered inputs flagged");
             metrics["strip.false_positive_rate"] = Metric.Percent(strip.FalsePositiveRate, "STRIP: clean inputs flagged");
+            var stripPlot = Path.Combine(directory, "strip-entropies.png");
+            StripEvaluation.Plot(strip, stripPlot);
+            files["strip_entropies"] = stripPlot;
         }
         return new(metrics, files);
     }

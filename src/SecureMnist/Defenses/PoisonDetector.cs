@@ -1,5 +1,6 @@
 using SecureMnist.Attacks.Poisoning;
 using SecureMnist.Data;
+using SecureMnist.Reporting;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
@@ -137,6 +138,23 @@ public static class PoisonDetector
     }
 
     /// <summary>Distance between the two clusters' centres over the sum of their standard deviations (0 when one is empty).</summary>
+    /// <summary>
+    /// Per class, the separation of its two clusters on the whitening score, with the threshold a class must reach to be
+    /// called poisoned; suspicious classes in red, with how many samples they flag (and, when scored, how many were poison).
+    /// </summary>
+    public static void Plot(PoisonDetectionReport report, string path)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        var bars = report.Classes.Select(c => new Bar($"{c.Label}", c.Separation, c.Suspicious,
+            c.Flagged == 0 ? null : report.Score is { } s && c.Label == s.TargetClass ? $"{c.Flagged} ({s.TruePositives} poison)" : $"{c.Flagged}")).ToList();
+        var title = report.Score is { } score
+            ? $"poison detection: {score.Flagged} flagged, recall {100 * score.Recall:F1}%, precision {100 * score.Precision:F1}%"
+            : $"poison detection: {report.Flagged.Count} flagged of {report.Samples}";
+        BarChart.Save(path, title, "class (training label); above a bar: samples flagged", "cluster separation (centre distance / summed std)", bars,
+            report.Options.Method == PoisonDetectionMethod.ActivationClustering ? (report.Options.MinSeparation, $"threshold {report.Options.MinSeparation:0.##}") : null,
+            highlightedLabel: "suspicious class");
+    }
+
     private static double Separation(double[] scores, int[] assignment, int small)
     {
         var inSmall = scores.Where((_, k) => assignment[k] == small).ToArray();

@@ -1,4 +1,3 @@
-using System.Globalization;
 using SkiaSharp;
 
 namespace SecureMnist.Reporting;
@@ -23,49 +22,20 @@ public static class LineChart
         var xTicks = Ticks(points.Min(p => p.X), points.Max(p => p.X));
         var yTicks = Ticks(yMin ?? points.Min(p => p.Y), yMax ?? points.Max(p => p.Y));
         var (x0, x1) = (xTicks[0], xTicks[^1]);
-        var (y0, y1) = (yTicks[0], yTicks[^1]);
-        const int left = 80, right = 220, top = 60, bottom = 70;
-        var plotWidth = width - left - right;
-        var plotHeight = height - top - bottom;
-        float X(double x) => left + (float)((x - x0) / (x1 - x0) * plotWidth);
-        float Y(double y) => top + plotHeight - (float)((y - y0) / (y1 - y0) * plotHeight);
-
-        using var picture = new Picture(width, height, title);
-        var canvas = picture.Canvas;
-        var (font, ink) = (picture.Text, picture.Ink);
-        var grid = picture.Own(new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1 });
-        var axis = picture.Own(new SKPaint { Color = SKColors.Black, StrokeWidth = 1.5f, IsAntialias = true });
-        foreach (var yValue in yTicks)
-        {
-            canvas.DrawLine(left, Y(yValue), left + plotWidth, Y(yValue), grid);
-            canvas.DrawText(Format(yValue), left - 8, Y(yValue) + 5, SKTextAlign.Right, font, ink);
-        }
-        foreach (var xValue in xTicks)
-        {
-            canvas.DrawLine(X(xValue), top, X(xValue), top + plotHeight, grid);
-            canvas.DrawText(Format(xValue), X(xValue), top + plotHeight + 22, SKTextAlign.Center, font, ink);
-        }
-        canvas.DrawLine(left, top + plotHeight, left + plotWidth, top + plotHeight, axis);
-        canvas.DrawLine(left, top, left, top + plotHeight, axis);
-        canvas.DrawText(xLabel, left + plotWidth / 2f, height - 20, SKTextAlign.Center, font, ink);
-        canvas.Save();
-        canvas.RotateDegrees(-90, 22, top + plotHeight / 2f);
-        canvas.DrawText(yLabel, 22, top + plotHeight / 2f, SKTextAlign.Center, font, ink);
-        canvas.Restore();
-
+        using var frame = new ChartFrame(width, height, title, xLabel, yLabel, yTicks);
+        float X(double x) => ChartFrame.Left + (float)((x - x0) / (x1 - x0) * frame.PlotWidth);
+        foreach (var xValue in xTicks) frame.XTick(X(xValue), ChartFrame.Format(xValue), gridLine: true);
         for (var s = 0; s < series.Count; s++)
         {
             using var line = new SKPaint { Color = Palette[s % Palette.Length], StrokeWidth = 2.5f, IsAntialias = true, Style = SKPaintStyle.Stroke };
             using var marker = new SKPaint { Color = Palette[s % Palette.Length], IsAntialias = true, Style = SKPaintStyle.Fill };
             var ordered = series[s].Points.OrderBy(p => p.X).ToList();
             for (var i = 1; i < ordered.Count; i++)
-                canvas.DrawLine(X(ordered[i - 1].X), Y(ordered[i - 1].Y), X(ordered[i].X), Y(ordered[i].Y), line);
-            foreach (var point in ordered) canvas.DrawCircle(X(point.X), Y(point.Y), 4, marker);
-            var legendY = top + 10 + s * 24;
-            canvas.DrawLine(left + plotWidth + 20, legendY, left + plotWidth + 45, legendY, line);
-            canvas.DrawText(series[s].Name, left + plotWidth + 52, legendY + 5, SKTextAlign.Left, font, ink);
+                frame.Canvas.DrawLine(X(ordered[i - 1].X), frame.Y(ordered[i - 1].Y), X(ordered[i].X), frame.Y(ordered[i].Y), line);
+            foreach (var point in ordered) frame.Canvas.DrawCircle(X(point.X), frame.Y(point.Y), 4, marker);
+            frame.Legend(s, series[s].Name, (canvas, box) => canvas.DrawLine(box.Left, box.MidY, box.Right, box.MidY, line));
         }
-        picture.Save(path);
+        frame.Save(path);
     }
 
     /// <summary>
@@ -84,6 +54,4 @@ public static class LineChart
             .MinBy(c => Math.Abs(c.Intervals - 5));
         return Enumerable.Range(0, intervals + 1).Select(i => Math.Round(low + i * step, 10)).ToList();
     }
-
-    private static string Format(double value) => Math.Abs(value) >= 100 ? value.ToString("F0", CultureInfo.InvariantCulture) : value.ToString("0.###", CultureInfo.InvariantCulture);
 }

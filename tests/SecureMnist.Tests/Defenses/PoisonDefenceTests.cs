@@ -58,6 +58,20 @@ public sealed class PoisonDefenceTests(SmallBackdoorRun run) : IClassFixture<Sma
         Assert.Equal([7], report.Classes.Where(c => c.Suspicious).Select(c => c.Label));
         Assert.True(report.Score!.Recall >= 0.9, $"recall {report.Score.Recall:P1}");
         Assert.True(report.Score.Precision >= 0.9, $"precision {report.Score.Precision:P1}");
+
+        var scratch = TestPaths.NewScratchDirectory();
+        try
+        {
+            var chart = Path.Combine(scratch, "detection.png");
+            PoisonDetector.Plot(report, chart);
+            using var picture = SkiaSharp.SKBitmap.Decode(chart);
+            Assert.Equal((900, 560), (picture.Width, picture.Height));
+            Assert.Contains(picture.Pixels, p => p == new SkiaSharp.SKColor(214, 39, 40)); // the poisoned class's bar is drawn red
+        }
+        finally
+        {
+            Directory.Delete(scratch, recursive: true);
+        }
         Assert.True(report.Score.CleanFlaggedRateInTargetClass <= 0.01, $"clean 7s flagged {report.Score.CleanFlaggedRateInTargetClass:P2}");
     }
 
