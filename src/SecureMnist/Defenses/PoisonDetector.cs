@@ -137,7 +137,6 @@ public static class PoisonDetector
         return (new ClassAnalysis(label, members.Length, flagged.Length, (double)budget / members.Length, 0, budget > 0), flagged);
     }
 
-    /// <summary>Distance between the two clusters' centres over the sum of their standard deviations (0 when one is empty).</summary>
     /// <summary>
     /// Per class, the separation of its two clusters on the whitening score, with the threshold a class must reach to be
     /// called poisoned; suspicious classes in red, with how many samples they flag (and, when scored, how many were poison).
@@ -155,6 +154,7 @@ public static class PoisonDetector
             highlightedLabel: "suspicious class");
     }
 
+    /// <summary>Distance between the two clusters' centres over the sum of their standard deviations (0 when one is empty).</summary>
     private static double Separation(double[] scores, int[] assignment, int small)
     {
         var inSmall = scores.Where((_, k) => assignment[k] == small).ToArray();
