@@ -15,9 +15,10 @@ public static class AssessmentReport
     public static IReadOnlyList<SeedFigure> SeedFigures { get; } =
     [
         new("baseline.clean_accuracy", "clean test accuracy of the baseline CNN", 0.9939, "seed 001", HigherIsBetter: true),
+        new("baseline.clean_accuracy", "clean test accuracy of the baseline CNN", 0.9898, "seed 000", HigherIsBetter: true),
         new("baseline.fgsm_accuracy", "baseline accuracy under FGSM (lower: the attack is at least as strong)", 0.307, "seed 001", HigherIsBetter: false),
         new("baseline.fgsm_accuracy", "baseline accuracy under FGSM (lower: the attack is at least as strong)", 0.4365, "seed 000", HigherIsBetter: false),
-        new("poison.attack_success_rate", "backdoor attack success with 100 poisoned samples", 1.0, "seed 001", HigherIsBetter: true),
+        new("poison.attack_success_rate", "backdoor attack success with 100 poisoned samples", 1.0, "seed 000", HigherIsBetter: true),
         new("defense_fgsm.clean_accuracy", "FGSM-trained model: clean accuracy", 0.9902, "seed 001", HigherIsBetter: true),
         new("defense_fgsm.fgsm_accuracy", "FGSM-trained model: accuracy under FGSM", 0.972, "seed 001", HigherIsBetter: true),
         new("defense_fgsm.fgsm_accuracy", "FGSM-trained model: accuracy under FGSM", 0.9502, "seed 000", HigherIsBetter: true),

@@ -80,7 +80,8 @@ public static class ThreatModel
             "A patient attacker within the rate limit can still distil a copy from labels alone."),
         new("D1", "Denial of service", "Floods and oversized inputs exhaust the service",
             "A client floods requests, sends huge bodies or decompression bombs, or slow requests that hold resources.",
-            ["ML08 Model Skewing"], ["AML.T0029 Denial of AI Service", "AML.T0034 Cost Harvesting"],
+            // ML08 (model skewing) is about feedback loops that retrain the model, which this system does not have.
+            ["ML05 Model Theft (nearest entry: the list has none for availability; floods and extraction share the query volume the limits cap)"], ["AML.T0029 Denial of AI Service", "AML.T0034 Cost Harvesting"],
             "Per-key token buckets (429 + Retry-After), body and batch caps (413), image dimensions checked from the header before decoding, request timeouts (504), a bounded in-flight queue (503) instead of growing memory.",
             ["Service.ServiceTests.Oversized_bodies_and_batches_get_413", "Service.ServiceTests.A_saturated_service_answers_503_instead_of_queueing",
              "Service.ServiceTests.A_slow_request_times_out_with_504", "Service.ServiceTests.Invalid_inputs_get_clear_problems"],

@@ -12,14 +12,17 @@ namespace SecureMnist.Modeling;
 public sealed class SeededDropout : Module<Tensor, Tensor>
 {
     private readonly byte threshold;
-    private readonly float scale;
+    // Held by the module: a Scalar made implicitly for one call is unreferenced once its handle is read, and the
+    // finalizer can free it while libtorch still reads it (a rare "Expected false to be true" from Scalar::toDouble).
+    private readonly Scalar thresholdScalar, scale;
     private byte[] buffer = [];
 
     public SeededDropout(double probability) : base(nameof(SeededDropout))
     {
         if (probability is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(probability), probability, "dropout probability must be in [0, 1)");
         threshold = (byte)Math.Round(probability * 256);
-        scale = 256f / (256 - threshold);
+        thresholdScalar = threshold.ToScalar();
+        scale = (256f / (256 - threshold)).ToScalar();
     }
 
     public override Tensor forward(Tensor input)
@@ -30,8 +33,18 @@ public sealed class SeededDropout : Module<Tensor, Tensor>
         if (buffer.Length != length) buffer = new byte[length];
         var seed = randint(long.MaxValue, [1], dtype: ScalarType.Int64).item<long>();
         FillRandom(buffer, (ulong)seed);
-        var mask = tensor(buffer, ScalarType.Byte).view(input.shape).ge(threshold).to(input.dtype).mul_(scale);
+        var mask = tensor(buffer, ScalarType.Byte).view(input.shape).ge(thresholdScalar).to(input.dtype).mul_(scale);
         return (input * mask).MoveToOuterDisposeScope();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            thresholdScalar.Dispose();
+            scale.Dispose();
+        }
+        base.Dispose(disposing);
     }
 
     // xoshiro256** seeded through SplitMix64: eight bytes per step, far faster than a seeded System.Random.

@@ -5,13 +5,21 @@ namespace SecureMnist.Reporting;
 /// <summary>A named series of (x, y) points.</summary>
 public sealed record Series(string Name, IReadOnlyList<(double X, double Y)> Points);
 
-/// <summary>Draws line charts as PNG: axes with ticks, one coloured line with markers per series, a legend.</summary>
+/// <summary>
+/// Draws line charts as PNG: axes with ticks, a legend, and per series a line and markers in its own colour, dash pattern
+/// and marker shape, the markers hollow, so series that coincide (PGD and the worst case of a model PGD breaks, two models
+/// at one point) stay visible under each other.
+/// </summary>
 public static class LineChart
 {
     private static readonly SKColor[] Palette =
     [
         new(31, 119, 180), new(214, 39, 40), new(44, 160, 44), new(255, 127, 14), new(148, 103, 189), new(140, 86, 75), new(0, 0, 0),
     ];
+
+    private static readonly float[]?[] Dashes = [null, [10, 6], [3, 4], [12, 4, 3, 4]];
+
+    private enum Marker { Circle, Square, Triangle, Diamond }
 
     public static void Save(string path, string title, string xLabel, string yLabel, IReadOnlyList<Series> series,
         double? yMin = null, double? yMax = null, int width = 900, int height = 560)
@@ -27,15 +35,46 @@ public static class LineChart
         foreach (var xValue in xTicks) frame.XTick(X(xValue), ChartFrame.Format(xValue), gridLine: true);
         for (var s = 0; s < series.Count; s++)
         {
-            using var line = new SKPaint { Color = Palette[s % Palette.Length], StrokeWidth = 2.5f, IsAntialias = true, Style = SKPaintStyle.Stroke };
-            using var marker = new SKPaint { Color = Palette[s % Palette.Length], IsAntialias = true, Style = SKPaintStyle.Fill };
+            var colour = Palette[s % Palette.Length];
+            var dash = Dashes[s % Dashes.Length];
+            using var line = new SKPaint { Color = colour, StrokeWidth = 2.5f, IsAntialias = true, Style = SKPaintStyle.Stroke };
+            using var effect = dash is null ? null : SKPathEffect.CreateDash(dash, 0);
+            line.PathEffect = effect;
+            using var marker = new SKPaint { Color = colour, StrokeWidth = 2f, IsAntialias = true, Style = SKPaintStyle.Stroke };
+            var shape = (Marker)(s % 4);
             var ordered = series[s].Points.OrderBy(p => p.X).ToList();
-            for (var i = 1; i < ordered.Count; i++)
-                frame.Canvas.DrawLine(X(ordered[i - 1].X), frame.Y(ordered[i - 1].Y), X(ordered[i].X), frame.Y(ordered[i].Y), line);
-            foreach (var point in ordered) frame.Canvas.DrawCircle(X(point.X), frame.Y(point.Y), 4, marker);
-            frame.Legend(s, series[s].Name, (canvas, box) => canvas.DrawLine(box.Left, box.MidY, box.Right, box.MidY, line));
+            using (var polyline = new SKPath())
+            {
+                polyline.AddPoly(ordered.Select(p => new SKPoint(X(p.X), frame.Y(p.Y))).ToArray(), close: false);
+                frame.Canvas.DrawPath(polyline, line);
+            }
+            foreach (var point in ordered) DrawMarker(frame.Canvas, shape, X(point.X), frame.Y(point.Y), marker);
+            frame.Legend(s, series[s].Name, (canvas, box) =>
+            {
+                canvas.DrawLine(box.Left, box.MidY, box.Right, box.MidY, line);
+                DrawMarker(canvas, shape, box.MidX, box.MidY, marker);
+            });
         }
         frame.Save(path);
+    }
+
+    private static void DrawMarker(SKCanvas canvas, Marker shape, float x, float y, SKPaint paint)
+    {
+        const float r = 5;
+        switch (shape)
+        {
+            // The circle is wider than the square, so a square on the same point leaves it showing.
+            case Marker.Circle: canvas.DrawCircle(x, y, r + 1.5f, paint); break;
+            case Marker.Square: canvas.DrawRect(x - r + 1, y - r + 1, 2 * r - 2, 2 * r - 2, paint); break;
+            default:
+                using (var path = new SKPath())
+                {
+                    if (shape == Marker.Triangle) path.AddPoly([new(x, y - r - 1), new(x + r + 1, y + r), new(x - r - 1, y + r)]);
+                    else path.AddPoly([new(x, y - r - 2), new(x + r + 2, y), new(x, y + r + 2), new(x - r - 2, y)]);
+                    canvas.DrawPath(path, paint);
+                }
+                break;
+        }
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using SecureMnist.Reporting;
+using SkiaSharp;
 
 namespace SecureMnist.Tests.Reporting;
 
@@ -21,5 +22,29 @@ public sealed class LineChartTests
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => LineChart.Ticks(2, 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => LineChart.Ticks(double.NaN, 1));
+    }
+
+    [Fact]
+    public void Series_that_coincide_both_stay_visible()
+    {
+        // A model PGD breaks completely: its PGD line and its worst-case line are the same points.
+        var points = new List<(double X, double Y)> { (0, 99), (0.1, 47), (0.2, 0.4), (0.3, 0), (0.4, 0) };
+        var path = Path.Combine(TestPaths.NewScratchDirectory(), "curve.png");
+        LineChart.Save(path, "coinciding", "eps", "accuracy (%)", [new Series("pgd", points), new Series("worst case", points)], 0, 100);
+
+        using var bitmap = SKBitmap.Decode(path);
+        int PlotPixelsOf(SKColor colour)
+        {
+            var count = 0;
+            for (var y = 60; y < bitmap.Height - 70; y++)
+                for (var x = 80; x < bitmap.Width - 220; x++)
+                {
+                    var p = bitmap.GetPixel(x, y);
+                    if (Math.Abs(p.Red - colour.Red) + Math.Abs(p.Green - colour.Green) + Math.Abs(p.Blue - colour.Blue) < 40) count++;
+                }
+            return count;
+        }
+        Assert.True(PlotPixelsOf(new SKColor(31, 119, 180)) > 300, "the first series is hidden");
+        Assert.True(PlotPixelsOf(new SKColor(214, 39, 40)) > 300, "the second series is hidden");
     }
 }
