@@ -140,7 +140,8 @@ public static class ProvenanceVerifier
             return new(name, CheckStatus.Failed, $"trained from uncommitted changes on top of {manifestVersion[..40]}; that code cannot be traced");
         if (manifestVersion.Length != 40 || !manifestVersion.All(char.IsAsciiHexDigitLower))
             return new(name, CheckStatus.Failed, $"'{manifestVersion}' is not a commit id");
-        if (repository is null || !Directory.Exists(Path.Combine(repository, ".git"))) return new(name, CheckStatus.Skipped, $"commit {manifestVersion}; no git repository here to look it up in");
+        // .git is a folder in a clone and a file in a worktree or submodule.
+        if (repository is null || !Path.Exists(Path.Combine(repository, ".git"))) return new(name, CheckStatus.Skipped, $"commit {manifestVersion}; no git repository here to look it up in");
         try
         {
             var start = new ProcessStartInfo("git", ["-C", repository, "cat-file", "-e", manifestVersion + "^{commit}"]) { RedirectStandardError = true, RedirectStandardOutput = true };
