@@ -13,8 +13,12 @@ internal static class AssessCommand
         var profile = new Option<string>("--profile") { Description = "quick: subsets and short schedules, minutes on 2 cores; full: the seeds' settings and the stronger evaluations (hours)", DefaultValueFactory = _ => "quick" };
         profile.AcceptOnlyFromAmong("quick", "full");
         var output = new Option<string?>("--out") { Description = "Output folder (default out/assess-PROFILE): results.json, report.md, report.html, stages/" };
-        var force = new Option<bool>("--force") { Description = "Redo every stage even when its inputs did not change" };
+        var force = new Option<bool>("--force") { Description = "Redo every stage that runs (all, or those of --stages) even when its inputs did not change" };
         var key = new Option<string>("--key") { Description = "Ed25519 key that signs the models (created on first use at the default path)", DefaultValueFactory = _ => TrainCommand.DefaultKey };
+        var stages = new Option<string?>("--stages")
+        {
+            Description = $"Comma-separated stages to run (with the stages they build on); the others are taken from the cache where an earlier run finished them, and left out of the report where not. Stages: {string.Join(", ", SecurityAssessment.StageNames)}. Example: --stages poisoning,poison-defenses",
+        };
         var threatModel = new Option<string?>("--threat-model") { Description = "Only write the threat model as Markdown to this file (e.g. docs/THREAT_MODEL.md) and stop" };
         var json = CommonOptions.Json();
         var command = new Command("assess", """
@@ -23,8 +27,9 @@ internal static class AssessCommand
             tamper with the package, and smoke-test the service over HTTP; then write results.json, report.md and a
             self-contained report.html with the STRIDE threat model, each threat with its control, its tests and this run's
             evidence. Stages are cached by their inputs: a rerun skips finished ones, an interrupted one resumes.
+            --stages runs a part (e.g. the poisoning story of the full profile, without its hours of adversarial training).
             Example: ./securemnist assess --profile quick
-            """) { profile, output, force, key, threatModel, json };
+            """) { profile, output, force, stages, key, threatModel, json };
         command.SetAction(result =>
         {
             if (result.GetValue(threatModel) is { } threatPath)
@@ -35,7 +40,11 @@ internal static class AssessCommand
             }
             var chosen = AssessmentProfile.Named(result.GetValue(profile)!);
             var directory = result.GetValue(output) ?? Path.Combine("out", "assess-" + chosen.Name);
-            var options = new AssessmentOptions(chosen, directory, result.GetValue(CommonOptions.DataRoot)!, result.GetValue(key)!, result.GetValue(force), Directory.GetCurrentDirectory());
+            var selection = result.GetValue(stages) is { } list
+                ? SecurityAssessment.WithPrerequisites(list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+                : null;
+            var options = new AssessmentOptions(chosen, directory, result.GetValue(CommonOptions.DataRoot)!, result.GetValue(key)!, result.GetValue(force), Directory.GetCurrentDirectory(),
+                selection);
             AssessmentResults? results = null;
             var interactive = Ui.Err.Profile.Capabilities.Interactive;
             var lastLine = TimeSpan.MinValue;

@@ -1,3 +1,4 @@
+using SecureMnist.Attacks.Poisoning;
 using SecureMnist.Modeling;
 using SecureMnist.Training;
 
@@ -24,7 +25,7 @@ public sealed record DefenseRecipe(
 /// <see cref="Full"/> uses the seeds' settings (60,000 images, eps 0.3, 100 poisoned samples) and the stronger evaluations:
 /// the baseline trains with random shifts of up to <see cref="BaselineAugmentShift"/> pixels; the defences are the seeds'
 /// FGSM training (its last epoch, with PGD measured on held-out images after each epoch to show what FGSM hides) and TRADES on
-/// Madry et al.'s CNN.
+/// Madry et al.'s CNN. Both profiles poison with <see cref="AttackerTrigger"/>.
 /// </summary>
 public sealed record AssessmentProfile(
     string Name,
@@ -40,15 +41,24 @@ public sealed record AssessmentProfile(
     IReadOnlyList<double> CurveEpsilons,
     IReadOnlyList<DefenseRecipe> Defenses,
     int PoisonCount,
+    BackdoorTrigger PoisonTrigger,
     int? PoisonTrainSubset,
     int PoisonEpochs,
     bool RunStrip)
 {
+    /// <summary>
+    /// The trigger the assessment's attacker plants: the seeds' 3x3 size, drawn as a checkerboard in the top-left corner.
+    /// No digit stroke contains the pattern and MNIST's digits almost never reach the corner, so nothing in a clean image resembles
+    /// it. An attacker picks the trigger that works best; the seeds' white square at the bottom-right (the poison verb's default)
+    /// let more triggered 2s through when both were measured here (the issue notes give the figures and commands).
+    /// </summary>
+    public static BackdoorTrigger AttackerTrigger { get; } = new(Size: 3, Row: 0, Column: 0, Pattern: TriggerPattern.Checkerboard);
+
     public static AssessmentProfile Quick { get; } = new(
         "quick", TrainSubset: 10_000, Epochs: 3, BaselineAugmentShift: null, AttackImages: 500, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
         WorstCaseAttacks: ["fgsm", "pgd"], CurveEpsilons: [0.1, 0.2, 0.3],
         Defenses: [new DefenseRecipe("pgd", Epochs: 3, Epsilon: 0.3, Steps: 3, AdversarialWeight: 1.0, EpsilonRampEpochs: 1)],
-        PoisonCount: 100, PoisonTrainSubset: 10_000, PoisonEpochs: 6, RunStrip: false);
+        PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: 10_000, PoisonEpochs: 6, RunStrip: false);
 
     public static AssessmentProfile Full { get; } = new(
         "full", TrainSubset: null, Epochs: 12, BaselineAugmentShift: 2, AttackImages: 10_000, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
@@ -59,7 +69,7 @@ public sealed record AssessmentProfile(
             new DefenseRecipe("trades", Epochs: 15, Epsilon: 0.3, Steps: 5, AdversarialWeight: 1.0, EpsilonRampEpochs: 2,
                 Architecture: Architectures.WideCnn, TradesBeta: 6, RobustValidation: 1000),
         ],
-        PoisonCount: 100, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true);
+        PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true);
 
     public static AssessmentProfile Named(string name) => name switch
     {

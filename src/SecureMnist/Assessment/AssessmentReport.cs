@@ -6,23 +6,50 @@ using SecureMnist.IO;
 
 namespace SecureMnist.Assessment;
 
-/// <summary>A number the seeds report, quoted beside ours; <see cref="HigherIsBetter"/> says which way "beats" points.</summary>
-public sealed record SeedFigure(string Metric, string What, double Value, string Source, bool HigherIsBetter);
+/// <summary>
+/// A number the seeds report, quoted beside ours at the precision the seed gave it (<see cref="Decimals"/> decimals of a
+/// percent: "100%" is 0, "97.2%" is 1); <see cref="HigherIsBetter"/> says which way "beats" points.
+/// </summary>
+public sealed record SeedFigure(string Metric, string What, double Value, int Decimals, string Source, bool HigherIsBetter)
+{
+    public string Formatted => (100 * Value).ToString("F" + Decimals, System.Globalization.CultureInfo.InvariantCulture) + "%";
+
+    /// <summary>Whether ours is at least as good without rounding.</summary>
+    public bool BeatenBy(double ours) => HigherIsBetter ? ours >= Value : ours <= Value;
+
+    /// <summary>Whether ours, rounded to the seed's precision, is at least as good: a seed's "100%" may be anything from 99.5%.</summary>
+    public bool ReproducedAtItsPrecisionBy(double ours)
+    {
+        var rounded = Math.Round(100 * ours, Decimals, MidpointRounding.AwayFromZero);
+        var seed = Math.Round(100 * Value, Decimals, MidpointRounding.AwayFromZero);
+        return HigherIsBetter ? rounded >= seed : rounded <= seed;
+    }
+}
 
 /// <summary>Writes results.json, report.md and a self-contained report.html from an assessment's results, and docs/THREAT_MODEL.md from the threat model.</summary>
 public static class AssessmentReport
 {
     public static IReadOnlyList<SeedFigure> SeedFigures { get; } =
     [
-        new("baseline.clean_accuracy", "clean test accuracy of the baseline CNN", 0.9939, "seed 001", HigherIsBetter: true),
-        new("baseline.clean_accuracy", "clean test accuracy of the baseline CNN", 0.9898, "seed 000", HigherIsBetter: true),
-        new("baseline.fgsm_accuracy", "baseline accuracy under FGSM (lower: the attack is at least as strong)", 0.307, "seed 001", HigherIsBetter: false),
-        new("baseline.fgsm_accuracy", "baseline accuracy under FGSM (lower: the attack is at least as strong)", 0.4365, "seed 000", HigherIsBetter: false),
-        new("poison.attack_success_rate", "backdoor attack success with 100 poisoned samples", 1.0, "seed 000", HigherIsBetter: true),
-        new("defense_fgsm.clean_accuracy", "FGSM-trained model: clean accuracy", 0.9902, "seed 001", HigherIsBetter: true),
-        new("defense_fgsm.fgsm_accuracy", "FGSM-trained model: accuracy under FGSM", 0.972, "seed 001", HigherIsBetter: true),
-        new("defense_fgsm.fgsm_accuracy", "FGSM-trained model: accuracy under FGSM", 0.9502, "seed 000", HigherIsBetter: true),
+        new("baseline.clean_accuracy", "clean test accuracy of the baseline CNN", 0.9939, 2, "seed 001", HigherIsBetter: true),
+        new("baseline.clean_accuracy", "clean test accuracy of the baseline CNN", 0.9898, 2, "seed 000", HigherIsBetter: true),
+        new("baseline.fgsm_accuracy", "baseline accuracy under FGSM (lower: the attack is at least as strong)", 0.307, 1, "seed 001", HigherIsBetter: false),
+        new("baseline.fgsm_accuracy", "baseline accuracy under FGSM (lower: the attack is at least as strong)", 0.4365, 2, "seed 000", HigherIsBetter: false),
+        new("poison.attack_success_rate", "backdoor attack success with 100 poisoned samples", 1.0, 0, "seed 000", HigherIsBetter: true),
+        new("defense_fgsm.clean_accuracy", "FGSM-trained model: clean accuracy", 0.9902, 2, "seed 001", HigherIsBetter: true),
+        new("defense_fgsm.fgsm_accuracy", "FGSM-trained model: accuracy under FGSM", 0.972, 1, "seed 001", HigherIsBetter: true),
+        new("defense_fgsm.fgsm_accuracy", "FGSM-trained model: accuracy under FGSM", 0.9502, 2, "seed 000", HigherIsBetter: true),
     ];
+
+    /// <summary>What the report says of a figure this run did not measure.</summary>
+    private static string NotMeasured(AssessmentResults results) => results.Partial
+        ? "not measured: its stage was not run (assess --stages)"
+        : $"not measured in the {results.Profile} profile";
+
+    /// <summary>For a run of some stages, which ones the report holds.</summary>
+    private static string? PartialNote(AssessmentResults results) => results.Partial
+        ? $"This report holds the stages {string.Join(", ", results.Stages.Select(s => s.Stage))} only: the others were neither selected (assess --stages) nor in the cache."
+        : null;
 
     /// <summary>This invocation's time, and the stages' own, which is what a run without the cache costs.</summary>
     private static string Timing(AssessmentResults results) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
@@ -50,7 +77,8 @@ public static class AssessmentReport
         results.Machine,
         results.DatasetDigests,
         metrics = results.Metrics.ToDictionary(kv => kv.Key, kv => new { kv.Value.Value, kv.Value.Unit, kv.Value.Label, formatted = kv.Value.Format() }),
-        seeds = SeedFigures.Select(s => new { s.Metric, s.What, s.Value, formatted = Metric.Percent(s.Value, s.What).Format(), s.Source }),
+        selectedStages = results.SelectedStages,
+        seeds = SeedFigures.Select(s => new { s.Metric, s.What, s.Value, s.Decimals, formatted = s.Formatted, s.Source }),
         stages = results.Stages.Select(s => new { s.Stage, s.Fingerprint, s.Seconds, secondsFormatted = s.Seconds.ToString("F0", System.Globalization.CultureInfo.InvariantCulture), s.FinishedUtc, s.Files, s.Details }),
         threats = ThreatModel.Threats.Select(t => new { t.Id, t.Category, t.Title, t.Owasp, t.Atlas, t.Control, t.Tests, evidence = Evidence(t, results), t.ResidualRisk }),
     };
@@ -83,11 +111,12 @@ public static class AssessmentReport
         {
             if (!metrics.TryGetValue(seed.Metric, out var ours))
             {
-                yield return (seed, null, $"not measured in the {results.Profile} profile");
+                yield return (seed, null, NotMeasured(results));
                 continue;
             }
-            var beats = seed.HigherIsBetter ? ours.Value >= seed.Value : ours.Value <= seed.Value;
-            yield return (seed, ours, beats ? "reproduced or beaten" : "missed");
+            yield return (seed, ours, seed.BeatenBy(ours.Value) ? "reproduced or beaten"
+                : seed.ReproducedAtItsPrecisionBy(ours.Value) ? $"reproduced at the seed's precision ({seed.Formatted}), not beaten"
+                : "missed");
         }
     }
 
@@ -97,11 +126,12 @@ public static class AssessmentReport
         var md = new StringBuilder();
         md.AppendLine("# SecureMnist security assessment").AppendLine();
         md.AppendLine($"Profile `{results.Profile}`, started {results.StartedUtc:u}, {Timing(results)}; code {results.CodeVersion}; {results.Machine.Cpu}, {results.Machine.LogicalCores} cores, {results.Machine.TorchThreads} torch threads.").AppendLine();
-        md.AppendLine("Every number below comes from this run's `results.json`; the seeds' figures are quoted from the seed reports for comparison.").AppendLine();
+        md.AppendLine("Every number below comes from this run's `results.json`; the seeds' figures are quoted from the seed reports for comparison, at the precision the seeds give them.").AppendLine();
+        if (PartialNote(results) is { } partial) md.AppendLine(partial).AppendLine();
         md.AppendLine("## Summary beside the seeds").AppendLine();
         md.AppendLine("| figure | seeds | this run | |").AppendLine("|---|---|---|---|");
         foreach (var (seed, ours, verdict) in Summary(results))
-            md.AppendLine($"| {seed.What} | {Metric.Percent(seed.Value, seed.What).Format()} ({seed.Source}) | {ours?.Format() ?? "-"} | {verdict} |");
+            md.AppendLine($"| {seed.What} | {seed.Formatted} ({seed.Source}) | {ours?.Format() ?? "-"} | {verdict} |");
         md.AppendLine();
         md.AppendLine("## Threats, controls and evidence (STRIDE)").AppendLine();
         foreach (var threat in ThreatModel.Threats)
@@ -112,7 +142,7 @@ public static class AssessmentReport
             md.AppendLine($"- Control: {threat.Control}");
             md.AppendLine($"- Guarded by: {string.Join(", ", threat.Tests.Select(t => $"`{t}`"))}");
             var evidence = Evidence(threat, results);
-            md.AppendLine(evidence.Count == 0 ? $"- Evidence: not measured in the {results.Profile} profile" : "- Evidence (this run):");
+            md.AppendLine(evidence.Count == 0 ? $"- Evidence: {NotMeasured(results)}" : "- Evidence (this run):");
             foreach (var (_, metric) in evidence) md.AppendLine($"  - {metric.Label}: **{metric.Format()}**");
             md.AppendLine($"- Residual risk: {threat.ResidualRisk}").AppendLine();
         }
@@ -142,10 +172,11 @@ public static class AssessmentReport
         html.AppendLine("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}.missed{color:#b00}.ok{color:#070}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{background:#f6f6f6;padding:0 3px}.threat{border-left:4px solid #36c;padding-left:1em;margin:1.5em 0}</style></head><body>");
         html.AppendLine("<h1>SecureMnist security assessment</h1>");
         html.AppendLine($"<p>Profile <code>{E(results.Profile)}</code>, started {E(results.StartedUtc.ToString("u", System.Globalization.CultureInfo.InvariantCulture))}, {E(Timing(results))}; code {E(results.CodeVersion)}; {E(results.Machine.Cpu)}.</p>");
-        html.AppendLine("<p>Every number below comes from this run's <code>results.json</code>; the seeds' figures are quoted from the seed reports for comparison.</p>");
+        html.AppendLine("<p>Every number below comes from this run's <code>results.json</code>; the seeds' figures are quoted from the seed reports for comparison, at the precision the seeds give them.</p>");
+        if (PartialNote(results) is { } partial) html.AppendLine($"<p class=\"missed\">{E(partial)}</p>");
         html.AppendLine("<h2>Summary beside the seeds</h2><table id=\"summary\"><tr><th>figure</th><th>seeds</th><th>this run</th><th></th></tr>");
         foreach (var (seed, ours, verdict) in Summary(results))
-            html.AppendLine($"<tr><td>{E(seed.What)}</td><td>{E(Metric.Percent(seed.Value, seed.What).Format())} ({E(seed.Source)})</td><td>{E(ours?.Format() ?? "-")}</td><td class=\"{(verdict == "missed" ? "missed" : "ok")}\">{E(verdict)}</td></tr>");
+            html.AppendLine($"<tr><td>{E(seed.What)}</td><td>{E(seed.Formatted)} ({E(seed.Source)})</td><td>{E(ours?.Format() ?? "-")}</td><td class=\"{(verdict == "missed" ? "missed" : "ok")}\">{E(verdict)}</td></tr>");
         html.AppendLine("</table><h2>Threats, controls and evidence (STRIDE)</h2>");
         foreach (var threat in ThreatModel.Threats)
         {
@@ -153,7 +184,7 @@ public static class AssessmentReport
             html.AppendLine($"<tr><th>OWASP ML Top 10</th><td>{E(string.Join("; ", threat.Owasp))}</td></tr><tr><th>MITRE ATLAS</th><td>{E(string.Join("; ", threat.Atlas))}</td></tr>");
             html.AppendLine($"<tr><th>control</th><td>{E(threat.Control)}</td></tr><tr><th>guarded by</th><td>{string.Join("<br>", threat.Tests.Select(t => $"<code>{E(t)}</code>"))}</td></tr>");
             var evidence = Evidence(threat, results);
-            var evidenceHtml = evidence.Count == 0 ? E($"not measured in the {results.Profile} profile") : string.Join("<br>", evidence.Select(m => $"{E(m.Metric.Label)}: <b>{E(m.Metric.Format())}</b>"));
+            var evidenceHtml = evidence.Count == 0 ? E(NotMeasured(results)) : string.Join("<br>", evidence.Select(m => $"{E(m.Metric.Label)}: <b>{E(m.Metric.Format())}</b>"));
             html.AppendLine($"<tr><th>evidence (this run)</th><td>{evidenceHtml}</td></tr><tr><th>residual risk</th><td>{E(threat.ResidualRisk)}</td></tr></table></div>");
         }
         html.AppendLine("<h2>Pictures</h2>");

@@ -17,16 +17,23 @@ namespace SecureMnist.Assessment;
 public delegate Task<IReadOnlyDictionary<string, Metric>> ServiceSmokeCheck(string packageDirectory, string publicKeyPath, string workDirectory,
     Dataset mnist, CancellationToken cancellationToken);
 
+/// <summary>
+/// How to run an assessment. <paramref name="Stages"/> null runs every stage; otherwise only those listed and the stages they
+/// build on (<see cref="SecurityAssessment.WithPrerequisites"/>).
+/// </summary>
 public sealed record AssessmentOptions(AssessmentProfile Profile, string OutputDirectory, string DataRoot, string SigningKeyPath, bool Force,
-    string? RepositoryRoot);
+    string? RepositoryRoot, IReadOnlyList<string>? Stages = null);
 
 /// <summary>One line of progress: which stage, and what it is doing.</summary>
 public sealed record AssessmentProgress(string Stage, int Index, int Stages, string Message, bool Cached = false, bool Finished = false);
 
 /// <summary>Everything an assessment produced, in stage order.</summary>
 public sealed record AssessmentResults(string Profile, DateTimeOffset StartedUtc, double Seconds, string CodeVersion, MachineInfo Machine,
-    IReadOnlyDictionary<string, string> DatasetDigests, IReadOnlyList<StageResult> Stages)
+    IReadOnlyDictionary<string, string> DatasetDigests, IReadOnlyList<StageResult> Stages, IReadOnlyList<string>? SelectedStages = null)
 {
+    /// <summary>True when some stages were neither selected (assess --stages) nor in the cache: their figures are absent, not failed.</summary>
+    public bool Partial => SelectedStages is not null && Stages.Count < SecurityAssessment.StageNames.Length;
+
     public IReadOnlyDictionary<string, Metric> Metrics =>
         Stages.SelectMany(s => s.Metrics).ToDictionary(kv => kv.Key, kv => kv.Value);
 }
@@ -39,8 +46,35 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
 {
     public static readonly string[] StageNames = ["data", "baseline", "evasion", "adversarial-training", "poisoning", "poison-defenses", "packaging", "service", "dependencies"];
 
+    /// <summary>The stages each stage builds on.</summary>
+    private static readonly Dictionary<string, string[]> Prerequisites = new()
+    {
+        ["data"] = [], ["baseline"] = ["data"], ["evasion"] = ["baseline"], ["adversarial-training"] = ["data"], ["poisoning"] = ["data"],
+        ["poison-defenses"] = ["poisoning"], ["packaging"] = ["baseline"], ["service"] = ["baseline"], ["dependencies"] = [],
+    };
+
+    /// <summary>The stages to run for a selection: the selected ones and everything they build on, in the assessment's order.</summary>
+    public static IReadOnlyList<string> WithPrerequisites(IEnumerable<string> selection)
+    {
+        ArgumentNullException.ThrowIfNull(selection);
+        var needed = new HashSet<string>(StringComparer.Ordinal);
+        void Add(string stage)
+        {
+            if (!Prerequisites.TryGetValue(stage, out var before))
+                throw new ArgumentException($"unknown stage '{stage}'; the stages are {string.Join(", ", StageNames)}");
+            if (!needed.Add(stage)) return;
+            foreach (var prerequisite in before) Add(prerequisite);
+        }
+        foreach (var stage in selection) Add(stage);
+        if (needed.Count == 0) throw new ArgumentException("no stage selected");
+        return StageNames.Where(needed.Contains).ToArray();
+    }
+
+    private readonly IReadOnlyList<string> selected = options.Stages is { } stages ? WithPrerequisites(stages) : StageNames;
+
     private readonly StageStore store = new(options.OutputDirectory);
     private readonly List<StageResult> finished = [];
+    private readonly HashSet<string> redone = [];
     private AssessmentProfile Profile => options.Profile;
 
     public AssessmentResults Run(CancellationToken cancellationToken = default)
@@ -51,29 +85,43 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         using (key)
         {
             var mnist = new DatasetStore(options.DataRoot).Load("mnist");
-            var data = Stage("data", new { mnist.Digests }, [], _ => DataStage(mnist));
+            var data = Stage("data", new { mnist.Digests }, [], _ => DataStage(mnist))!;
             var baseline = Stage("baseline", new { Profile.TrainSubset, Profile.Epochs, Profile.BaselineAugmentShift }, [data], dir => BaselineStage(dir, mnist, key, cancellationToken));
-            Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage("evasion", dir, mnist, key, ModelOf(baseline), "baseline", cancellationToken));
+            Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage("evasion", dir, mnist, key, ModelOf(baseline!), "baseline", "baseline", cancellationToken));
             Stage("adversarial-training", new { Profile.TrainSubset, Profile.Defenses, settings = AttackSettingsKey() }, [data],
                 dir => AdversarialTrainingStage(dir, mnist, key, cancellationToken));
-            var poisoning = Stage("poisoning", new { Profile.PoisonCount, Profile.PoisonTrainSubset, Profile.PoisonEpochs }, [data],
+            var poisoning = Stage("poisoning", new { Profile.PoisonCount, Profile.PoisonTrigger, Profile.PoisonTrainSubset, Profile.PoisonEpochs }, [data],
                 dir => PoisoningStage(dir, mnist, key, cancellationToken));
-            Stage("poison-defenses", new { Profile.RunStrip, Detection, version = 2 }, [poisoning], dir => PoisonDefenseStage(dir, poisoning, key, cancellationToken));
-            Stage("packaging", new { version = 1 }, [baseline], dir => PackagingStage(dir, ModelOf(baseline), key));
-            Stage("service", new { version = 1 }, [baseline], dir => ServiceStage(dir, ModelOf(baseline), key, mnist, cancellationToken));
+            Stage("poison-defenses", new { Profile.RunStrip, Detection, version = 2 }, [poisoning], dir => PoisonDefenseStage(dir, poisoning!, key, cancellationToken));
+            Stage("packaging", new { version = 1 }, [baseline], dir => PackagingStage(dir, ModelOf(baseline!), key));
+            Stage("service", new { version = 1 }, [baseline], dir => ServiceStage(dir, ModelOf(baseline!), key, mnist, cancellationToken));
             Stage("dependencies", new { lockFiles = LockFiles().Select(File.ReadAllText).ToList(), advisories = AdvisoriesPath() is { } a ? File.ReadAllText(a) : "" }, [],
                 _ => DependencyStage());
             return new AssessmentResults(Profile.Name, started, clock.Elapsed.TotalSeconds, CodeVersion.Current(), MachineInfo.Current(TorchSharp.torch.get_num_threads()),
-                mnist.Digests, finished);
+                mnist.Digests, finished, options.Stages is null ? null : selected);
         }
     }
 
     private sealed record StageOutput(IReadOnlyDictionary<string, Metric> Metrics, IReadOnlyDictionary<string, string> Files, JsonNode? Details = null);
 
-    private StageResult Stage(string name, object settings, StageResult[] upstream, Func<string, StageOutput> run)
+    /// <summary>
+    /// Runs a stage, or takes it from the cache. A stage not selected (assess --stages) is only taken from the cache, so the
+    /// report keeps what an earlier run finished; null when it is not there.
+    /// </summary>
+    private StageResult? Stage(string name, object settings, StageResult?[] upstream, Func<string, StageOutput> run)
     {
         var index = Array.IndexOf(StageNames, name) + 1;
-        var fingerprint = StageStore.Fingerprint(name, new { profile = Profile.Name, settings }, upstream.Select(u => u.Fingerprint).ToArray());
+        if (upstream.Any(u => u is null)) return null;
+        var fingerprint = StageStore.Fingerprint(name, new { profile = Profile.Name, settings }, upstream.Select(u => u!.Fingerprint).ToArray());
+        if (!selected.Contains(name))
+        {
+            // A stage built on one redone in this invocation would describe the old result: leave it out.
+            var kept = upstream.Any(u => redone.Contains(u!.Fingerprint)) ? null : store.Finished(name, fingerprint);
+            progress?.Report(new AssessmentProgress(name, index, StageNames.Length, kept is null ? "not selected, no current result in the cache: left out" : $"not selected; cached ({kept.Seconds:F0} s when it ran)",
+                Cached: kept is not null, Finished: true));
+            if (kept is not null) finished.Add(kept);
+            return kept;
+        }
         if (!options.Force && store.Finished(name, fingerprint) is { } cached)
         {
             progress?.Report(new AssessmentProgress(name, index, StageNames.Length, $"cached ({cached.Seconds:F0} s when it ran)", Cached: true, Finished: true));
@@ -88,6 +136,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         var result = new StageResult(name, fingerprint, clock.Elapsed.TotalSeconds, DateTimeOffset.UtcNow, output.Metrics,
             output.Files.ToDictionary(kv => kv.Key, kv => Path.GetRelativePath(options.OutputDirectory, kv.Value)), output.Details);
         store.Complete(result);
+        redone.Add(fingerprint);
         progress?.Report(new AssessmentProgress(name, index, StageNames.Length, $"done in {result.Seconds:F0} s", Finished: true));
         finished.Add(result);
         return result;
@@ -146,19 +195,22 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         return TrainingPipeline.TrainAndPackage(training, data, runDirectory, Path.Combine(directory, name), key, resume, TrainingReporter(stage, name), cancellationToken);
     }
 
-    /// <summary>Clean, FGSM, PGD and worst-case accuracy of one model, plus its curve and example grid.</summary>
-    private StageOutput EvasionStage(string stage, string directory, Dataset mnist, SigningKey key, string package, string prefix, CancellationToken cancellationToken)
+    /// <summary>
+    /// Clean, FGSM, PGD and worst-case accuracy of one model, plus its curve and example grid; <paramref name="prefix"/> keys its
+    /// metrics and files, <paramref name="model"/> names it in labels and pictures.
+    /// </summary>
+    private StageOutput EvasionStage(string stage, string directory, Dataset mnist, SigningKey key, string package, string prefix, string model, CancellationToken cancellationToken)
     {
-        using var model = ModelPackage.Load(package, key.PublicKey, allowUnsigned: false);
-        using var classifier = new NetworkClassifier(model.Network);
+        using var loaded = ModelPackage.Load(package, key.PublicKey, allowUnsigned: false);
+        using var classifier = new NetworkClassifier(loaded.Network);
         var test = mnist.Test.Take(Profile.AttackImages);
-        Report(stage, $"{prefix}: robustness curve over eps {string.Join(", ", Profile.CurveEpsilons)}");
+        Report(stage, $"{model}: robustness curve over eps {string.Join(", ", Profile.CurveEpsilons)}");
         string[] curveAttacks = ["fgsm", "pgd"];
-        var curve = RobustnessCurve.Measure(classifier, test, Profile.CurveEpsilons, curveAttacks, Settings, new InlineProgress<string>(m => Report(stage, $"{prefix}: {m}")), cancellationToken);
-        Report(stage, $"{prefix}: worst case of {string.Join(", ", Profile.WorstCaseAttacks)} at eps {Profile.Epsilon}");
+        var curve = RobustnessCurve.Measure(classifier, test, Profile.CurveEpsilons, curveAttacks, Settings, new InlineProgress<string>(m => Report(stage, $"{model}: {m}")), cancellationToken);
+        Report(stage, $"{model}: worst case of {string.Join(", ", Profile.WorstCaseAttacks)} at eps {Profile.Epsilon}");
         var attacks = Profile.WorstCaseAttacks.Select(a => AttackCatalog.Create(a, Settings)).ToList();
         var run = AttackEvaluator.Run(classifier, test, attacks, progress: new InlineProgress<AttackProgress>(p =>
-            Report(stage, $"{prefix}: {p.Attack} ({p.AttackIndex}/{p.Attacks}) on the {p.Total} inputs still robust: {p.Done} done")), cancellationToken: cancellationToken);
+            Report(stage, $"{model}: {p.Attack} ({p.AttackIndex}/{p.Attacks}) on the {p.Total} inputs still robust: {p.Done} done")), cancellationToken: cancellationToken);
         var grid = Path.Combine(directory, $"{prefix}-adversarial.png");
         AdversarialGrid.Save(grid, test, run);
         double At(string attack) => curve.Single(p => p.Attack == attack && Math.Abs(p.Epsilon - Profile.Epsilon) < 1e-9).Accuracy;
@@ -170,17 +222,17 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         // The stronger attacks run at the assessed eps only: their worst case is one point, which the curve must not hide.
         if (!Profile.WorstCaseAttacks.Order().SequenceEqual(curveAttacks.Order()))
             series.Add(new($"worst of {Profile.WorstCaseAttacks.Count} attacks", [(Profile.Epsilon, 100 * worstCase)]));
-        LineChart.Save(curvePng, $"{prefix}: accuracy against eps ({test.Count} test images)", "eps (L-inf)", "accuracy (%)", series, 0, 100);
+        LineChart.Save(curvePng, $"{model}: accuracy against eps ({test.Count} test images)", "eps (L-inf)", "accuracy (%)", series, 0, 100);
         var report = run.Report;
         var metrics = new Dictionary<string, Metric>
         {
-            [$"{prefix}.attack_images"] = Metric.Count(test.Count, $"{prefix}: test images attacked"),
-            [$"{prefix}.fgsm_accuracy"] = Metric.Percent(At("fgsm"), $"{prefix}: accuracy under FGSM, eps {Profile.Epsilon}"),
-            [$"{prefix}.pgd_accuracy"] = Metric.Percent(At("pgd"), $"{prefix}: accuracy under PGD-{Profile.PgdSteps} (alpha {Profile.PgdStepSize}, random start), eps {Profile.Epsilon}"),
+            [$"{prefix}.attack_images"] = Metric.Count(test.Count, $"{model}: test images attacked"),
+            [$"{prefix}.fgsm_accuracy"] = Metric.Percent(At("fgsm"), $"{model}: accuracy under FGSM, eps {Profile.Epsilon}"),
+            [$"{prefix}.pgd_accuracy"] = Metric.Percent(At("pgd"), $"{model}: accuracy under PGD-{Profile.PgdSteps} (alpha {Profile.PgdStepSize}, random start), eps {Profile.Epsilon}"),
             [$"{prefix}.worst_case_accuracy"] = Metric.Percent(worstCase,
-                $"{prefix}: accuracy under the strongest evaluation (per-input worst case of {string.Join(", ", Profile.WorstCaseAttacks)}, or FGSM or PGD alone where lower), eps {Profile.Epsilon}"),
-            [$"{prefix}.attack_success_rate"] = Metric.Percent(report.AttackSuccessRate, $"{prefix}: attack success rate on correctly classified inputs"),
-            [$"{prefix}.median_l2"] = new(report.Perturbation.MedianL2, "ratio", $"{prefix}: median L2 of successful perturbations"),
+                $"{model}: accuracy under the strongest evaluation (per-input worst case of {string.Join(", ", Profile.WorstCaseAttacks)}, or FGSM or PGD alone where lower), eps {Profile.Epsilon}"),
+            [$"{prefix}.attack_success_rate"] = Metric.Percent(report.AttackSuccessRate, $"{model}: attack success rate on correctly classified inputs"),
+            [$"{prefix}.median_l2"] = new(report.Perturbation.MedianL2, "ratio", $"{model}: median L2 of successful perturbations"),
         };
         if (prefix == "baseline") metrics["baseline.clean_accuracy_attacked_subset"] = Metric.Percent(report.CleanAccuracy, "baseline: clean accuracy on the attacked images");
         return new(metrics, new Dictionary<string, string> { [$"{prefix}_grid"] = grid, [$"{prefix}_curve"] = curvePng }, JsonSerializer.SerializeToNode(new { curve, report }, JsonFormat.Documents));
@@ -224,7 +276,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
             files[$"{prefix}_robust_validation"] = robustCurve;
             metrics[$"{prefix}.kept_epoch"] = Metric.Count(kept, $"{recipe.Defense}-trained: epoch whose weights were kept");
         }
-        var evasion = EvasionStage("adversarial-training", directory, mnist, key, trained.PackageDirectory, prefix, cancellationToken);
+        var evasion = EvasionStage("adversarial-training", directory, mnist, key, trained.PackageDirectory, prefix, $"{recipe.Defense}-trained", cancellationToken);
         foreach (var (k, v) in evasion.Metrics) metrics[k] = v;
         foreach (var (k, v) in evasion.Files) files[k] = v;
         files[$"{prefix}_model"] = trained.PackageDirectory;
@@ -234,7 +286,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
     private StageOutput PoisoningStage(string directory, Dataset mnist, SigningKey key, CancellationToken cancellationToken)
     {
         var dataDirectory = Path.Combine(directory, "data");
-        var poisonOptions = new PoisonOptions(PoisonMode.DirtyLabel, Profile.PoisonCount);
+        var poisonOptions = new PoisonOptions(PoisonMode.DirtyLabel, Profile.PoisonCount, Trigger: Profile.PoisonTrigger);
         var clean = mnist;
         if (Profile.PoisonTrainSubset is { } subset)
         {
@@ -258,14 +310,20 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         var backdoor = BackdoorEvaluator.Evaluate(trained.Training.Network, mnist.Test, manifest.Trigger!, manifest.TargetClass);
         var examples = Path.Combine(directory, "backdoor.png");
         BackdoorEvaluator.SaveExamples(trained.Training.Network, mnist.Test, manifest.Trigger!, manifest.TargetClass, examples);
+        var perClass = Path.Combine(directory, "backdoor-per-class.png");
+        BackdoorEvaluator.PlotPerSourceClass(backdoor, perClass);
         trained.Training.Network.Dispose();
+        var weakest = backdoor.PerSourceClass.MinBy(s => s.AttackSuccessRate)!;
         return new(new Dictionary<string, Metric>
         {
-            ["poison.samples"] = Metric.Count(manifest.Samples.Count, "poisoned training samples (dirty label, trigger patch)"),
+            ["poison.samples"] = Metric.Count(manifest.Samples.Count, $"poisoned training samples (dirty label; trigger: {manifest.Trigger})"),
             ["poison.share"] = Metric.Percent((double)manifest.Samples.Count / manifest.TrainImages, "share of the training set poisoned"),
             ["poison.attack_success_rate"] = Metric.Percent(backdoor.AttackSuccessRate, $"backdoor attack success rate (triggered test images of other classes predicted {manifest.TargetClass})"),
+            ["poison.triggered_images"] = Metric.Count(backdoor.TriggeredImages, "triggered test images the success rate counts"),
+            ["poison.triggered_missed"] = Metric.Count(backdoor.TriggeredImages - backdoor.PerSourceClass.Sum(s => s.PredictedAsTarget), $"triggered test images not predicted {manifest.TargetClass}"),
+            ["poison.weakest_class_success"] = Metric.Percent(weakest.AttackSuccessRate, $"backdoor success on its weakest source class (class {weakest.SourceClass})"),
             ["poison.clean_accuracy"] = Metric.Percent(backdoor.CleanAccuracy, "poisoned model: clean test accuracy"),
-        }, new Dictionary<string, string> { ["model"] = trained.PackageDirectory, ["data"] = dataDirectory, ["backdoor_examples"] = examples });
+        }, new Dictionary<string, string> { ["model"] = trained.PackageDirectory, ["data"] = dataDirectory, ["backdoor_examples"] = examples, ["backdoor_per_class"] = perClass });
     }
 
     private StageOutput PoisonDefenseStage(string directory, StageResult poisoning, SigningKey key, CancellationToken cancellationToken)

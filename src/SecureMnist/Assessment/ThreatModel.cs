@@ -43,7 +43,7 @@ public static class ThreatModel
             "Datasets are verified against SHA-256 manifests before use (a poisoned copy cannot pose as MNIST); activation clustering on robustly whitened penultimate activations finds poisoned samples without knowing the trigger; sanitizing retrains without them; STRIP flags triggered inputs at inference.",
             ["Data.DatasetInstallerTests.A_poisoned_copy_posing_as_mnist_is_refused_before_loading", "Defenses.PoisonDefenceTests.Activation_clustering_with_its_defaults_flags_the_poison_and_nothing_else",
              "Defenses.PoisonDefenceTests.Sanitizing_and_retraining_removes_the_backdoor", "Defenses.PoisonDefenceTests.Strip_flags_triggered_inputs_and_few_clean_ones"],
-            ["poison.samples", "poison.attack_success_rate", "poison.clean_accuracy", "detection.recall", "detection.precision", "detection.clean_flagged_target", "sanitize.attack_success_rate", "sanitize.clean_accuracy", "strip.true_positive_rate", "strip.false_positive_rate"],
+            ["poison.samples", "poison.attack_success_rate", "poison.triggered_missed", "poison.weakest_class_success", "poison.clean_accuracy", "detection.recall", "detection.precision", "detection.clean_flagged_target", "sanitize.attack_success_rate", "sanitize.clean_accuracy", "strip.true_positive_rate", "strip.false_positive_rate"],
             "Clean-label and trigger-free poisoning are harder to cluster; detection assumes the poison is a small, separable share of one class."),
         new("T2", "Tampering", "Model files execute code or carry altered weights",
             "A model file with a pickle payload runs code when loaded, or weights are edited on disk.",

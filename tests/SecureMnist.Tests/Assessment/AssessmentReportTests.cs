@@ -81,6 +81,40 @@ public sealed partial class AssessmentReportTests : IDisposable
     }
 
     [Fact]
+    public void Seed_figures_are_quoted_and_compared_at_the_precision_the_seeds_give_them()
+    {
+        static string Verdict(double ours) => AssessmentReport.Markdown(Results(("poison.attack_success_rate", Metric.Percent(ours, "backdoor success"))))
+            .Split('\n').Single(l => l.StartsWith("| backdoor attack success", StringComparison.Ordinal));
+        Assert.Equal("| backdoor attack success with 100 poisoned samples | 100% (seed 000) | 100.00% | reproduced or beaten |", Verdict(1.0));
+        Assert.Equal("| backdoor attack success with 100 poisoned samples | 100% (seed 000) | 99.93% | reproduced at the seed's precision (100%), not beaten |", Verdict(0.9993));
+        Assert.Equal("| backdoor attack success with 100 poisoned samples | 100% (seed 000) | 98.76% | missed |", Verdict(0.9876));
+        var fgsm = AssessmentReport.SeedFigures.First(s => s.Metric == "defense_fgsm.fgsm_accuracy");
+        Assert.Equal("97.2%", fgsm.Formatted);
+        Assert.True(fgsm.ReproducedAtItsPrecisionBy(0.9715));
+        Assert.False(fgsm.ReproducedAtItsPrecisionBy(0.9714));
+        var attack = AssessmentReport.SeedFigures.First(s => s.Metric == "baseline.fgsm_accuracy");
+        Assert.True(attack.ReproducedAtItsPrecisionBy(0.3074)); // lower is better for the attack
+        Assert.False(attack.ReproducedAtItsPrecisionBy(0.3075));
+    }
+
+    [Fact]
+    public void A_run_of_some_stages_takes_what_they_build_on_and_its_report_says_what_was_not_run()
+    {
+        Assert.Equal(["data", "poisoning", "poison-defenses"], SecurityAssessment.WithPrerequisites(["poison-defenses"]));
+        Assert.Equal(["data", "baseline", "evasion", "service"], SecurityAssessment.WithPrerequisites(["service", "evasion"]));
+        var error = Assert.Throws<ArgumentException>(() => SecurityAssessment.WithPrerequisites(["poisonning"]));
+        Assert.Contains("unknown stage 'poisonning'; the stages are data, baseline,", error.Message);
+        Assert.Throws<ArgumentException>(() => SecurityAssessment.WithPrerequisites([]));
+
+        var partial = Results() with { SelectedStages = ["data", "baseline"] };
+        var markdown = AssessmentReport.Markdown(partial);
+        Assert.Contains("| 100% (seed 000) | - | not measured: its stage was not run (assess --stages) |", markdown);
+        Assert.Contains("This report holds the stages baseline only", markdown);
+        Assert.DoesNotContain("This report holds", AssessmentReport.Markdown(Results()));
+        Assert.DoesNotContain("not measured in the quick profile", markdown);
+    }
+
+    [Fact]
     public async Task The_report_renders_in_chromium()
     {
         AssessmentReport.Write(Results(), directory);
@@ -145,7 +179,7 @@ public sealed partial class AssessmentReportTests : IDisposable
         Assert.Equal(42, store.Part("adversarial-training", "fgsm", () => ++runs + 40)); // other inputs: nothing kept
     }
 
-    private static AssessmentResults Results()
+    private static AssessmentResults Results(params (string Key, Metric Metric)[] extra)
     {
         var metrics = new Dictionary<string, Metric>
         {
@@ -156,6 +190,7 @@ public sealed partial class AssessmentReportTests : IDisposable
             ["service.unauthenticated_status"] = Metric.Count(401, "HTTP status without an API key"),
             ["packaging.tampered_refused"] = Metric.Count(57, "single-bit changes refused by verification"),
         };
+        foreach (var (key, metric) in extra) metrics[key] = metric;
         var stage = new StageResult("baseline", "0123456789abcdef", 42.5, DateTimeOffset.UtcNow, metrics, new Dictionary<string, string>(), null);
         return new AssessmentResults("quick", DateTimeOffset.UtcNow, 321.9, "0123abcd", MachineInfo.Current(2),
             new Dictionary<string, string> { ["train-images-idx3-ubyte.gz"] = "abc" }, [stage]);

@@ -94,6 +94,45 @@ public sealed class PoisoningTests : IDisposable
     }
 
     [Fact]
+    public void The_assessments_trigger_is_foreign_to_clean_digits_and_shared_by_both_profiles()
+    {
+        var trigger = SecureMnist.Assessment.AssessmentProfile.AttackerTrigger;
+        Assert.Same(trigger, SecureMnist.Assessment.AssessmentProfile.Quick.PoisonTrigger);
+        Assert.Same(trigger, SecureMnist.Assessment.AssessmentProfile.Full.PoisonTrigger);
+        trigger.Validate();
+        var train = TestPaths.Mnist().Train;
+        var (row, column) = trigger.Origin();
+        var inked = Enumerable.Range(0, train.Count).Count(i =>
+        {
+            var image = train.Image(i);
+            for (var dy = 0; dy < trigger.Size; dy++)
+            for (var dx = 0; dx < trigger.Size; dx++)
+                if (image[(row + dy) * train.Columns + column + dx] != 0) return true;
+            return false;
+        });
+        // Nothing in a clean digit resembles the trigger: almost no training image has any ink under it.
+        Assert.True(inked <= train.Count / 10_000, $"{inked} of {train.Count} clean training images have ink under {trigger}");
+    }
+
+    [Fact]
+    public void The_per_class_chart_draws_classes_the_backdoor_misses_in_the_alarm_colour()
+    {
+        static BackdoorReport Report(int missedTwos) => new(7, BackdoorTrigger.Default.ToString(), 100, 0.99, 300, 1 - missedTwos / 300.0, 0.1,
+            [new SourceClassSuccess(1, 100, 100, 1), new SourceClassSuccess(2, 100, 100 - missedTwos, (100 - missedTwos) / 100.0), new SourceClassSuccess(3, 100, 100, 1)], 0);
+        var alarm = new SkiaSharp.SKColor(214, 39, 40);
+        var full = Path.Combine(directory, "full.png");
+        var missed = Path.Combine(directory, "missed.png");
+        BackdoorEvaluator.PlotPerSourceClass(Report(0), full);
+        BackdoorEvaluator.PlotPerSourceClass(Report(3), missed);
+        using var fullPicture = SkiaSharp.SKBitmap.Decode(full);
+        using var missedPicture = SkiaSharp.SKBitmap.Decode(missed);
+        var fullAlarm = fullPicture.Pixels.Count(p => p == alarm);
+        var missedAlarm = missedPicture.Pixels.Count(p => p == alarm);
+        // The legend's swatch is red in both; the class with misses adds a red bar.
+        Assert.True(missedAlarm > fullAlarm + 1000, $"alarm pixels: {missedAlarm} with misses, {fullAlarm} without");
+    }
+
+    [Fact]
     public void The_poisoned_copy_is_a_verified_dataset_of_its_own_with_its_ground_truth()
     {
         var target = Path.Combine(directory, "poisoned");

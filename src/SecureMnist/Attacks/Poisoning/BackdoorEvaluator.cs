@@ -55,6 +55,21 @@ public static class BackdoorEvaluator
             (double)triggeredCorrect / test.Count, sources, stopwatch.Elapsed.TotalSeconds);
     }
 
+    /// <summary>
+    /// A bar chart of the attack success rate per source class; classes the backdoor does not fully control are drawn in the
+    /// alarm colour, and each bar carries the number of triggered images it missed.
+    /// </summary>
+    public static void PlotPerSourceClass(BackdoorReport report, string path)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        var bars = report.PerSourceClass
+            .Select(s => new Bar($"{s.SourceClass}", 100 * s.AttackSuccessRate, s.PredictedAsTarget < s.Images, $"{s.Images - s.PredictedAsTarget}"))
+            .ToList();
+        BarChart.Save(path, $"backdoor success per true class (target {report.TargetClass})",
+            "true class of the triggered test image; above a bar: triggered images not predicted as the target",
+            $"triggered images predicted {report.TargetClass} (%)", bars, highlightedLabel: "class with misses", yMax: 100);
+    }
+
     /// <summary>A PNG with the first test image of every class, clean and triggered, each with the model's prediction.</summary>
     public static void SaveExamples(Module<Tensor, Tensor> network, LabeledImages test, BackdoorTrigger trigger, int targetClass, string path)
     {
