@@ -49,6 +49,9 @@ internal static class AssessCommand
             var interactive = Ui.Err.Profile.Capabilities.Interactive;
             var lastLine = TimeSpan.MinValue;
             var lastStage = "";
+            var lastStep = "";
+            // The step a progress message belongs to: its text before the first colon ("sanitized: epoch 3/12, ..." is "sanitized").
+            static string Step(string message) => message.Split(':')[0];
             var clock = System.Diagnostics.Stopwatch.StartNew();
             Ui.Err.Status().Start("starting", context =>
             {
@@ -63,10 +66,10 @@ internal static class AssessCommand
                     {
                         context.Status(Markup.Escape(line));
                     }
-                    else if (p.Stage != lastStage || clock.Elapsed - lastLine >= TimeSpan.FromSeconds(30))
+                    else if (p.Stage != lastStage || Step(p.Message) != lastStep || clock.Elapsed - lastLine >= TimeSpan.FromSeconds(30))
                     {
-                        // Logs get a line when a stage starts and then at most one every 30 s.
-                        (lastStage, lastLine) = (p.Stage, clock.Elapsed);
+                        // Logs get a line when a stage or a step within it starts, and otherwise at most one every 30 s.
+                        (lastStage, lastStep, lastLine) = (p.Stage, Step(p.Message), clock.Elapsed);
                         Ui.Info($"{clock.Elapsed:hh\\:mm\\:ss} {line}");
                     }
                 });
