@@ -13,7 +13,7 @@ internal static class AssessCommand
         var profile = new Option<string>("--profile") { Description = "quick: subsets and short schedules, minutes on 2 cores; full: the seeds' settings and the stronger evaluations (hours)", DefaultValueFactory = _ => "quick" };
         profile.AcceptOnlyFromAmong("quick", "full");
         var output = new Option<string?>("--out") { Description = "Output folder (default out/assess-PROFILE): results.json, report.md, report.html, stages/" };
-        var force = new Option<bool>("--force") { Description = "Redo every stage that runs (all, or those of --stages) even when its inputs did not change" };
+        var force = new Option<bool>("--force") { Description = "Redo stages even when their inputs did not change: every stage, or with --stages the ones named (the stages they build on are reused from the cache)" };
         var key = new Option<string>("--key") { Description = "Ed25519 key that signs the models (created on first use at the default path)", DefaultValueFactory = _ => TrainCommand.DefaultKey };
         var stages = new Option<string?>("--stages")
         {
@@ -40,9 +40,8 @@ internal static class AssessCommand
             }
             var chosen = AssessmentProfile.Named(result.GetValue(profile)!);
             var directory = result.GetValue(output) ?? Path.Combine("out", "assess-" + chosen.Name);
-            var selection = result.GetValue(stages) is { } list
-                ? SecurityAssessment.WithPrerequisites(list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-                : null;
+            var selection = result.GetValue(stages)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            if (selection is not null) SecurityAssessment.WithPrerequisites(selection); // refuses an unknown stage before any work
             var options = new AssessmentOptions(chosen, directory, result.GetValue(CommonOptions.DataRoot)!, result.GetValue(key)!, result.GetValue(force), Directory.GetCurrentDirectory(),
                 selection);
             AssessmentResults? results = null;

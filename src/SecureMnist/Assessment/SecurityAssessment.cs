@@ -19,7 +19,8 @@ public delegate Task<IReadOnlyDictionary<string, Metric>> ServiceSmokeCheck(stri
 
 /// <summary>
 /// How to run an assessment. <paramref name="Stages"/> null runs every stage; otherwise only those listed and the stages they
-/// build on (<see cref="SecurityAssessment.WithPrerequisites"/>).
+/// build on (<see cref="SecurityAssessment.WithPrerequisites"/>); <paramref name="Force"/> redoes what runs
+/// (<see cref="SecurityAssessment.Forces"/>).
 /// </summary>
 public sealed record AssessmentOptions(AssessmentProfile Profile, string OutputDirectory, string DataRoot, string SigningKeyPath, bool Force,
     string? RepositoryRoot, IReadOnlyList<string>? Stages = null);
@@ -68,6 +69,16 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         foreach (var stage in selection) Add(stage);
         if (needed.Count == 0) throw new ArgumentException("no stage selected");
         return StageNames.Where(needed.Contains).ToArray();
+    }
+
+    /// <summary>
+    /// Whether --force redoes a stage: every stage without --stages; with it, the stages named, not the ones they build on
+    /// (those run only when the cache lacks them).
+    /// </summary>
+    public static bool Forces(AssessmentOptions options, string stage)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Force && (options.Stages is null || options.Stages.Contains(stage));
     }
 
     private readonly IReadOnlyList<string> selected = options.Stages is { } stages ? WithPrerequisites(stages) : StageNames;
@@ -122,13 +133,14 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
             if (kept is not null) finished.Add(kept);
             return kept;
         }
-        if (!options.Force && store.Finished(name, fingerprint) is { } cached)
+        var force = Forces(options, name);
+        if (!force && store.Finished(name, fingerprint) is { } cached)
         {
             progress?.Report(new AssessmentProgress(name, index, StageNames.Length, $"cached ({cached.Seconds:F0} s when it ran)", Cached: true, Finished: true));
             finished.Add(cached);
             return cached;
         }
-        if (options.Force && Directory.Exists(store.Directory(name))) Directory.Delete(store.Directory(name), recursive: true);
+        if (force && Directory.Exists(store.Directory(name))) Directory.Delete(store.Directory(name), recursive: true);
         var resumed = store.Begin(name, fingerprint);
         progress?.Report(new AssessmentProgress(name, index, StageNames.Length, resumed ? "resuming" : "running"));
         var clock = Stopwatch.StartNew();

@@ -17,6 +17,16 @@ public sealed class StageSelectionTests : IDisposable
     }
 
     [Fact]
+    public void Force_with_stages_redoes_the_stages_named_not_the_ones_they_build_on()
+    {
+        AssessmentOptions Options(bool force, IReadOnlyList<string>? stages) => new(AssessmentProfile.Quick, directory, TestPaths.DataRoot, "key", force, null, stages);
+        Assert.True(SecurityAssessment.Forces(Options(true, ["evasion"]), "evasion"));
+        Assert.False(SecurityAssessment.Forces(Options(true, ["evasion"]), "baseline")); // twelve epochs in the full profile: reused
+        Assert.True(SecurityAssessment.Forces(Options(true, null), "baseline"));
+        Assert.False(SecurityAssessment.Forces(Options(false, ["evasion"]), "evasion"));
+    }
+
+    [Fact]
     public void Unselected_stages_come_from_the_cache_or_stay_out_of_the_report()
     {
         var first = Run("dependencies");
