@@ -47,7 +47,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
 {
     public static readonly string[] StageNames = ["data", "baseline", "evasion", "adversarial-training", "poisoning", "poison-defenses", "packaging", "service", "dependencies"];
 
-    /// <summary>The stages each stage builds on.</summary>
+    /// <summary>The stages each stage builds on: what --stages adds to a selection, and whose fingerprints key its cache.</summary>
     private static readonly Dictionary<string, string[]> Prerequisites = new()
     {
         ["data"] = [], ["baseline"] = ["data"], ["evasion"] = ["baseline"], ["adversarial-training"] = ["data"], ["poisoning"] = ["data"],
@@ -96,17 +96,17 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
         using (key)
         {
             var mnist = new DatasetStore(options.DataRoot).Load("mnist");
-            var data = Stage("data", new { mnist.Digests }, [], _ => DataStage(mnist))!;
-            var baseline = Stage("baseline", new { Profile.TrainSubset, Profile.Epochs, Profile.BaselineAugmentShift }, [data], dir => BaselineStage(dir, mnist, key, cancellationToken));
-            Stage("evasion", AttackSettingsKey(), [baseline], dir => EvasionStage("evasion", dir, mnist, key, ModelOf(baseline!), "baseline", "baseline", cancellationToken));
-            Stage("adversarial-training", new { Profile.TrainSubset, Profile.Defenses, settings = AttackSettingsKey() }, [data],
+            Stage("data", new { mnist.Digests }, _ => DataStage(mnist));
+            var baseline = Stage("baseline", new { Profile.TrainSubset, Profile.Epochs, Profile.BaselineAugmentShift }, dir => BaselineStage(dir, mnist, key, cancellationToken));
+            Stage("evasion", AttackSettingsKey(), dir => EvasionStage("evasion", dir, mnist, key, ModelOf(baseline!), "baseline", "baseline", cancellationToken));
+            Stage("adversarial-training", new { Profile.TrainSubset, Profile.Defenses, settings = AttackSettingsKey() },
                 dir => AdversarialTrainingStage(dir, mnist, key, cancellationToken));
-            var poisoning = Stage("poisoning", new { Profile.PoisonCount, Profile.PoisonTrigger, Profile.PoisonTrainSubset, Profile.PoisonEpochs }, [data],
+            var poisoning = Stage("poisoning", new { Profile.PoisonCount, Profile.PoisonTrigger, Profile.PoisonTrainSubset, Profile.PoisonEpochs },
                 dir => PoisoningStage(dir, mnist, key, cancellationToken));
-            Stage("poison-defenses", new { Profile.RunStrip, Detection, version = 2 }, [poisoning], dir => PoisonDefenseStage(dir, poisoning!, key, cancellationToken));
-            Stage("packaging", new { version = 1 }, [baseline], dir => PackagingStage(dir, ModelOf(baseline!), key));
-            Stage("service", new { version = 1 }, [baseline], dir => ServiceStage(dir, ModelOf(baseline!), key, mnist, cancellationToken));
-            Stage("dependencies", new { lockFiles = LockFiles().Select(File.ReadAllText).ToList(), advisories = AdvisoriesPath() is { } a ? File.ReadAllText(a) : "" }, [],
+            Stage("poison-defenses", new { Profile.RunStrip, Detection, version = 2 }, dir => PoisonDefenseStage(dir, poisoning!, key, cancellationToken));
+            Stage("packaging", new { version = 1 }, dir => PackagingStage(dir, ModelOf(baseline!), key));
+            Stage("service", new { version = 1 }, dir => ServiceStage(dir, ModelOf(baseline!), key, mnist, cancellationToken));
+            Stage("dependencies", new { lockFiles = LockFiles().Select(File.ReadAllText).ToList(), advisories = AdvisoriesPath() is { } a ? File.ReadAllText(a) : "" },
                 _ => DependencyStage());
             return new AssessmentResults(Profile.Name, started, clock.Elapsed.TotalSeconds, CodeVersion.Current(), MachineInfo.Current(TorchSharp.torch.get_num_threads()),
                 mnist.Digests, finished, options.Stages is null ? null : selected);
@@ -117,11 +117,12 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
 
     /// <summary>
     /// Runs a stage, or takes it from the cache. A stage not selected (assess --stages) is only taken from the cache, so the
-    /// report keeps what an earlier run finished; null when it is not there.
+    /// report keeps what an earlier run finished; null when it is not there or a stage it builds on is not.
     /// </summary>
-    private StageResult? Stage(string name, object settings, StageResult?[] upstream, Func<string, StageOutput> run)
+    private StageResult? Stage(string name, object settings, Func<string, StageOutput> run)
     {
         var index = Array.IndexOf(StageNames, name) + 1;
+        var upstream = Prerequisites[name].Select(p => finished.SingleOrDefault(f => f.Stage == p)).ToArray();
         if (upstream.Any(u => u is null)) return null;
         var fingerprint = StageStore.Fingerprint(name, new { profile = Profile.Name, settings }, upstream.Select(u => u!.Fingerprint).ToArray());
         if (!selected.Contains(name))
