@@ -41,7 +41,7 @@ public static class PredictEndpoints
             pixels = RequestBody.MediaType(context) switch
             {
                 "image/png" or "image/jpeg" => DigitImage.Decode(body, state.Options.Images),
-                "application/json" => RequestBody.Pixels(body),
+                "application/json" => PredictRequest.Pixels(body),
                 var other => throw new UnsupportedMediaException(other),
             };
         }
@@ -90,10 +90,10 @@ public static class PredictEndpoints
         Decisions.MarkInput(context, body);
         if (RequestBody.MediaType(context) != "application/json")
             return await Refuse(context, decisions, Problems.UnsupportedType("a batch is JSON: {\"items\": [{\"pixels\": [784 values]}, ...]}")).ConfigureAwait(false);
-        IReadOnlyList<(string Sha256, float[]? Pixels, string? Error)> items;
+        IReadOnlyList<BatchItem> items;
         try
         {
-            items = RequestBody.BatchItems(body, state.Options.MaxBatchItems);
+            items = PredictRequest.BatchItems(body, state.Options.MaxBatchItems);
         }
         catch (BatchTooLargeException e)
         {
@@ -139,13 +139,9 @@ public static class PredictEndpoints
 internal sealed class UnsupportedMediaException(string? mediaType)
     : Exception($"content type '{mediaType ?? "(none)"}' is not accepted; send image/png, image/jpeg or application/json {{\"pixels\": [784 values in [0, 1]]}}");
 
-internal sealed class BatchTooLargeException(string message) : Exception(message);
-
 /// <summary>Reads and parses request bodies within their caps.</summary>
 internal static class RequestBody
 {
-    private static readonly JsonDocumentOptions Parsing = new() { MaxDepth = 8 };
-
     public static string? MediaType(HttpContext context) =>
         Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(context.Request.ContentType, out var type) ? type.MediaType.Value?.ToLowerInvariant() : null;
 
@@ -171,70 +167,5 @@ internal static class RequestBody
             return ([], Large());
         }
         return (buffer.ToArray(), null);
-    }
-
-    /// <summary>Parses <c>{"pixels": [784 values]}</c> or <c>{"pixels": [[28 values] x 28]}</c>.</summary>
-    public static float[] Pixels(byte[] body)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(body, Parsing);
-            return Pixels(document.RootElement);
-        }
-        catch (JsonException e)
-        {
-            throw new InputRejectedException($"the body is not valid JSON: {e.Message}");
-        }
-    }
-
-    private static float[] Pixels(JsonElement root)
-    {
-        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("pixels", out var pixels) || pixels.ValueKind != JsonValueKind.Array)
-            throw new InputRejectedException("expected a JSON object with a \"pixels\" array of 784 values (or 28 rows of 28)");
-        var values = new List<double>(DigitImage.Pixels);
-        foreach (var element in pixels.EnumerateArray())
-        {
-            if (values.Count > DigitImage.Pixels) break;
-            if (element.ValueKind == JsonValueKind.Array) foreach (var inner in element.EnumerateArray()) values.Add(Number(inner));
-            else values.Add(Number(element));
-        }
-        return DigitImage.FromValues(values);
-    }
-
-    private static double Number(JsonElement element) =>
-        element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out var value) ? value
-            : throw new InputRejectedException($"pixel values must be numbers; got {element.ValueKind.ToString().ToLowerInvariant()}");
-
-    /// <summary>Parses <c>{"items": [{"pixels": ...}, ...]}</c>; a bad item becomes an error for that item alone.</summary>
-    public static IReadOnlyList<(string Sha256, float[]? Pixels, string? Error)> BatchItems(byte[] body, int maxItems)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(body, Parsing);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("items", out var items) || items.ValueKind != JsonValueKind.Array)
-                throw new InputRejectedException("expected a JSON object with an \"items\" array");
-            var count = items.GetArrayLength();
-            if (count == 0) throw new InputRejectedException("the batch is empty");
-            if (count > maxItems) throw new BatchTooLargeException($"the batch holds {count} items; at most {maxItems} are accepted");
-            var result = new List<(string, float[]?, string?)>(count);
-            foreach (var item in items.EnumerateArray())
-            {
-                var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(item.GetRawText())));
-                try
-                {
-                    result.Add((sha, Pixels(item), null));
-                }
-                catch (InputRejectedException e)
-                {
-                    result.Add((sha, null, e.Message));
-                }
-            }
-            return result;
-        }
-        catch (JsonException e)
-        {
-            throw new InputRejectedException($"the body is not valid JSON: {e.Message}");
-        }
     }
 }

@@ -29,6 +29,13 @@ public static class IdxReader
     public static IdxImages ReadImages(string path)
     {
         using var source = Open(path);
+        return ReadImages(source, path);
+    }
+
+    /// <summary>Reads images from an IDX stream (already decompressed; see <see cref="Decompressed"/>); <paramref name="path"/> names it in errors.</summary>
+    public static IdxImages ReadImages(Stream source, string path)
+    {
+        ArgumentNullException.ThrowIfNull(source);
         var (_, dimensions) = ReadHeader(source, path, expectedRank: 3);
         var (count, rows, columns) = CheckImageDimensions(path, dimensions, bytesPerPixel: 1);
         var pixels = ReadPayload(source, path, count * rows * columns);
@@ -42,6 +49,12 @@ public static class IdxReader
     public static (int Count, int Rows, int Columns, float[] Pixels) ReadImagesAsFloat(string path)
     {
         using var source = Open(path);
+        return ReadImagesAsFloat(source, path);
+    }
+
+    public static (int Count, int Rows, int Columns, float[] Pixels) ReadImagesAsFloat(Stream source, string path)
+    {
+        ArgumentNullException.ThrowIfNull(source);
         var (type, dimensions) = ReadHeader(source, path, expectedRank: 3, IdxWriter.Float32Type);
         var bytesPerPixel = type == IdxWriter.Float32Type ? 4 : 1;
         var (count, rows, columns) = CheckImageDimensions(path, dimensions, bytesPerPixel);
@@ -70,6 +83,12 @@ public static class IdxReader
     public static byte[] ReadLabels(string path, int classCount = 10)
     {
         using var source = Open(path);
+        return ReadLabels(source, path, classCount);
+    }
+
+    public static byte[] ReadLabels(Stream source, string path, int classCount = 10)
+    {
+        ArgumentNullException.ThrowIfNull(source);
         var (_, dimensions) = ReadHeader(source, path, expectedRank: 1);
         var labels = ReadPayload(source, path, dimensions[0]);
         for (var index = 0; index < labels.Length; index++)
@@ -96,7 +115,13 @@ public static class IdxReader
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"IDX file not found: {path}", path);
         Stream file = File.OpenRead(path);
-        if (!path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) return file;
+        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? Decompressed(file, path) : file;
+    }
+
+    /// <summary>A gzip stream over <paramref name="file"/> (which it then owns), after checking the gzip magic bytes.</summary>
+    public static Stream Decompressed(Stream file, string path)
+    {
+        ArgumentNullException.ThrowIfNull(file);
         Span<byte> magic = stackalloc byte[2];
         if (file.ReadAtLeast(magic, 2, throwOnEndOfStream: false) < 2 || magic[0] != 0x1f || magic[1] != 0x8b)
         {
@@ -146,8 +171,16 @@ public static class IdxReader
             if (remaining != length)
                 throw new IdxFormatException($"{path}: file length {source.Length} does not match the header, which implies {source.Position + length} bytes ({(remaining < length ? "truncated" : "trailing data")})");
         }
-        var payload = new byte[length];
-        var read = ReadFully(source, path, payload);
+        // A gzip stream's length is unknown until it ends: grow the buffer as bytes arrive, so a small file that claims a
+        // gigabyte allocates only what it really holds.
+        var payload = new byte[source.CanSeek ? length : Math.Min(length, 1 << 20)];
+        var read = 0;
+        while (true)
+        {
+            read += ReadFully(source, path, payload.AsSpan(read));
+            if (read < payload.Length || payload.Length == length) break;
+            Array.Resize(ref payload, (int)Math.Min(length, 2L * payload.Length));
+        }
         if (read < length)
             throw new IdxFormatException($"{path}: truncated: header implies {length} data bytes, only {read} present");
         Span<byte> probe = stackalloc byte[1];

@@ -14,7 +14,7 @@ public sealed record PyTorchStateDict(string ArchiveName, IReadOnlyList<PyTorchT
 
 /// <summary>Bounds on the zip container (entries, sizes, compression ratio), checked against what is really read.</summary>
 public sealed record PyTorchArchiveLimits(long MaxFileBytes = 2L << 30, long MaxEntryBytes = 1L << 30, long MaxTotalBytes = 2L << 30,
-    int MaxEntries = 10_000, double MaxCompressionRatio = 200, long MaxTensorElements = 256L << 20);
+    int MaxEntries = 10_000, double MaxCompressionRatio = 200, long MaxTensorElements = 256L << 20, int MaxPickleBytes = 16 << 20);
 
 /// <summary>
 /// Reads PyTorch's zip format (torch.save since 1.6: ARCHIVE/data.pkl plus one entry per storage under ARCHIVE/data/)
@@ -49,7 +49,7 @@ public static class PyTorchArchive
         if (kind != ModelFileKind.PyTorchZip) throw new PyTorchFormatException($"not a PyTorch zip file (looks like: {ModelFileKinds.Describe(kind)})");
         stream.Position = 0;
         using var archive = Open(stream, limits);
-        var unpickler = new RestrictedUnpickler(Callables(limits), (id, offset) => LoadStorage(archive, id, offset));
+        var unpickler = new RestrictedUnpickler(Callables(limits), (id, offset) => LoadStorage(archive, id, offset), PickleLimitsOf(limits));
         var root = unpickler.Load(archive.Read(archive.Prefix + "data.pkl"));
         var tensors = Materialize(archive, StateDictOf(root), limits);
         return new PyTorchStateDict(archive.Prefix.TrimEnd('/'), tensors, unpickler.Globals);
@@ -60,7 +60,7 @@ public static class PyTorchArchive
     {
         limits ??= new PyTorchArchiveLimits();
         using var archive = Open(stream, limits);
-        var unpickler = new RestrictedUnpickler(Callables(limits), (_, _) => throw new InvalidOperationException(), scanOnly: true);
+        var unpickler = new RestrictedUnpickler(Callables(limits), (_, _) => throw new InvalidOperationException(), PickleLimitsOf(limits), scanOnly: true);
         try
         {
             unpickler.Load(archive.Read(archive.Prefix + "data.pkl"));
@@ -92,6 +92,30 @@ public static class PyTorchArchive
         return (unpickler.Globals, unpickler.Problems);
     }
 
+    /// <summary>
+    /// Reads a bare pickle the way the archive reader does, with the state_dict globals but no archive behind it (each
+    /// storage is as large as its persistent id claims): first in scan mode, then in load mode, then as a state_dict.
+    /// For the fuzzer and tests of the pickle layer.
+    /// </summary>
+    internal static int ReadPickle(byte[] pickle)
+    {
+        var limits = new PyTorchArchiveLimits();
+        var (_, problems) = ScanPickles(pickle, maxPickles: 1);
+        var unpickler = new RestrictedUnpickler(Callables(limits), (id, offset) => ClaimedStorage(id, offset, limits), PickleLimitsOf(limits));
+        var root = unpickler.Load(pickle);
+        if (problems.Count > 0) throw new UnsafePickleException($"the scan refused what the load accepted: {problems[0]}", 0);
+        try
+        {
+            return StateDictOf(root).Count;
+        }
+        catch (PyTorchFormatException e)
+        {
+            throw new UnsafePickleException(e.Message, 0);
+        }
+    }
+
+    private static PickleLimits PickleLimitsOf(PyTorchArchiveLimits limits) => new(MaxPickleBytes: limits.MaxPickleBytes);
+
     private static Dictionary<string, AllowedCallable?> Callables(PyTorchArchiveLimits limits)
     {
         var callables = StorageElementSizes.Keys.ToDictionary(k => k, _ => (AllowedCallable?)null);
@@ -107,6 +131,24 @@ public static class PyTorchArchive
 
     private static StorageRef LoadStorage(CheckedZip archive, PyTuple id, long offset)
     {
+        var (key, typeName, elementSize, elements) = ParseStorageId(id, offset);
+        var entry = archive.Prefix + "data/" + key;
+        var declared = archive.DeclaredLength(entry) ?? throw new UnsafePickleException($"storage '{key}' has no entry {entry} in the archive", offset);
+        if (elements < 0 || elements > declared / elementSize || declared != elements * elementSize)
+            throw new UnsafePickleException($"storage '{key}' claims {elements} elements of {elementSize} bytes, but {entry} holds {declared} bytes", offset);
+        return new StorageRef(key, typeName, elements);
+    }
+
+    /// <summary>A storage as its persistent id describes it, for a pickle read without its archive (its numel taken on trust, within the limit).</summary>
+    private static StorageRef ClaimedStorage(PyTuple id, long offset, PyTorchArchiveLimits limits)
+    {
+        var (key, typeName, _, elements) = ParseStorageId(id, offset);
+        if (elements < 0 || elements > limits.MaxTensorElements) throw new UnsafePickleException($"storage '{key}' claims {elements} elements", offset);
+        return new StorageRef(key, typeName, elements);
+    }
+
+    private static (string Key, string TypeName, int ElementSize, long Elements) ParseStorageId(PyTuple id, long offset)
+    {
         if (id.Items.Count != 5 || id.Items[0] is not "storage" || id.Items[1] is not PyGlobal type || id.Items[2] is not string key
             || id.Items[3] is not string location || id.Items[4] is not long elements)
             throw new UnsafePickleException("persistent id is not ('storage', type, key, location, numel)", offset);
@@ -115,11 +157,7 @@ public static class PyTorchArchive
         if (key.Length is 0 or > 32 || !key.All(char.IsAsciiLetterOrDigit)) throw new UnsafePickleException($"storage key '{key}' is not a plain name", offset);
         if (location != "cpu" && !location.StartsWith("cuda", StringComparison.Ordinal) && location != "mps")
             throw new UnsafePickleException($"storage location '{location}' is not a device", offset);
-        var entry = archive.Prefix + "data/" + key;
-        var declared = archive.DeclaredLength(entry) ?? throw new UnsafePickleException($"storage '{key}' has no entry {entry} in the archive", offset);
-        if (elements < 0 || elements > declared / elementSize || declared != elements * elementSize)
-            throw new UnsafePickleException($"storage '{key}' claims {elements} elements of {elementSize} bytes, but {entry} holds {declared} bytes", offset);
-        return new StorageRef(key, typeName, elements);
+        return (key, typeName, elementSize, elements);
     }
 
     private static TensorRef RebuildTensor(PyTuple arguments, long offset, PyTorchArchiveLimits limits)
@@ -135,6 +173,8 @@ public static class PyTorchArchive
         {
             var elements = shape.Aggregate(1L, (p, s) => checked(p * s));
             if (elements > limits.MaxTensorElements) throw new UnsafePickleException($"tensor of {elements} elements is over the {limits.MaxTensorElements} limit", offset);
+            // A view (strides of 0, or overlapping) could claim far more elements than its file holds.
+            if (elements > storage.Elements) throw new UnsafePickleException($"tensor of {elements} elements views a storage of {storage.Elements}", offset);
             if (elements > 0)
             {
                 var last = storageOffset + shape.Zip(strides).Sum(p => checked((p.First - 1) * p.Second));
@@ -235,7 +275,13 @@ public static class PyTorchArchive
         }
         try
         {
-            return new CheckedZip(zip, limits);
+            return new CheckedZip(zip, stream.Length, limits);
+        }
+        catch (InvalidDataException e)
+        {
+            // ZipArchive reads the central directory lazily, so a damaged one surfaces here, not in its constructor.
+            zip.Dispose();
+            throw new PyTorchFormatException($"the zip container is damaged: {e.Message}");
         }
         catch
         {
@@ -250,11 +296,13 @@ public static class PyTorchArchive
         private readonly ZipArchive zip;
         private readonly Dictionary<string, ZipArchiveEntry> entries = new(StringComparer.Ordinal);
 
-        public CheckedZip(ZipArchive zip, PyTorchArchiveLimits limits)
+        public CheckedZip(ZipArchive zip, long fileBytes, PyTorchArchiveLimits limits)
         {
             this.zip = zip;
             if (zip.Entries.Count > limits.MaxEntries) throw new PyTorchFormatException($"the archive has {zip.Entries.Count} entries, over the {limits.MaxEntries} limit");
-            long total = 0;
+            // Sizes in the headers are claims: each entry's compressed size must fit in the file that holds it, so what an
+            // entry may expand to (its ratio times that) is bounded by the input, not by what it says.
+            long total = 0, compressedTotal = 0;
             string? prefix = null;
             foreach (var entry in zip.Entries)
             {
@@ -267,13 +315,18 @@ public static class PyTorchArchive
                 if (top != prefix || !name.Contains('/')) throw new PyTorchFormatException($"zip entry '{name}' is outside the archive folder '{prefix}/'");
                 if (!entries.TryAdd(name, entry)) throw new PyTorchFormatException($"zip entry '{name}' appears twice");
                 if (entry.Length > limits.MaxEntryBytes) throw new PyTorchFormatException($"zip entry '{name}' declares {entry.Length} bytes, over the {limits.MaxEntryBytes} limit");
+                compressedTotal += entry.CompressedLength;
+                if (entry.CompressedLength > fileBytes || compressedTotal > fileBytes)
+                    throw new PyTorchFormatException($"zip entry '{name}' claims {entry.CompressedLength} compressed bytes; the entries claim {compressedTotal} in a {fileBytes} byte file");
                 if (entry.Length > 1 << 20 && entry.Length > entry.CompressedLength * limits.MaxCompressionRatio)
                     throw new PyTorchFormatException($"zip entry '{name}' expands {entry.Length / Math.Max(1, entry.CompressedLength)}x (zip bomb)");
                 total += entry.Length;
                 if (total > limits.MaxTotalBytes) throw new PyTorchFormatException($"the archive expands to more than {limits.MaxTotalBytes} bytes");
             }
             Prefix = (prefix ?? throw new PyTorchFormatException("the archive is empty")) + "/";
-            if (!entries.ContainsKey(Prefix + "data.pkl")) throw new PyTorchFormatException($"the archive has no {Prefix}data.pkl (not a torch.save file)");
+            if (!entries.TryGetValue(Prefix + "data.pkl", out var pickle)) throw new PyTorchFormatException($"the archive has no {Prefix}data.pkl (not a torch.save file)");
+            if (pickle.Length > limits.MaxPickleBytes)
+                throw new PyTorchFormatException($"{Prefix}data.pkl declares {pickle.Length} bytes, over the {limits.MaxPickleBytes} byte limit for a pickle");
         }
 
         public string Prefix { get; }

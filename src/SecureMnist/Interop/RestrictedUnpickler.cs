@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Text;
 
 namespace SecureMnist.Interop;
@@ -16,9 +17,32 @@ public sealed record PickleGlobal(string Module, string Name, long Offset, bool 
     public string FullName => $"{Module}.{Name}";
 }
 
-/// <summary>Bounds on what a pickle may make us allocate; checked before any allocation.</summary>
+/// <summary>
+/// Bounds on what a pickle may make us allocate and do, each checked before the allocation or step it guards: sizes
+/// (pickle, one string, memo, stack, marks, nesting depth, container items) and a work budget (opcodes executed,
+/// objects built, bytes materialised, wall-clock time). A state_dict of any real model stays far inside all of them.
+/// </summary>
 public sealed record PickleLimits(int MaxPickleBytes = 16 << 20, int MaxStringBytes = 1 << 20, int MaxMemo = 100_000,
-    int MaxStack = 10_000, int MaxDepth = 32, int MaxItems = 1_000_000);
+    int MaxStack = 10_000, int MaxDepth = 32, int MaxItems = 100_000, int MaxOpcodes = 4_000_000, int MaxObjects = 1_000_000,
+    long MaxMaterializedBytes = 64L << 20, double MaxSeconds = 5)
+{
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxPickleBytes);
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxStringBytes);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxMemo);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxStack);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxDepth);
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxItems);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxOpcodes);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxObjects);
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxMaterializedBytes);
+        if (!(MaxSeconds > 0)) throw new ArgumentOutOfRangeException(nameof(MaxSeconds), MaxSeconds, "the time budget must be positive");
+    }
+}
+
+/// <summary>What one <see cref="RestrictedUnpickler.Load(ReadOnlySpan{byte})"/> cost: the work budget's counters.</summary>
+public sealed record PickleWork(long Opcodes, long Objects, long MaterializedBytes, long ContainerItems, TimeSpan Elapsed);
 
 // The value model: only these types ever exist while unpickling. Nothing in it can be called.
 public sealed record PyTuple(IReadOnlyList<object?> Items);
@@ -59,12 +83,23 @@ public sealed class RestrictedUnpickler
     private readonly List<PickleGlobal> globals = [];
     private readonly List<string> problems = [];
 
+    // The state of one Load.
+    private readonly List<object?> stack = [];
+    private readonly Stack<int> marks = new();
+    private readonly Dictionary<long, object?> memo = [];
+    // Each container's nesting depth, recorded when it is built or grows, so a check never walks a tree.
+    private readonly Dictionary<object, int> depths = new(ReferenceEqualityComparer.Instance);
+    // Containers already inside another one: their contents are final.
+    private readonly HashSet<object> contained = new(ReferenceEqualityComparer.Instance);
+    private long opcodes, objects, materialized, items, started = Stopwatch.GetTimestamp();
+
     /// <param name="allowedGlobals">"module.name" → the callable's reimplementation, or null for a non-callable token (e.g. torch.FloatStorage).</param>
     public RestrictedUnpickler(IReadOnlyDictionary<string, AllowedCallable?> allowedGlobals, PersistentLoad persistentLoad, PickleLimits? limits = null, bool scanOnly = false)
     {
         this.allowedGlobals = allowedGlobals ?? throw new ArgumentNullException(nameof(allowedGlobals));
         this.persistentLoad = persistentLoad ?? throw new ArgumentNullException(nameof(persistentLoad));
         this.limits = limits ?? new PickleLimits();
+        this.limits.Validate();
         this.scanOnly = scanOnly;
     }
 
@@ -74,22 +109,23 @@ public sealed class RestrictedUnpickler
     /// <summary>In scan mode: everything that would have been refused.</summary>
     public IReadOnlyList<string> Problems => problems;
 
+    /// <summary>The counters of the last <see cref="Load(ReadOnlySpan{byte})"/>, finished or refused.</summary>
+    public PickleWork LastWork => new(opcodes, objects, materialized, items, Stopwatch.GetElapsedTime(started));
+
     public object? Load(ReadOnlySpan<byte> pickle) => Load(pickle, out _);
 
     /// <summary>Reads one pickle from the start of the span; <paramref name="consumed"/> is where the next one would begin.</summary>
     public object? Load(ReadOnlySpan<byte> pickle, out int consumed)
     {
+        Reset();
         if (pickle.Length > limits.MaxPickleBytes) throw new UnsafePickleException($"pickle is {pickle.Length} bytes, over the {limits.MaxPickleBytes} byte limit", 0);
-        var stack = new List<object?>();
-        var marks = new Stack<int>();
-        var memo = new Dictionary<long, object?>();
-        var items = 0;
         var position = 0;
         while (true)
         {
             if (position >= pickle.Length) throw new UnsafePickleException("pickle ends without a STOP opcode (truncated)", position);
             var offset = position;
             var opcode = pickle[position++];
+            Step(offset);
             switch (opcode)
             {
                 case 0x80: // PROTO
@@ -104,91 +140,128 @@ public sealed class RestrictedUnpickler
                     consumed = position;
                     return Unwrap(stack[0]);
                 case (byte)'(': // MARK
+                    if (marks.Count >= limits.MaxStack) throw new UnsafePickleException($"more than {limits.MaxStack} open MARKs (limit MaxStack)", offset);
                     marks.Push(stack.Count);
                     break;
-                case (byte)'N': Push(stack, null, offset); break;
-                case 0x88: Push(stack, true, offset); break;
-                case 0x89: Push(stack, false, offset); break;
-                case (byte)'K': Push(stack, (long)ReadBytes(pickle, ref position, 1, offset)[0], offset); break;
-                case (byte)'M': Push(stack, (long)BinaryPrimitives.ReadUInt16LittleEndian(ReadBytes(pickle, ref position, 2, offset)), offset); break;
-                case (byte)'J': Push(stack, (long)BinaryPrimitives.ReadInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset); break;
+                case (byte)'N': Push(null, offset); break;
+                case 0x88: Push(true, offset); break;
+                case 0x89: Push(false, offset); break;
+                case (byte)'K': Push((long)ReadBytes(pickle, ref position, 1, offset)[0], offset); break;
+                case (byte)'M': Push((long)BinaryPrimitives.ReadUInt16LittleEndian(ReadBytes(pickle, ref position, 2, offset)), offset); break;
+                case (byte)'J': Push((long)BinaryPrimitives.ReadInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset); break;
                 case 0x8a: // LONG1
                     var longLength = ReadBytes(pickle, ref position, 1, offset)[0];
                     var longBytes = ReadBytes(pickle, ref position, longLength, offset);
-                    Push(stack, longLength <= 8 ? ReadLittleEndianSigned(longBytes) : new System.Numerics.BigInteger(longBytes, isUnsigned: false, isBigEndian: false), offset);
+                    Push(longLength <= 8 ? ReadLittleEndianSigned(longBytes) : new System.Numerics.BigInteger(longBytes, isUnsigned: false, isBigEndian: false), offset);
                     break;
-                case (byte)'G': Push(stack, BinaryPrimitives.ReadDoubleBigEndian(ReadBytes(pickle, ref position, 8, offset)), offset); break;
+                case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(ReadBytes(pickle, ref position, 8, offset)), offset); break;
                 case (byte)'X': // BINUNICODE
-                    Push(stack, ReadString(pickle, ref position, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset), offset);
+                    Push(ReadString(pickle, ref position, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset), offset);
                     break;
                 case 0x8c: // SHORT_BINUNICODE
-                    Push(stack, ReadString(pickle, ref position, ReadBytes(pickle, ref position, 1, offset)[0], offset), offset);
+                    Push(ReadString(pickle, ref position, ReadBytes(pickle, ref position, 1, offset)[0], offset), offset);
                     break;
                 case 0x8d: // BINUNICODE8
-                    Push(stack, ReadString(pickle, ref position, BinaryPrimitives.ReadUInt64LittleEndian(ReadBytes(pickle, ref position, 8, offset)), offset), offset);
+                    Push(ReadString(pickle, ref position, BinaryPrimitives.ReadUInt64LittleEndian(ReadBytes(pickle, ref position, 8, offset)), offset), offset);
                     break;
                 case (byte)'C': // SHORT_BINBYTES
-                    Push(stack, ReadCapped(pickle, ref position, ReadBytes(pickle, ref position, 1, offset)[0], offset).ToArray(), offset);
+                    Push(Materialize(ReadCapped(pickle, ref position, ReadBytes(pickle, ref position, 1, offset)[0], offset), offset), offset);
                     break;
                 case (byte)'B': // BINBYTES
-                    Push(stack, ReadCapped(pickle, ref position, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset).ToArray(), offset);
+                    Push(Materialize(ReadCapped(pickle, ref position, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset), offset), offset);
                     break;
-                case (byte)'}': Push(stack, new PyDict(), offset); break;
-                case (byte)']': Push(stack, new PyList([]), offset); break;
-                case (byte)')': Push(stack, new PyTuple([]), offset); break;
-                case 0x85: Push(stack, Tuple(PopMany(stack, 1, offset), offset), offset); break;
-                case 0x86: Push(stack, Tuple(PopMany(stack, 2, offset), offset), offset); break;
-                case 0x87: Push(stack, Tuple(PopMany(stack, 3, offset), offset), offset); break;
-                case (byte)'t': Push(stack, Tuple(PopToMark(stack, marks, offset), offset), offset); break;
-                case (byte)'q': Put(memo, ReadBytes(pickle, ref position, 1, offset)[0], stack, offset); break;
-                case (byte)'r': Put(memo, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), stack, offset); break;
-                case 0x94: Put(memo, memo.Count, stack, offset); break; // MEMOIZE
-                case (byte)'h': Push(stack, Get(memo, ReadBytes(pickle, ref position, 1, offset)[0], offset), offset); break;
-                case (byte)'j': Push(stack, Get(memo, BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset), offset); break;
+                case (byte)'}': Push(Built(new PyDict(), 1, offset), offset); break;
+                case (byte)']': Push(Built(new PyList([]), 1, offset), offset); break;
+                case (byte)')': Push(Tuple([], offset), offset); break;
+                case 0x85: Push(Tuple(PopMany(1, offset), offset), offset); break;
+                case 0x86: Push(Tuple(PopMany(2, offset), offset), offset); break;
+                case 0x87: Push(Tuple(PopMany(3, offset), offset), offset); break;
+                case (byte)'t': Push(Tuple(PopToMark(offset), offset), offset); break;
+                case (byte)'q': Put(ReadBytes(pickle, ref position, 1, offset)[0], offset); break;
+                case (byte)'r': Put(BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset); break;
+                case 0x94: Put(memo.Count, offset); break; // MEMOIZE
+                case (byte)'h': Push(Get(ReadBytes(pickle, ref position, 1, offset)[0], offset), offset); break;
+                case (byte)'j': Push(Get(BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(pickle, ref position, 4, offset)), offset), offset); break;
                 case (byte)'c': // GLOBAL "module\nname\n"
                     var module = ReadLine(pickle, ref position, offset);
                     var name = ReadLine(pickle, ref position, offset);
-                    Push(stack, ResolveGlobal(module, name, offset), offset);
+                    Push(ResolveGlobal(module, name, offset), offset);
                     break;
                 case 0x93: // STACK_GLOBAL
-                    var globalName = PopMany(stack, 2, offset);
+                    var globalName = PopMany(2, offset);
                     if (globalName[0] is not string stackModule || globalName[1] is not string stackName)
                         throw new UnsafePickleException("STACK_GLOBAL needs two strings", offset);
-                    Push(stack, ResolveGlobal(stackModule, stackName, offset), offset);
+                    Push(ResolveGlobal(stackModule, stackName, offset), offset);
                     break;
                 case (byte)'R': // REDUCE: callable(*args)
-                    var reduce = PopMany(stack, 2, offset);
-                    Push(stack, Call(reduce[0], reduce[1], offset), offset);
+                    var reduce = PopMany(2, offset);
+                    Push(Call(reduce[0], reduce[1], offset), offset);
                     break;
                 case (byte)'Q': // BINPERSID
-                    var persistentId = PopMany(stack, 1, offset)[0];
+                    var persistentId = PopMany(1, offset)[0];
                     if (persistentId is not PyTuple idTuple) throw new UnsafePickleException("a persistent id must be a tuple", offset);
-                    Push(stack, scanOnly ? Opaque : persistentLoad(idTuple, offset), offset);
+                    Push(scanOnly ? Opaque : persistentLoad(idTuple, offset), offset);
                     break;
                 case (byte)'b': // BUILD: only the state dict that OrderedDict carries (state_dict()._metadata)
-                    var state = PopMany(stack, 1, offset)[0];
-                    var target = Peek(stack, offset);
+                    var state = PopMany(1, offset)[0];
+                    var target = Peek(offset);
                     if (target != Opaque && (target is not PyDict || state is not (PyDict or null)))
                         Refuse($"BUILD on {Describe(target)} is not allowed (only an OrderedDict's attribute dict is)", offset);
                     break;
                 case (byte)'s': // SETITEM
-                    var pair = PopMany(stack, 2, offset);
-                    SetItems(Peek(stack, offset), pair, offset, ref items);
+                    var pair = PopMany(2, offset);
+                    SetItems(Peek(offset), pair, offset);
                     break;
                 case (byte)'u': // SETITEMS
-                    SetItems(Peek(stack, offset, marks), PopToMark(stack, marks, offset), offset, ref items);
+                    SetItems(PeekBelowMark(offset), PopToMark(offset), offset);
                     break;
                 case (byte)'a': // APPEND
-                    var appended = PopMany(stack, 1, offset);
-                    Append(Peek(stack, offset), appended, offset, ref items);
+                    var appended = PopMany(1, offset);
+                    Append(Peek(offset), appended, offset);
                     break;
                 case (byte)'e': // APPENDS
-                    Append(Peek(stack, offset, marks), PopToMark(stack, marks, offset), offset, ref items);
+                    Append(PeekBelowMark(offset), PopToMark(offset), offset);
                     break;
                 default:
                     throw new UnsafePickleException($"opcode {OpcodeName(opcode)} is not allowed (it is not needed for tensors and dicts)", offset);
             }
         }
+    }
+
+    private void Reset()
+    {
+        stack.Clear();
+        marks.Clear();
+        memo.Clear();
+        depths.Clear();
+        contained.Clear();
+        (opcodes, objects, materialized, items) = (0, 0, 0, 0);
+        started = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>Counts an opcode against the budget, and looks at the clock every 4,096 of them.</summary>
+    private void Step(long offset)
+    {
+        if (++opcodes > limits.MaxOpcodes) throw new UnsafePickleException($"more than {limits.MaxOpcodes} opcodes (limit MaxOpcodes)", offset);
+        if ((opcodes & 0xFFF) == 0 && Stopwatch.GetElapsedTime(started).TotalSeconds > limits.MaxSeconds)
+            throw new UnsafePickleException($"reading took longer than the {limits.MaxSeconds:0.###} s time budget (limit MaxSeconds)", offset);
+    }
+
+    /// <summary>Counts a new object against the budget and records its nesting depth.</summary>
+    private T Built<T>(T value, int depth, long offset) where T : notnull
+    {
+        if (++objects > limits.MaxObjects) throw new UnsafePickleException($"more than {limits.MaxObjects} objects built (limit MaxObjects)", offset);
+        if (depth > limits.MaxDepth) throw new UnsafePickleException($"structure nested deeper than {limits.MaxDepth} levels (limit MaxDepth)", offset);
+        if (value is PyTuple or PyList or PyDict) depths[value] = depth;
+        return value;
+    }
+
+    private byte[] Materialize(ReadOnlySpan<byte> bytes, long offset)
+    {
+        materialized += bytes.Length;
+        if (materialized > limits.MaxMaterializedBytes)
+            throw new UnsafePickleException($"more than {limits.MaxMaterializedBytes} bytes of strings and bytes (limit MaxMaterializedBytes)", offset);
+        return Built(bytes.ToArray(), 0, offset);
     }
 
     private object ResolveGlobal(string module, string name, long offset)
@@ -197,7 +270,7 @@ public sealed class RestrictedUnpickler
         var allowed = allowedGlobals.ContainsKey(fullName);
         globals.Add(new PickleGlobal(module, name, offset, allowed));
         if (!allowed) Refuse($"global {fullName} is not allowed (only the tensor and OrderedDict globals a state_dict needs are)", offset);
-        return allowed ? new PyGlobal(module, name) : Opaque;
+        return allowed ? Built(new PyGlobal(module, name), 0, offset) : Opaque;
     }
 
     private object? Call(object? callable, object? arguments, long offset)
@@ -210,7 +283,8 @@ public sealed class RestrictedUnpickler
             return Opaque;
         }
         if (scanOnly) return Opaque;
-        return implementation(tuple, offset);
+        var result = implementation(tuple, offset);
+        return result is null ? null : Built(result, result is PyDict or PyList or PyTuple ? 1 : 0, offset);
     }
 
     private void Refuse(string problem, long offset)
@@ -219,7 +293,7 @@ public sealed class RestrictedUnpickler
         problems.Add($"{problem} (at byte {offset})");
     }
 
-    private void SetItems(object? target, IReadOnlyList<object?> values, long offset, ref int items)
+    private void SetItems(object? target, List<object?> values, long offset)
     {
         if (values.Count % 2 != 0) throw new UnsafePickleException("SETITEMS needs key/value pairs", offset);
         if (target == Opaque) return;
@@ -228,82 +302,82 @@ public sealed class RestrictedUnpickler
         {
             if (values[i] is not (string or long or bool))
                 throw new UnsafePickleException($"dict key of type {Describe(values[i])} is not allowed", offset);
-            CountItem(ref items, offset);
-            dict.Items.Add(new(values[i]!, values[i + 1]));
-            CheckDepth(values[i + 1], offset);
         }
+        var dictValues = new List<object?>(values.Count / 2);
+        for (var i = 1; i < values.Count; i += 2) dictValues.Add(values[i]);
+        Grow(dict, dictValues, offset);
+        for (var i = 0; i < values.Count; i += 2) dict.Items.Add(new(values[i]!, values[i + 1]));
     }
 
-    private void Append(object? target, IReadOnlyList<object?> values, long offset, ref int items)
+    private void Append(object? target, List<object?> values, long offset)
     {
         if (target == Opaque) return;
         if (target is not PyList list) throw new UnsafePickleException($"APPEND(S) on {Describe(target)}", offset);
+        Grow(list, values, offset);
+        list.Items.AddRange(values);
+    }
+
+    /// <summary>
+    /// Adds items to a list or dict. The items become contained (final), and a container that is itself contained may
+    /// not grow: so every depth recorded stays true, a shared reference costs one lookup, and no cycle can form.
+    /// </summary>
+    private void Grow(object container, List<object?> values, long offset)
+    {
+        items += values.Count;
+        if (items > limits.MaxItems) throw new UnsafePickleException($"more than {limits.MaxItems} container items (limit MaxItems)", offset);
+        var depth = Contain(values, offset);
+        if (contained.Contains(container))
+            throw new UnsafePickleException($"{Describe(container)} is changed after it was put inside another container (a shared or cyclic structure)", offset);
+        if (depth + 1 > depths[container]) Built(container, depth + 1, offset);
+    }
+
+    private PyTuple Tuple(List<object?> values, long offset) => Built(new PyTuple(values), Contain(values, offset) + 1, offset);
+
+    /// <summary>Marks the values as contained and returns the deepest of their recorded depths.</summary>
+    private int Contain(List<object?> values, long offset)
+    {
+        var deepest = 0;
         foreach (var value in values)
         {
-            CountItem(ref items, offset);
-            CheckDepth(value, offset);
-            list.Items.Add(value);
+            if (value is not (PyTuple or PyList or PyDict)) continue;
+            deepest = Math.Max(deepest, depths.TryGetValue(value, out var depth) ? depth : throw new UnsafePickleException("a container of unknown origin", offset));
+            contained.Add(value);
         }
+        return deepest;
     }
 
-    private void CountItem(ref int items, long offset)
+    private void Push(object? value, long offset)
     {
-        if (++items > limits.MaxItems) throw new UnsafePickleException($"more than {limits.MaxItems} container items", offset);
-    }
-
-    private PyTuple Tuple(IReadOnlyList<object?> values, long offset)
-    {
-        foreach (var value in values) CheckDepth(value, offset);
-        return new PyTuple(values);
-    }
-
-    /// <summary>Refuses structures nested deeper than any state_dict is (a classic way to exhaust a recursive reader).</summary>
-    private void CheckDepth(object? value, long offset)
-    {
-        if (Depth(value, 0) > limits.MaxDepth) throw new UnsafePickleException($"structure nested deeper than {limits.MaxDepth} levels", offset);
-    }
-
-    private int Depth(object? value, int level)
-    {
-        if (level > limits.MaxDepth) return level;
-        return value switch
-        {
-            PyTuple t => t.Items.Count == 0 ? level + 1 : t.Items.Max(v => Depth(v, level + 1)),
-            PyList l => l.Items.Count == 0 ? level + 1 : l.Items.Max(v => Depth(v, level + 1)),
-            PyDict d => d.Items.Count == 0 ? level + 1 : d.Items.Max(kv => Depth(kv.Value, level + 1)),
-            _ => level,
-        };
-    }
-
-    private void Push(List<object?> stack, object? value, long offset)
-    {
-        if (stack.Count >= limits.MaxStack) throw new UnsafePickleException($"stack deeper than {limits.MaxStack}", offset);
+        if (stack.Count >= limits.MaxStack) throw new UnsafePickleException($"stack deeper than {limits.MaxStack} (limit MaxStack)", offset);
         stack.Add(value);
     }
 
-    private static object? Peek(List<object?> stack, long offset)
+    /// <summary>Values above the newest MARK; as in CPython, the MARK is a fence no opcode but a MARK-consumer reaches below.</summary>
+    private int Fence => marks.Count == 0 ? 0 : marks.Peek();
+
+    private object? Peek(long offset)
     {
-        if (stack.Count == 0) throw new UnsafePickleException("stack underflow", offset);
+        if (stack.Count <= Fence) throw new UnsafePickleException("stack underflow (nothing above the MARK)", offset);
         return stack[^1];
     }
 
-    private static object? Peek(List<object?> stack, long offset, Stack<int> marks)
+    private object? PeekBelowMark(long offset)
     {
         if (marks.Count == 0) throw new UnsafePickleException("no MARK on the stack", offset);
         var index = marks.Peek() - 1;
-        if (index < 0) throw new UnsafePickleException("stack underflow", offset);
+        if (index < 0 || index >= stack.Count) throw new UnsafePickleException("stack underflow", offset);
         return stack[index];
     }
 
-    private static List<object?> PopMany(List<object?> stack, int count, long offset)
+    private List<object?> PopMany(int count, long offset)
     {
-        if (stack.Count < count) throw new UnsafePickleException("stack underflow", offset);
+        if (stack.Count - count < Fence) throw new UnsafePickleException("stack underflow (below the MARK)", offset);
         var values = stack.GetRange(stack.Count - count, count);
         stack.RemoveRange(stack.Count - count, count);
         return values;
     }
 
-    private static List<object?> PopToMark(List<object?> stack, Stack<int> marks, long offset)
+    private List<object?> PopToMark(long offset)
     {
         if (marks.Count == 0) throw new UnsafePickleException("no MARK on the stack", offset);
         var start = marks.Pop();
@@ -313,13 +387,13 @@ public sealed class RestrictedUnpickler
         return values;
     }
 
-    private void Put(Dictionary<long, object?> memo, long index, List<object?> stack, long offset)
+    private void Put(long index, long offset)
     {
-        if (memo.Count >= limits.MaxMemo && !memo.ContainsKey(index)) throw new UnsafePickleException($"more than {limits.MaxMemo} memo entries", offset);
-        memo[index] = Peek(stack, offset);
+        if (memo.Count >= limits.MaxMemo && !memo.ContainsKey(index)) throw new UnsafePickleException($"more than {limits.MaxMemo} memo entries (limit MaxMemo)", offset);
+        memo[index] = Peek(offset);
     }
 
-    private static object? Get(Dictionary<long, object?> memo, long index, long offset) =>
+    private object? Get(long index, long offset) =>
         memo.TryGetValue(index, out var value) ? value : throw new UnsafePickleException($"memo entry {index} does not exist", offset);
 
     private static object? Unwrap(object? value) => value == Opaque ? null : value;
@@ -342,9 +416,12 @@ public sealed class RestrictedUnpickler
     private string ReadString(ReadOnlySpan<byte> pickle, ref int position, ulong length, long offset)
     {
         var bytes = ReadCapped(pickle, ref position, length, offset);
+        materialized += 2L * bytes.Length;
+        if (materialized > limits.MaxMaterializedBytes)
+            throw new UnsafePickleException($"more than {limits.MaxMaterializedBytes} bytes of strings and bytes (limit MaxMaterializedBytes)", offset);
         try
         {
-            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
+            return Built(new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes), 0, offset);
         }
         catch (DecoderFallbackException)
         {

@@ -176,7 +176,7 @@ public static class ModelPackage
         return new VerifiedModel(directory, manifest, network, trust, Sha256(manifestBytes));
     }
 
-    private static byte[] SignatureFor(byte[] manifestBytes, SigningKey key) =>
+    internal static byte[] SignatureFor(byte[] manifestBytes, SigningKey key) =>
         ManifestJson.Serialize(new SignatureEnvelope("Ed25519", key.Id, Convert.ToBase64String(key.Sign(manifestBytes))));
 
     private static void CheckSignature(string directory, byte[] manifestBytes, TrustedPublicKey trustedKey)

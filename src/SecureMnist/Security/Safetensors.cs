@@ -134,6 +134,8 @@ public static class Safetensors
         if ((long)headerLength > span.Length - 8) throw new SafetensorsException($"header length {headerLength} runs past the end of the {span.Length} byte file");
         var headerBytes = span.Slice(8, (int)headerLength);
         if (headerBytes.Length == 0 || headerBytes[0] != (byte)'{') throw new SafetensorsException("header does not start with '{'");
+        // System.Text.Json leaves invalid UTF-8 inside names and strings to whoever reads them; refuse it up front.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes)) throw new SafetensorsException("header is not valid UTF-8");
         var data = file[(8 + (int)headerLength)..];
 
         JsonDocument document;
