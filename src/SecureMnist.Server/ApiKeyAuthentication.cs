@@ -10,10 +10,10 @@ namespace SecureMnist.Server;
 
 /// <summary>
 /// API-key authentication: <c>Authorization: Bearer smk_...</c> or <c>X-Api-Key: smk_...</c>, looked up in the key
-/// store in constant time. Refusals are problem+json and are written to the audit log.
+/// store in constant time. Refusals are problem+json; the audit trail records them.
 /// </summary>
 public sealed class ApiKeyAuthentication(
-    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ServiceState state, Decisions decisions)
+    IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ServiceState state)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
@@ -50,14 +50,14 @@ public sealed class ApiKeyAuthentication(
     {
         Response.Headers.WWWAuthenticate = "Bearer";
         var detail = Presented(Request) is null ? "an API key is required (Authorization: Bearer <key> or X-Api-Key)" : "the API key is not valid";
-        await decisions.Record(Context, AuditOutcome.Unauthorized, reason: detail).ConfigureAwait(false);
+        Decisions.Refused(Context, detail);
         await Problems.Write(Context, StatusCodes.Status401Unauthorized, "Unauthorized", detail).ConfigureAwait(false);
     }
 
     protected override async Task HandleForbiddenAsync(AuthenticationProperties properties)
     {
         const string detail = "this API key does not have the scope this endpoint needs";
-        await decisions.Record(Context, AuditOutcome.Unauthorized, reason: detail).ConfigureAwait(false);
+        Decisions.Refused(Context, detail);
         await Problems.Write(Context, StatusCodes.Status403Forbidden, "Forbidden", detail).ConfigureAwait(false);
     }
 }

@@ -25,16 +25,16 @@ public static class OperationsEndpoints
         return app;
     }
 
-    private static async Task<Results<Ok<ReloadResponse>, ProblemHttpResult>> Reload(HttpContext context, ServiceState state, Decisions decisions)
+    private static async Task<Results<Ok<ReloadResponse>, ProblemHttpResult>> Reload(HttpContext context, ServiceState state)
     {
         var previous = state.ModelDigest;
         if (await state.ReloadAsync().ConfigureAwait(false) is { } error)
         {
             var detail = $"the package was not loaded, the service keeps model {previous ?? "(none)"}: {error}";
-            await decisions.Record(context, Audit.AuditOutcome.Rejected, reason: "reload refused: " + error).ConfigureAwait(false);
+            Decisions.Refused(context, "reload refused: " + error);
             return Problems.Create(StatusCodes.Status409Conflict, "Reload refused", detail);
         }
-        await decisions.Record(context, Audit.AuditOutcome.Reloaded, reason: $"model {previous} replaced by {state.ModelDigest}").ConfigureAwait(false);
+        Decisions.Describe(context, new Decision(Audit.AuditOutcome.Reloaded, Reason: $"model {previous} replaced by {state.ModelDigest}"));
         return TypedResults.Ok(new ReloadResponse(state.ModelDigest!, previous));
     }
 

@@ -29,11 +29,11 @@ public static class PredictEndpoints
         return app;
     }
 
-    private static async Task<Results<Ok<PredictResponse>, ProblemHttpResult>> Predict(HttpContext context, ServiceState state, Decisions decisions, bool? explain)
+    private static async Task<Results<Ok<PredictResponse>, ProblemHttpResult>> Predict(HttpContext context, ServiceState state, bool? explain)
     {
-        if (state.Engine is not { } engine) return await Refuse(context, decisions, Problems.NotReady(state.NotReadyReason ?? "not ready")).ConfigureAwait(false);
+        if (state.Engine is not { } engine) return Refuse(context, Problems.NotReady(state.NotReadyReason ?? "not ready"));
         var (body, tooLarge) = await RequestBody.Read(context, state.Options.MaxBodyBytes).ConfigureAwait(false);
-        if (tooLarge is not null) return await Refuse(context, decisions, tooLarge).ConfigureAwait(false);
+        if (tooLarge is not null) return Refuse(context, tooLarge);
         Decisions.MarkInput(context, body);
         float[] pixels;
         try
@@ -47,24 +47,24 @@ public static class PredictEndpoints
         }
         catch (UnsupportedMediaException e)
         {
-            return await Refuse(context, decisions, Problems.UnsupportedType(e.Message)).ConfigureAwait(false);
+            return Refuse(context, Problems.UnsupportedType(e.Message));
         }
         catch (InputRejectedException e)
         {
-            return await Refuse(context, decisions, Problems.BadInput(e.Message)).ConfigureAwait(false);
+            return Refuse(context, Problems.BadInput(e.Message));
         }
-        return await Decide<PredictResponse>(context, state, decisions, async () =>
+        return await Decide<PredictResponse>(context, state, async () =>
         {
             var prediction = await engine.PredictAsync(pixels, explain == true, context.RequestAborted).ConfigureAwait(false);
-            await decisions.Record(context, prediction.Outcome, prediction.Label, prediction.Confidence, prediction.Reason).ConfigureAwait(false);
+            Decisions.Describe(context, new Decision(prediction.Outcome, prediction.Label, prediction.Confidence, prediction.Reason));
             if (prediction.Outcome == AuditOutcome.Rejected)
                 return Problems.Create(StatusCodes.Status422UnprocessableEntity, "Input rejected", prediction.Reason ?? "rejected");
             return TypedResults.Ok(Respond(context, state, prediction));
         }).ConfigureAwait(false);
     }
 
-    /// <summary>Runs the model part of a request; a full queue becomes 503 and a timeout 504, both audited.</summary>
-    private static async Task<Results<Ok<T>, ProblemHttpResult>> Decide<T>(HttpContext context, ServiceState state, Decisions decisions, Func<Task<Results<Ok<T>, ProblemHttpResult>>> work)
+    /// <summary>Runs the model part of a request; a full queue becomes 503 and a timeout 504.</summary>
+    private static async Task<Results<Ok<T>, ProblemHttpResult>> Decide<T>(HttpContext context, ServiceState state, Func<Task<Results<Ok<T>, ProblemHttpResult>>> work)
     {
         try
         {
@@ -73,23 +73,23 @@ public static class PredictEndpoints
         catch (InferenceQueueFullException)
         {
             context.Response.Headers.RetryAfter = "1";
-            return await Refuse(context, decisions, Problems.Busy()).ConfigureAwait(false);
+            return Refuse(context, Problems.Busy());
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            return await Refuse(context, decisions, Problems.Create(StatusCodes.Status504GatewayTimeout, "Timed out",
-                $"no decision within {state.Options.RequestTimeoutSeconds:0.###} s")).ConfigureAwait(false);
+            return Refuse(context, Problems.Create(StatusCodes.Status504GatewayTimeout, "Timed out",
+                $"no decision within {state.Options.RequestTimeoutSeconds:0.###} s"));
         }
     }
 
-    private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> PredictBatch(HttpContext context, ServiceState state, Decisions decisions)
+    private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> PredictBatch(HttpContext context, ServiceState state)
     {
-        if (state.Engine is not { } engine) return await Refuse(context, decisions, Problems.NotReady(state.NotReadyReason ?? "not ready")).ConfigureAwait(false);
+        if (state.Engine is not { } engine) return Refuse(context, Problems.NotReady(state.NotReadyReason ?? "not ready"));
         var (body, tooLarge) = await RequestBody.Read(context, state.Options.MaxBatchBodyBytes).ConfigureAwait(false);
-        if (tooLarge is not null) return await Refuse(context, decisions, tooLarge).ConfigureAwait(false);
+        if (tooLarge is not null) return Refuse(context, tooLarge);
         Decisions.MarkInput(context, body);
         if (RequestBody.MediaType(context) != "application/json")
-            return await Refuse(context, decisions, Problems.UnsupportedType("a batch is JSON: {\"items\": [{\"pixels\": [784 values]}, ...]}")).ConfigureAwait(false);
+            return Refuse(context, Problems.UnsupportedType("a batch is JSON: {\"items\": [{\"pixels\": [784 values]}, ...]}"));
         IReadOnlyList<BatchItem> items;
         try
         {
@@ -97,13 +97,13 @@ public static class PredictEndpoints
         }
         catch (BatchTooLargeException e)
         {
-            return await Refuse(context, decisions, Problems.TooLarge(e.Message)).ConfigureAwait(false);
+            return Refuse(context, Problems.TooLarge(e.Message));
         }
         catch (InputRejectedException e)
         {
-            return await Refuse(context, decisions, Problems.BadInput(e.Message)).ConfigureAwait(false);
+            return Refuse(context, Problems.BadInput(e.Message));
         }
-        return await Decide<BatchResponse>(context, state, decisions, async () =>
+        return await Decide<BatchResponse>(context, state, async () =>
         {
             var pending = items.Select(item => item.Pixels is null
                 ? Task.FromResult(new Prediction(AuditOutcome.Rejected, null, 0, [], null, null, item.Error))
@@ -113,7 +113,7 @@ public static class PredictEndpoints
             for (var i = 0; i < predictions.Length; i++)
             {
                 var p = predictions[i];
-                await decisions.Record(context, p.Outcome, p.Label, p.Confidence, p.Reason, items[i].Sha256).ConfigureAwait(false);
+                Decisions.Describe(context, new Decision(p.Outcome, p.Label, p.Confidence, p.Reason, items[i].Sha256));
                 responses.Add(Respond(context, state, p) with { RequestId = $"{context.TraceIdentifier}/{i}" });
             }
             return TypedResults.Ok(new BatchResponse(context.TraceIdentifier, responses));
@@ -128,10 +128,10 @@ public static class PredictEndpoints
         return response with { Confidence = Math.Round(p.Confidence, 6), Probabilities = p.Probabilities.Count == 0 ? null : p.Probabilities, SqueezeScore = p.SqueezeScore, Saliency = p.Saliency };
     }
 
-    /// <summary>Audits a refused request as rejected, then returns the problem.</summary>
-    private static async Task<ProblemHttpResult> Refuse(HttpContext context, Decisions decisions, ProblemHttpResult problem)
+    /// <summary>Notes why the request was refused (the audit trail records it), then returns the problem.</summary>
+    private static ProblemHttpResult Refuse(HttpContext context, ProblemHttpResult problem)
     {
-        await decisions.Record(context, AuditOutcome.Rejected, reason: problem.ProblemDetails.Detail).ConfigureAwait(false);
+        Decisions.Refused(context, problem.ProblemDetails.Detail);
         return problem;
     }
 }

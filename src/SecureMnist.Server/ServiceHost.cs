@@ -51,7 +51,6 @@ public static class ServiceHost
         });
         builder.Services.AddSingleton(state);
         builder.Services.AddSingleton<ServiceMetrics>();
-        builder.Services.AddSingleton<Decisions>();
         builder.Services.AddProblemDetails();
         // Nothing here uses data protection (no cookies, no antiforgery); keep its key ring in memory instead of on disk.
         builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
@@ -71,7 +70,7 @@ public static class ServiceHost
                 var seconds = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds));
                 context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
                 var detail = $"this API key's request rate is exhausted; retry after {seconds} s";
-                await context.RequestServices.GetRequiredService<Decisions>().Record(context, AuditOutcome.RateLimited, reason: detail).ConfigureAwait(false);
+                Decisions.Refused(context, detail);
                 await Problems.Write(context, StatusCodes.Status429TooManyRequests, "Too many requests", detail).ConfigureAwait(false);
             };
         });
@@ -97,14 +96,22 @@ public static class ServiceHost
         app.Use(async (context, next) =>
         {
             Decisions.MarkStart(context);
-            var headers = context.Response.Headers;
-            headers.XContentTypeOptions = "nosniff";
-            headers["Referrer-Policy"] = "no-referrer";
-            headers.XFrameOptions = "DENY";
-            headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-            headers.CacheControl = "no-store";
+            // Set as the response starts, so an error page (which clears the headers) carries them too.
+            context.Response.OnStarting(() =>
+            {
+                var headers = context.Response.Headers;
+                headers.XContentTypeOptions = "nosniff";
+                headers["Referrer-Policy"] = "no-referrer";
+                headers.XFrameOptions = "DENY";
+                headers.ContentSecurityPolicy = "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+                headers.CacheControl = "no-store";
+                headers["X-Request-Id"] = context.TraceIdentifier;
+                return Task.CompletedTask;
+            });
             await next(context).ConfigureAwait(false);
         });
+        app.UseMiddleware<AuditTrail>();
+        app.UseMiddleware<ClientAddressLimit>();
         app.UseRequestTimeouts();
         app.UseAuthentication();
         app.UseAuthorization();

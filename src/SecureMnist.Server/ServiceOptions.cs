@@ -25,6 +25,10 @@ public sealed record ServiceOptions
     public InferencePrecision Precision { get; init; } = InferencePrecision.Fp32;
     public SqueezingOptions Squeezing { get; init; } = new();
     public AuditLogOptions Audit { get; init; } = new();
+    /// <summary>Requests per second one client address may send before authentication (a token bucket of one second's worth); 0 turns the limit off.</summary>
+    public int RequestsPerSecondPerAddress { get; init; } = 1000;
+    /// <summary>How refused unauthenticated requests are aggregated in the audit log.</summary>
+    public RefusalAggregation Refusals { get; init; } = new();
 
     /// <summary>Throws with a message naming the setting when any value is out of range.</summary>
     public void Validate()
@@ -42,6 +46,8 @@ public sealed record ServiceOptions
         Batching.Validate();
         Squeezing.Validate();
         Audit.Validate();
+        Refusals.Validate();
+        if (RequestsPerSecondPerAddress is < 0 or > 1_000_000) throw new ArgumentOutOfRangeException(nameof(RequestsPerSecondPerAddress), RequestsPerSecondPerAddress, "the per-address rate must be 0 (off) to 1,000,000 requests per second");
     }
 
     /// <summary>Largest body of a batch request: one image's cap per item, bounded.</summary>

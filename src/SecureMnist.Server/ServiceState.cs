@@ -22,11 +22,14 @@ public sealed class ServiceState : IAsyncDisposable
         Options = options;
         Keys = keys;
         Audit = audit;
+        Refusals = new RefusalAggregator(audit, options.Refusals);
     }
 
     public ServiceOptions Options { get; }
     public ApiKeyStore Keys { get; }
     public AuditLog Audit { get; }
+    /// <summary>Where refused unauthenticated requests are counted before they reach the audit log, a record per address and window.</summary>
+    public RefusalAggregator Refusals { get; }
     public InferenceEngine? Engine => engine;
     public string? NotReadyReason => engine is null ? notReadyReason : null;
     public string? ModelDigest => engine?.Model.ManifestSha256;
@@ -125,6 +128,7 @@ public sealed class ServiceState : IAsyncDisposable
             await running.DisposeAsync().ConfigureAwait(false);
             running.Model.Dispose();
         }
+        await Refusals.DisposeAsync().ConfigureAwait(false);
         await Audit.DisposeAsync().ConfigureAwait(false);
     }
 }

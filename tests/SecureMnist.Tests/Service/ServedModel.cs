@@ -93,9 +93,11 @@ public sealed class RunningService : IAsyncDisposable
     public HttpClient Client { get; }
     public ServiceState State => app.Services.GetRequiredService<ServiceState>();
 
-    public static async Task<RunningService> Start(ServiceOptions options, bool waitUntilReady = true)
+    /// <param name="configure">Runs on the built app before it starts (tests map extra endpoints here).</param>
+    public static async Task<RunningService> Start(ServiceOptions options, bool waitUntilReady = true, Action<WebApplication>? configure = null)
     {
         var app = ServiceHost.Build(options, logging => logging.ClearProviders());
+        configure?.Invoke(app);
         await app.StartAsync();
         var service = new RunningService(app, options, ServiceHost.Address(app));
         if (waitUntilReady) await service.State.WaitUntilReadyAsync(TimeSpan.FromMinutes(2));
@@ -126,6 +128,7 @@ public sealed class RunningService : IAsyncDisposable
             .Select(line => System.Text.Json.JsonSerializer.Deserialize<SecureMnist.Audit.AuditRecord>(System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("record"), SecureMnist.IO.JsonFormat.Documents)!)
             .ToList();
 
+    /// <summary>Stops the service: the aggregated refusals and a final checkpoint are written.</summary>
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();

@@ -96,7 +96,7 @@ public sealed class ServiceTests(ServedModel model)
     [Fact]
     public async Task Requests_without_a_valid_key_or_scope_are_refused_and_audited()
     {
-        await using var service = await RunningService.Start(model.Options());
+        var service = await RunningService.Start(model.Options());
         var png = ServedModel.Png(model.TestPixels(1));
         await AssertProblem(await service.PredictPng(png, null), HttpStatusCode.Unauthorized, "API key is required");
         await AssertProblem(await service.PredictPng(png, "smk_" + new string('A', 43)), HttpStatusCode.Unauthorized, "not valid");
@@ -105,7 +105,14 @@ public sealed class ServiceTests(ServedModel model)
         var metrics = await service.Send(HttpMethod.Get, "/metrics", model.Secrets["admin"]);
         Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
         Assert.Contains("securemnist_decisions_total{outcome=\"unauthorized\"} 4", await metrics.Content.ReadAsStringAsync());
-        Assert.Equal(4, service.AuditRecords().Count(r => r.Outcome == AuditOutcome.Unauthorized));
+        Assert.Equal(2, service.AuditRecords().Count(r => r.Outcome == AuditOutcome.Unauthorized)); // the two with a key, at once
+        await service.DisposeAsync();
+        var unauthorized = service.AuditRecords().Where(r => r.Outcome == AuditOutcome.Unauthorized).ToList();
+        Assert.Equal(3, unauthorized.Count); // and the two without one, in one record per address and window
+        var aggregated = Assert.Single(unauthorized, r => r.Count is not null);
+        Assert.Equal(2, aggregated.Count);
+        Assert.Equal("127.0.0.1", aggregated.Client);
+        Assert.Null(aggregated.KeyId);
     }
 
     [Fact]
@@ -189,7 +196,7 @@ public sealed class ServiceTests(ServedModel model)
         // A 3 s batching window holds the request well past the 0.3 s timeout.
         await using var service = await RunningService.Start(model.Options() with { RequestTimeoutSeconds = 0.3, Batching = new BatchingOptions(MaxDelayMilliseconds: 3000) });
         await AssertProblem(await service.PredictPng(ServedModel.Png(model.TestPixels(6)), model.Secrets["user"]), HttpStatusCode.GatewayTimeout, "within 0.3 s");
-        Assert.Contains(service.AuditRecords(), r => r.Outcome == AuditOutcome.Rejected && r.Reason!.Contains("within", StringComparison.Ordinal));
+        Assert.Contains(service.AuditRecords(), r => r.Outcome == AuditOutcome.Failed && r.Reason!.Contains("within", StringComparison.Ordinal));
     }
 
     [Fact]

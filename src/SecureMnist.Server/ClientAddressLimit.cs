@@ -1,0 +1,50 @@
+using System.Globalization;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Http;
+
+namespace SecureMnist.Server;
+
+/// <summary>
+/// A token bucket per client address that every request meets before authentication (health probes excepted), so a
+/// client without a key cannot make the service hash keys, log refusals or queue work faster than this. 429 with
+/// Retry-After above it. Addresses are the TCP peer's; behind a proxy every client shares the proxy's bucket.
+/// </summary>
+public sealed class ClientAddressLimit(RequestDelegate next, ServiceState state) : IDisposable
+{
+    private readonly PartitionedRateLimiter<HttpContext> limiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+    {
+        var perSecond = state.Options.RequestsPerSecondPerAddress;
+        return RateLimitPartition.GetTokenBucketLimiter(context.Connection.RemoteIpAddress?.ToString() ?? "unknown", _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = perSecond,
+            TokensPerPeriod = Math.Max(1, perSecond / 10),
+            ReplenishmentPeriod = TimeSpan.FromSeconds(Math.Max(1, perSecond / 10) / (double)perSecond),
+            QueueLimit = 0,
+            AutoReplenishment = true,
+        });
+    });
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (state.Options.RequestsPerSecondPerAddress == 0 || context.Request.Path.StartsWithSegments("/healthz") || context.Request.Path.StartsWithSegments("/readyz"))
+        {
+            await next(context).ConfigureAwait(false);
+            return;
+        }
+        using var lease = limiter.AttemptAcquire(context);
+        if (lease.IsAcquired)
+        {
+            await next(context).ConfigureAwait(false);
+            return;
+        }
+        var retry = lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(1);
+        var seconds = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds));
+        context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+        var detail = $"this address sends more than {state.Options.RequestsPerSecondPerAddress} requests per second; retry after {seconds} s";
+        Decisions.Refused(context, detail);
+        await Problems.Write(context, StatusCodes.Status429TooManyRequests, "Too many requests", detail).ConfigureAwait(false);
+    }
+
+    public void Dispose() => limiter.Dispose();
+}
