@@ -26,7 +26,9 @@ public sealed record ServiceOptions
     public SqueezingOptions Squeezing { get; init; } = new();
     public AuditLogOptions Audit { get; init; } = new();
     /// <summary>Requests per second one client address may send before authentication (a token bucket of one second's worth); 0 turns the limit off.</summary>
-    public int RequestsPerSecondPerAddress { get; init; } = 1000;
+    public int RequestsPerSecondPerAddress { get; init; } = DefaultRequestsPerSecondPerAddress;
+
+    public const int DefaultRequestsPerSecondPerAddress = 1000;
     /// <summary>How refused unauthenticated requests are aggregated in the audit log.</summary>
     public RefusalAggregation Refusals { get; init; } = new();
 

@@ -91,7 +91,7 @@ public sealed class ServiceState : IAsyncDisposable
         try
         {
             var key = TrustedPublicKey.FromFile(Options.PublicKeyPath);
-            model = ModelPackage.Load(Options.ModelDirectory, key, allowUnsigned: false);
+            model = ModelPackage.Load(Options.ModelDirectory, key);
             // Verified in float32 above; converted after, so the digest checks saw the signed bytes. The input checks are
             // calibrated below on the converted model, so the detector's threshold matches what serves.
             if (Options.Precision == InferencePrecision.Bf16) model.Network.to(TorchSharp.torch.ScalarType.BFloat16);

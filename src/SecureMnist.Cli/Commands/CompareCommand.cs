@@ -41,8 +41,8 @@ internal static class CompareCommand
             foreach (var path in paths)
             {
                 using var verified = result.GetValue(allowUnsigned)
-                    ? ModelPackage.Load(path, null, allowUnsigned: true)
-                    : ModelPackage.Load(path, TrustedPublicKey.FromFile(result.GetValue(publicKey)!), allowUnsigned: false);
+                    ? (LoadedModel)ModelPackage.LoadUnsigned(path)
+                    : ModelPackage.Load(path, TrustedPublicKey.FromFile(result.GetValue(publicKey)!));
                 measured.Add(Ui.Err.Status().Start($"attacking {path}", _ => ModelComparison.Measure(verified, test, attackList, CommandRunner.Cancellation.Token)));
             }
             var directory = result.GetValue(output)!;

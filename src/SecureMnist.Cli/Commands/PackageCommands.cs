@@ -138,7 +138,7 @@ internal static class PackageCommands
             // The files are authentic; now the package itself must be consistent (weights digest, structure, shapes).
             try
             {
-                using var model = ModelPackage.Load(path, null, allowUnsigned: true);
+                using var model = ModelPackage.LoadUnsigned(path);
                 reason += $"; weights SHA-256 matches the manifest; {model.Manifest.Tensors.Count} tensors fit {model.Manifest.Architecture}";
             }
             catch (Exception e) when (e is ModelPackageException or SafetensorsException)

@@ -267,7 +267,7 @@ internal static class PoisoningCommands
         return command;
     }
 
-    private static PoisonDetectionReport Detect(ParseResult result, SecureMnist.Security.VerifiedModel verified, Dataset data,
+    private static PoisonDetectionReport Detect(ParseResult result, SecureMnist.Security.LoadedModel verified, Dataset data,
         Option<string> method, Option<double> trim, Option<double> maxFraction, Option<double> minSeparation, Option<double> expectedFraction)
     {
         var options = new PoisonDetectionOptions(Methods[result.GetValue(method)!], result.GetValue(trim), result.GetValue(maxFraction),

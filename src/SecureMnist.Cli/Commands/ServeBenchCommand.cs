@@ -16,8 +16,16 @@ internal static class ServeBenchCommand
     public sealed record FloodResult(int RequestsPerMinute, int Burst, double Seconds, int FloodSent, int FloodAccepted, double FloodAllowed, double Deviation,
         int SteadySent, int SteadySucceeded);
 
+    /// <summary>
+    /// Requests without a key from another client address at full speed, while a keyed client sends at a fixed rate; the
+    /// audit log's records for them against the bound (addresses x outcomes x windows).
+    /// </summary>
+    public sealed record AnonymousFloodResult(double Seconds, int AddressRate, int Sent, int Answered, IReadOnlyDictionary<int, int> StatusCounts,
+        long AuditRecords, long AuditRecordsBound, long AuditedRequests, double KeyedRate, double KeyedP99Unloaded, double KeyedP99DuringFlood,
+        int KeyedSent, int KeyedSucceeded);
+
     public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, InferencePrecision Precision, int TorchThreads, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
-        long AuditRecords, long AnsweredRequests, bool AuditIntact, string? AuditProblem);
+        AnonymousFloodResult AnonymousFlood, long AuditRecords, long KeyedRecords, long AnsweredKeyedRequests, bool AuditIntact, string? AuditProblem);
 
     public static Command Create()
     {
@@ -26,6 +34,8 @@ internal static class ServeBenchCommand
         var duration = new Option<double>("--duration") { Description = "Seconds of each load phase", DefaultValueFactory = _ => 10 };
         var concurrency = new Option<int>("--concurrency") { Description = "Workers of the closed-loop throughput phase", DefaultValueFactory = _ => 64 };
         var floodRpm = new Option<int>("--flood-rpm") { Description = "Quota of the flooding key, requests per minute", DefaultValueFactory = _ => 1200 };
+        var anonymousSeconds = new Option<double>("--anonymous-flood") { Description = "Seconds of the anonymous flood (no key, from 127.0.0.2, full speed) beside a keyed client", DefaultValueFactory = _ => 20 };
+        var keyedRate = new Option<double>("--keyed-rate") { Description = "Requests/s of the keyed client measured before and during the anonymous flood", DefaultValueFactory = _ => 50 };
         var onAdversarial = new Option<AdversarialAction>("--on-adversarial") { Description = "The service's adversarial-input detector: flag, reject or off", DefaultValueFactory = _ => AdversarialAction.Flag };
         var precision = CommonOptions.Precision();
         var json = CommonOptions.Json();
@@ -33,10 +43,13 @@ internal static class ServeBenchCommand
             Start the service in this process on a free loopback port (signed model, API keys, validation, micro-batching and
             the durable audit log all on), then: closed-loop throughput (single-image PNG predictions/s); open-loop latency at
             70% of that rate (p50/p99 from each request's scheduled time); a flood from one key against its quota while a
-            second key sends 5 requests/s; finally the audit log is verified and its records counted against the answers.
+            second key sends 5 requests/s; an anonymous flood (no key, from a second loopback address, 64 workers at full
+            speed) while a keyed client sends --keyed-rate requests/s, whose p99 is compared with the same client's alone;
+            finally the audit log is verified, its keyed records counted against the keyed answers and its records of
+            anonymous requests against their bound (one per address, outcome and minute) and their count.
             Example: ./securemnist bench serve --model models/baseline
             """)
-        { model, publicKey, duration, concurrency, floodRpm, onAdversarial, precision, json };
+        { model, publicKey, duration, concurrency, floodRpm, anonymousSeconds, keyedRate, onAdversarial, precision, json };
         command.SetAction(async (result, cancellationToken) =>
         {
             var seconds = result.GetValue(duration);
@@ -85,6 +98,17 @@ internal static class ServeBenchCommand
                     var b = LoadGenerator.Run(client, new LoadOptions(steady, png, DurationSeconds: floodSeconds, RatePerSecond: 5), cancellationToken);
                     return (a.GetAwaiter().GetResult(), b.GetAwaiter().GetResult());
                 });
+                var anonymousFor = result.GetValue(anonymousSeconds);
+                var keyed = result.GetValue(keyedRate);
+                var alone = Phase($"keyed client alone: {keyed:F0}/s, {seconds} s", () =>
+                    LoadGenerator.Run(client, new LoadOptions(steady, png, DurationSeconds: seconds, RatePerSecond: keyed), cancellationToken));
+                using var stranger = LoadGenerator.ClientFrom(System.Net.IPAddress.Parse("127.0.0.2"), address);
+                var (anonymousRun, keyedRun) = Ui.Err.Status().Start($"anonymous flood from 127.0.0.2 at full speed beside a keyed client at {keyed:F0}/s, {anonymousFor} s", _ =>
+                {
+                    var a = LoadGenerator.Run(stranger, new LoadOptions(null, png, Concurrency: 64, DurationSeconds: anonymousFor), cancellationToken);
+                    var b = LoadGenerator.Run(client, new LoadOptions(steady, png, DurationSeconds: anonymousFor, RatePerSecond: keyed), cancellationToken);
+                    return (a.GetAwaiter().GetResult(), b.GetAwaiter().GetResult());
+                });
                 await app.StopAsync(cancellationToken);
                 await app.DisposeAsync();
 
@@ -93,16 +117,24 @@ internal static class ServeBenchCommand
                 var accepted = floodRun.StatusCounts.GetValueOrDefault(200);
                 var floodResult = new FloodResult(rpm, burst, floodRun.Seconds, floodRun.Sent, accepted, allowed, (accepted - allowed) / allowed,
                     steadyRun.Sent, steadyRun.StatusCounts.GetValueOrDefault(200));
-                var answered = new[] { warmup, throughput, latency, floodRun, steadyRun }.Sum(r => (long)r.Answered);
+                var answered = new[] { warmup, throughput, latency, floodRun, steadyRun, alone, keyedRun }.Sum(r => (long)r.Answered);
                 var checkpoints = AuditCheckpoint.ReadAll(Path.Combine(options.AuditDirectory, AuditCheckpoint.CheckpointsFile));
                 using var auditKey = SigningKey.FromFile(options.AuditKeyPath);
                 var verdict = AuditVerifier.Verify(options.AuditDirectory, checkpoints, auditKey.PublicKey);
+                var records = AuditVerifier.Records(options.AuditDirectory).Where(r => r.Outcome != AuditOutcome.Recovered).ToList();
+                var anonymousRecords = records.Where(r => r.Count is not null).ToList();
+                var windows = (long)Math.Ceiling(anonymousRun.Seconds / options.Refusals.WindowSeconds) + 1;
+                var anonymous = new AnonymousFloodResult(anonymousRun.Seconds, options.RequestsPerSecondPerAddress, anonymousRun.Sent, anonymousRun.Answered, anonymousRun.StatusCounts,
+                    anonymousRecords.Count, 2 * windows, anonymousRecords.Sum(r => r.Count!.Value), keyed, alone.P99Milliseconds, keyedRun.P99Milliseconds,
+                    keyedRun.Sent, keyedRun.StatusCounts.GetValueOrDefault(200));
+                var keyedRecords = records.Count - anonymousRecords.Count;
                 var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(), throughput, latency,
-                    floodResult, verdict.Records, answered, verdict.Intact, verdict.Problem);
+                    floodResult, anonymous, verdict.Records, keyedRecords, answered, verdict.Intact, verdict.Problem);
+                var consistent = verdict.Intact && keyedRecords == answered && anonymous.AuditedRequests == anonymous.Answered && anonymous.AuditRecords <= anonymous.AuditRecordsBound;
                 if (result.GetValue(json))
                 {
                     Ui.WriteJson(bench);
-                    return 0;
+                    return consistent ? 0 : 1;
                 }
                 var table = new Table().AddColumns("measure", "value");
                 table.AddRow("set-up", $"detector {options.Policy.OnAdversarial.ToString().ToLowerInvariant()}, {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), {Environment.ProcessorCount} cores");
@@ -110,9 +142,13 @@ internal static class ServeBenchCommand
                 table.AddRow("latency at 70% of it", $"{latency.TargetRate:F0}/s offered, {latency.SucceededPerSecond:F0}/s answered OK: p50 {latency.P50Milliseconds:F1} ms, p99 {latency.P99Milliseconds:F1} ms, max {latency.MaxMilliseconds:F1} ms");
                 table.AddRow("flood key", $"{accepted} accepted of {floodRun.Sent} sent; quota {allowed:F0} ({burst} burst + {rpm}/min for {floodRun.Seconds:F1} s): {100 * floodResult.Deviation:+0.0;-0.0}%");
                 table.AddRow("other key during the flood", $"{steadyRun.StatusCounts.GetValueOrDefault(200)}/{steadyRun.Sent} succeeded");
-                table.AddRow("audit log", $"{(verdict.Intact ? "intact" : "TAMPERED: " + verdict.Problem)}; {verdict.Records} records for {answered} answered requests");
+                var codes = string.Join(", ", anonymous.StatusCounts.OrderBy(c => c.Key).Select(c => $"{c.Value} x {c.Key}"));
+                table.AddRow("anonymous flood (127.0.0.2)", $"{anonymous.Answered} answered in {anonymous.Seconds:F1} s ({codes}); per-address limit {anonymous.AddressRate}/s");
+                table.AddRow("  its audit records", $"{anonymous.AuditRecords} (bound {anonymous.AuditRecordsBound}: 2 outcomes x {windows} windows), counting {anonymous.AuditedRequests} requests");
+                table.AddRow("  keyed client beside it", $"{anonymous.KeyedSucceeded}/{anonymous.KeyedSent} succeeded at {keyed:F0}/s; p99 {anonymous.KeyedP99DuringFlood:F1} ms, alone {anonymous.KeyedP99Unloaded:F1} ms ({anonymous.KeyedP99DuringFlood / Math.Max(1e-9, anonymous.KeyedP99Unloaded):F2}x)");
+                table.AddRow("audit log", $"{(verdict.Intact ? "intact" : "TAMPERED: " + verdict.Problem)}; {verdict.Records} records: {keyedRecords} for {answered} answered keyed requests, {anonymous.AuditRecords} for {anonymous.Answered} anonymous ones");
                 Ui.Out.Write(table);
-                return verdict.Intact && verdict.Records == answered ? 0 : 1;
+                return consistent ? 0 : 1;
             }
             finally
             {

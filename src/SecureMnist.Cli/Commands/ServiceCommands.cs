@@ -90,16 +90,18 @@ internal static class ServiceCommands
         var timeout = new Option<double>("--timeout") { Description = "Seconds a request may take before it is answered 504", DefaultValueFactory = _ => 10 };
         var precision = CommonOptions.Precision();
         var queue = new Option<int>("--queue") { Description = "Inputs that may wait for the model; beyond this requests get 503", DefaultValueFactory = _ => new BatchingOptions().QueueCapacity };
+        var addressRate = new Option<int>("--address-rate") { Description = "Requests per second one client address may send, checked before the API key (429 above; 0: off). Behind a proxy every client shares its address", DefaultValueFactory = _ => ServiceOptions.DefaultRequestsPerSecondPerAddress };
         var command = new Command("serve", """
             Run the hardened inference service and the drawing page on Kestrel. Only a package signed by --public-key loads;
-            until it has loaded (and if it cannot), /readyz answers 503 with the reason. Every decision is appended to the
-            audit log before the answer is sent.
+            until it has loaded (and if it cannot), /readyz answers 503 with the reason. Every answer of the keyed API is
+            appended to the audit log, once, before it is sent; refused requests without a valid key are counted instead, one
+            record per client address and minute, so an anonymous flood cannot grow the log request by request.
             Example:
               ./securemnist api-keys add --id me --scope predict --scope admin   # prints the key once
               ./securemnist serve --model models/baseline                         # then open http://127.0.0.1:8080
               curl -H "Authorization: Bearer KEY" -H "Content-Type: image/png" --data-binary @digit.png http://127.0.0.1:8080/v1/predict
             """)
-        { model, publicKey, apiKeys, auditDir, auditKey, urls, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, precision };
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision };
         command.SetAction(result =>
         {
             var options = new ServiceOptions
@@ -118,6 +120,7 @@ internal static class ServiceCommands
                 Policy = new DecisionPolicy(result.GetValue(abstain), result.GetValue(onAdversarial)),
                 Batching = new BatchingOptions(QueueCapacity: result.GetValue(queue)),
                 Precision = result.GetValue(precision),
+                RequestsPerSecondPerAddress = result.GetValue(addressRate),
             };
             var app = ServiceHost.Build(options);
             using var stop = CommandRunner.Cancellation.Token.Register(() => app.Lifetime.StopApplication());

@@ -214,7 +214,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
     /// </summary>
     private StageOutput EvasionStage(string stage, string directory, Dataset mnist, SigningKey key, string package, string prefix, string model, CancellationToken cancellationToken)
     {
-        using var loaded = ModelPackage.Load(package, key.PublicKey, allowUnsigned: false);
+        using var loaded = ModelPackage.Load(package, key.PublicKey);
         using var classifier = new NetworkClassifier(loaded.Network);
         var test = mnist.Test.Take(Profile.AttackImages);
         Report(stage, $"{model}: robustness curve over eps {string.Join(", ", Profile.CurveEpsilons)}");
@@ -343,7 +343,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
     {
         var data = new DatasetStore(options.DataRoot).Load(Path.Combine(options.OutputDirectory, poisoning.Files["data"]));
         var manifest = PoisonManifests.TryLoad(data.Directory)!;
-        using var model = ModelPackage.Load(ModelOf(poisoning), key.PublicKey, allowUnsigned: false);
+        using var model = ModelPackage.Load(ModelOf(poisoning), key.PublicKey);
         Report("poison-defenses", "activation clustering over the training set's penultimate-layer activations");
         var detection = PoisonDetector.Detect(model.Network, data.Train, Detection, cancellationToken: cancellationToken).ScoredAgainst(manifest, data.Train.Labels);
         JsonFormat.Save(Path.Combine(directory, PoisonDetectionReport.FileName), detection);

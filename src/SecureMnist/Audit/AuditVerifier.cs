@@ -90,6 +90,21 @@ public static class AuditVerifier
         return new AuditVerification(true, records, head, segments.Count, matched, null, null, null);
     }
 
+    /// <summary>The records of a log (a file or a folder's segments in order), for counting; verify the chain with <see cref="Verify"/>.</summary>
+    public static IEnumerable<AuditRecord> Records(string path)
+    {
+        foreach (var segment in Segments(path))
+        {
+            foreach (var (line, complete) in Lines(segment))
+            {
+                if (!complete) yield break;
+                using var document = JsonDocument.Parse(line);
+                yield return document.RootElement.GetProperty("record").Deserialize<AuditRecord>(AuditChain.Compact)
+                    ?? throw new InvalidDataException($"{segment}: an empty record");
+            }
+        }
+    }
+
     /// <summary>The files of a log: a single file, or a folder's rotated segments in order followed by the active file.</summary>
     public static IReadOnlyList<string> Segments(string path)
     {

@@ -13,7 +13,7 @@ public sealed record SanitizeReport(
 /// <summary>Sanitize and retrain: drop the flagged samples, train again with the poisoned model's own recipe, compare.</summary>
 public static class SanitizeExperiment
 {
-    public static SanitizeReport Run(VerifiedModel poisonedModel, Dataset poisoned, PoisonDetectionReport detection,
+    public static SanitizeReport Run(LoadedModel poisonedModel, Dataset poisoned, PoisonDetectionReport detection,
         string sanitizedDataDirectory, string packageDirectory, string runDirectory, SigningKey key, bool resume,
         int? epochs = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {

@@ -13,7 +13,7 @@ public sealed record ComparedModel(
 /// <summary>Measures several verified models under the same attacks and draws the trade-off and per-epoch robustness.</summary>
 public static class ModelComparison
 {
-    public static ComparedModel Measure(VerifiedModel model, LabeledImages test, IReadOnlyList<IEvasionAttack> attacks, CancellationToken cancellationToken = default)
+    public static ComparedModel Measure(LoadedModel model, LabeledImages test, IReadOnlyList<IEvasionAttack> attacks, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         using var classifier = new NetworkClassifier(model.Network);

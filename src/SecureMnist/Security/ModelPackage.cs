@@ -19,28 +19,57 @@ public enum PackageTrust
 }
 
 /// <summary>
-/// A model whose package passed verification. Only <see cref="ModelPackage"/> can create one, so code
-/// that takes a VerifiedModel cannot be handed weights that skipped the checks.
+/// A model read from a package whose weights digest, safetensors structure and tensor shapes were checked. Whether its
+/// signature was checked is in its type: <see cref="VerifiedModel"/> or <see cref="UnverifiedModel"/>. Analysis verbs
+/// take either; the service takes only the first.
 /// </summary>
-public sealed class VerifiedModel : IDisposable
+public abstract class LoadedModel : IDisposable
 {
-    internal VerifiedModel(string directory, ModelManifest manifest, Module<Tensor, Tensor> network, PackageTrust trust, string manifestSha256)
+    private protected LoadedModel(string directory, ModelManifest manifest, Module<Tensor, Tensor> network, string manifestSha256)
     {
         Directory = directory;
         Manifest = manifest;
         Network = network;
-        Trust = trust;
         ManifestSha256 = manifestSha256;
     }
 
     public string Directory { get; }
     public ModelManifest Manifest { get; }
     public Module<Tensor, Tensor> Network { get; }
-    public PackageTrust Trust { get; }
+    public abstract PackageTrust Trust { get; }
     /// <summary>SHA-256 of the manifest bytes: the model's identity (it pins the weights digest).</summary>
     public string ManifestSha256 { get; }
 
-    public void Dispose() => Network.Dispose();
+    public void Dispose()
+    {
+        Network.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>
+/// A model whose package's signature verified against a trusted key. Only <see cref="ModelPackage.Load"/> can create
+/// one, so code that takes a VerifiedModel (the service) cannot be handed weights that skipped the signature check.
+/// </summary>
+public sealed class VerifiedModel : LoadedModel
+{
+    internal VerifiedModel(string directory, ModelManifest manifest, Module<Tensor, Tensor> network, string manifestSha256)
+        : base(directory, manifest, network, manifestSha256)
+    {
+    }
+
+    public override PackageTrust Trust => PackageTrust.Signed;
+}
+
+/// <summary>A model loaded with <c>--allow-unsigned</c>: integrity-checked, but nobody vouches for it.</summary>
+public sealed class UnverifiedModel : LoadedModel
+{
+    internal UnverifiedModel(string directory, ModelManifest manifest, Module<Tensor, Tensor> network, string manifestSha256)
+        : base(directory, manifest, network, manifestSha256)
+    {
+    }
+
+    public override PackageTrust Trust => PackageTrust.UnsignedAllowed;
 }
 
 /// <summary>The outcome of verifying a package: trusted or not, and why.</summary>
@@ -119,7 +148,8 @@ public static class ModelPackage
     {
         try
         {
-            using var model = Load(directory, trustedKey, allowUnsigned: false);
+            if (trustedKey is null) throw new ModelPackageException("no trusted public key given");
+            using var model = Load(directory, trustedKey);
             return new PackageVerification(true, $"signature by key {model.Manifest.SignerKeyId} verified; weights SHA-256 {model.Manifest.Weights.Sha256} matches; {model.Manifest.Tensors.Count} tensors match architecture {model.Manifest.Architecture}", model.Manifest, model.Manifest.SignerKeyId);
         }
         catch (Exception e) when (e is ModelPackageException or SafetensorsException or IOException or UnauthorizedAccessException)
@@ -129,24 +159,28 @@ public static class ModelPackage
     }
 
     /// <summary>
-    /// Verifies signature (unless explicitly allowed to skip it), weights digest, safetensors structure and
+    /// Verifies the signature against <paramref name="trustedKey"/>, then the weights digest, safetensors structure and
     /// tensor shapes, in that order, and only then creates tensors from the file.
     /// </summary>
-    public static VerifiedModel Load(string directory, TrustedPublicKey? trustedKey, bool allowUnsigned)
+    public static VerifiedModel Load(string directory, TrustedPublicKey trustedKey)
+    {
+        if (trustedKey is null) throw new ModelPackageException("no trusted public key given; pass --public-key, or --allow-unsigned to skip the signature check");
+        var (manifestBytes, manifest, network) = LoadChecked(directory, trustedKey);
+        return new VerifiedModel(directory, manifest, network, Sha256(manifestBytes));
+    }
+
+    /// <summary>Every check of <see cref="Load"/> but the signature (<c>--allow-unsigned</c>); the type says so wherever the model goes.</summary>
+    public static UnverifiedModel LoadUnsigned(string directory)
+    {
+        var (manifestBytes, manifest, network) = LoadChecked(directory, trustedKey: null);
+        return new UnverifiedModel(directory, manifest, network, Sha256(manifestBytes));
+    }
+
+    private static (byte[] ManifestBytes, ModelManifest Manifest, Module<Tensor, Tensor> Network) LoadChecked(string directory, TrustedPublicKey? trustedKey)
     {
         if (!System.IO.Directory.Exists(directory)) throw new ModelPackageException($"model package {directory} not found");
         var (manifestBytes, _) = ReadManifestBytes(directory);
-        PackageTrust trust;
-        if (allowUnsigned)
-        {
-            trust = PackageTrust.UnsignedAllowed;
-        }
-        else
-        {
-            if (trustedKey is null) throw new ModelPackageException("no trusted public key given; pass --public-key, or --allow-unsigned to skip the signature check");
-            CheckSignature(directory, manifestBytes, trustedKey);
-            trust = PackageTrust.Signed;
-        }
+        if (trustedKey is not null) CheckSignature(directory, manifestBytes, trustedKey);
         var manifest = ManifestJson.ParseManifest(manifestBytes);
         if (manifest.Format != ModelManifest.CurrentFormat) throw new ModelPackageException($"manifest format '{manifest.Format}' is not supported (expected {ModelManifest.CurrentFormat})");
         if (manifest.Weights.File != WeightsFile) throw new ModelPackageException($"manifest names weights file '{manifest.Weights.File}'; packages keep weights in {WeightsFile}");
@@ -173,7 +207,7 @@ public static class ModelPackage
         }
         ModelWeights.Load(network, file);
         network.eval();
-        return new VerifiedModel(directory, manifest, network, trust, Sha256(manifestBytes));
+        return (manifestBytes, manifest, network);
     }
 
     internal static byte[] SignatureFor(byte[] manifestBytes, SigningKey key) =>

@@ -7,9 +7,9 @@ namespace SecureMnist.Serving;
 /// A bounded HTTP load run against <c>POST /v1/predict</c>: either closed-loop (a fixed number of workers, each
 /// sending its next request when the last is answered) or open-loop at a fixed rate (latency measured from each
 /// request's scheduled time, so a slow server cannot hide its queueing). Bounded by duration, request count and
-/// requests in flight.
+/// requests in flight. A null secret sends requests without an API key (an anonymous flood).
 /// </summary>
-public sealed record LoadOptions(string Secret, byte[] Body, string ContentType = "image/png", int Concurrency = 32,
+public sealed record LoadOptions(string? Secret, byte[] Body, string ContentType = "image/png", int Concurrency = 32,
     double DurationSeconds = 10, double? RatePerSecond = null, int MaxRequests = 1_000_000, int MaxInFlight = 1024)
 {
     public void Validate()
@@ -29,6 +29,35 @@ public sealed record LoadResult(
 
 public static class LoadGenerator
 {
+    /// <summary>
+    /// An HTTP client whose connections leave from <paramref name="localAddress"/> (say 127.0.0.2, another loopback
+    /// address), so a load can play a second client host on one machine.
+    /// </summary>
+    public static HttpClient ClientFrom(System.Net.IPAddress localAddress, Uri baseAddress)
+    {
+        ArgumentNullException.ThrowIfNull(localAddress);
+        var handler = new SocketsHttpHandler
+        {
+            MaxConnectionsPerServer = 4096,
+            ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+                try
+                {
+                    socket.Bind(new System.Net.IPEndPoint(localAddress, 0));
+                    await socket.ConnectAsync(context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            },
+        };
+        return new HttpClient(handler, disposeHandler: true) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
+    }
+
     public static async Task<LoadResult> Run(HttpClient client, LoadOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(client);
@@ -45,7 +74,7 @@ public static class LoadGenerator
             using var content = new ByteArrayContent(options.Body);
             content.Headers.ContentType = MediaTypeHeaderValue.Parse(options.ContentType);
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/predict") { Content = content };
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.Secret);
+            if (options.Secret is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.Secret);
             try
             {
                 using var response = await client.SendAsync(request, cancellationToken).ConfigureAwait(false);

@@ -37,7 +37,7 @@ public sealed class PyTorchImportTests : IDisposable
         Assert.NotNull(result.Manifest.ImportedFrom);
         Assert.Equal(64, result.Manifest.ImportedFrom!.Sha256.Length);
         Assert.Contains("torch._utils._rebuild_tensor_v2", result.Manifest.ImportedFrom.PickleGlobals);
-        using var model = ModelPackage.Load(package, key.PublicKey, allowUnsigned: false);
+        using var model = ModelPackage.Load(package, key.PublicKey);
         var logits = expected.GetProperty("logits").EnumerateArray().Select(row => row.EnumerateArray().Select(v => v.GetSingle()).ToArray()).ToArray();
         using var inputs = FormulaInputs(logits.Length);
         using var noGrad = no_grad();

@@ -30,7 +30,7 @@ public sealed class ModelPackageTests : IDisposable
         manual_seed(7);
         using var original = Architectures.Create(Architectures.LinearSoftmax);
         var path = WritePackage();
-        using var loaded = ModelPackage.Load(path, key.PublicKey, allowUnsigned: false);
+        using var loaded = ModelPackage.Load(path, key.PublicKey);
         Assert.Equal(PackageTrust.Signed, loaded.Trust);
         using var input = rand(5, 1, 28, 28);
         using var expected = original.call(input);
@@ -87,10 +87,27 @@ public sealed class ModelPackageTests : IDisposable
     {
         var path = WritePackage();
         File.Delete(Path.Combine(path, ModelPackage.SignatureFile));
-        var error = Assert.Throws<ModelPackageException>(() => ModelPackage.Load(path, key.PublicKey, allowUnsigned: false));
+        var error = Assert.Throws<ModelPackageException>(() => ModelPackage.Load(path, key.PublicKey));
         Assert.Contains("unsigned", error.Message, StringComparison.Ordinal);
-        using var loaded = ModelPackage.Load(path, null, allowUnsigned: true);
+        using var loaded = ModelPackage.LoadUnsigned(path);
         Assert.Equal(PackageTrust.UnsignedAllowed, loaded.Trust);
+        Assert.IsNotType<VerifiedModel>(loaded, exactMatch: false);
+    }
+
+    [Fact]
+    public void Only_a_signature_check_can_make_a_verified_model_and_the_service_takes_nothing_else()
+    {
+        var library = typeof(VerifiedModel).Assembly;
+        Assert.Empty(typeof(VerifiedModel).GetConstructors()); // no public constructor
+        Assert.False(typeof(VerifiedModel).IsAssignableFrom(typeof(UnverifiedModel)));
+        Assert.True(typeof(VerifiedModel).IsSealed);
+        var makers = library.GetTypes().SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static))
+            .Where(m => m.ReturnType == typeof(VerifiedModel)).ToList();
+        var maker = Assert.Single(makers);
+        Assert.Contains(maker.GetParameters(), p => p.ParameterType == typeof(TrustedPublicKey));
+        var engine = Assert.Single(typeof(SecureMnist.Serving.InferenceEngine).GetConstructors());
+        Assert.Equal(typeof(VerifiedModel), engine.GetParameters()[0].ParameterType);
+        Assert.Throws<ModelPackageException>(() => ModelPackage.Load(WritePackage(), null!));
     }
 
     [Fact]

@@ -12,7 +12,7 @@ public sealed class DecisionPolicyTests(ServedModel model)
 {
     private async Task<(InferenceEngine Engine, VerifiedModel Verified)> Engine(DecisionPolicy policy)
     {
-        var verified = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath), allowUnsigned: false);
+        var verified = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath));
         var guard = InputGuard.Calibrate(verified.Network, model.Mnist.Train, 1000, new SqueezingOptions());
         await Task.CompletedTask;
         return (new InferenceEngine(verified, guard.Squeezing, guard.Statistics, policy, new BatchingOptions(QueueCapacity: 1024)), verified);
@@ -53,7 +53,7 @@ public sealed class DecisionPolicyTests(ServedModel model)
     public async Task Feature_squeezing_flags_adversarial_examples_far_more_often_than_clean_digits_and_can_reject_them()
     {
         var test = model.Mnist.Test.Take(300);
-        var verifiedForAttack = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath), allowUnsigned: false);
+        var verifiedForAttack = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath));
         float[][] adversarial, interiorAdversarial;
         using (var scope = NewDisposeScope())
         using (var classifier = new NetworkClassifier(verifiedForAttack.Network))

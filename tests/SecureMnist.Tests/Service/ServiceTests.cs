@@ -241,8 +241,8 @@ public sealed class ServiceTests(ServedModel model)
         Assert.True(answered.Count >= 15, $"only {answered.Count} of 20 clean digits answered");
 
         // The same package in float32 and converted to bfloat16 agree on (almost) every test digit.
-        using var fp32 = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath), allowUnsigned: false);
-        using var bf16 = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath), allowUnsigned: false);
+        using var fp32 = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath));
+        using var bf16 = ModelPackage.Load(model.PackageDirectory, TrustedPublicKey.FromFile(model.PublicKeyPath));
         bf16.Network.to(TorchSharp.torch.ScalarType.BFloat16);
         using var images = model.Mnist.Test.Take(2000).ImagesTensor();
         int[] full, half;
