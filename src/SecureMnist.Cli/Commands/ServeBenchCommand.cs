@@ -25,7 +25,7 @@ internal static class ServeBenchCommand
         int KeyedSent, int KeyedSucceeded);
 
     public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, InferencePrecision Precision, int TorchThreads, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
-        AnonymousFloodResult AnonymousFlood, long AuditRecords, long KeyedRecords, long AnsweredKeyedRequests, bool AuditIntact, string? AuditProblem);
+        AnonymousFloodResult AnonymousFlood, long AuditRecords, long AuditedRequests, long AnsweredRequests, bool AuditIntact, string? AuditProblem);
 
     public static Command Create()
     {
@@ -45,8 +45,9 @@ internal static class ServeBenchCommand
             70% of that rate (p50/p99 from each request's scheduled time); a flood from one key against its quota while a
             second key sends 5 requests/s; an anonymous flood (no key, from a second loopback address, 64 workers at full
             speed) while a keyed client sends --keyed-rate requests/s, whose p99 is compared with the same client's alone;
-            finally the audit log is verified, its keyed records counted against the keyed answers and its records of
-            anonymous requests against their bound (one per address, outcome and minute) and their count.
+            finally the audit log is verified and every answered request must be in it once (its own record, or counted in
+            an aggregated one), with the anonymous flood's records within their bound (one per address, outcome and minute).
+            The floods come from 127.0.0.3 and 127.0.0.2, as from other hosts, so the per-address limit meets the flooders.
             Example: ./securemnist bench serve --model models/baseline
             """)
         { model, publicKey, duration, concurrency, floodRpm, anonymousSeconds, keyedRate, onAdversarial, precision, json };
@@ -92,9 +93,12 @@ internal static class ServeBenchCommand
                 var latency = Phase($"latency: open loop at {rate:F0}/s, {seconds} s", () =>
                     LoadGenerator.Run(client, new LoadOptions(load, png, DurationSeconds: seconds, RatePerSecond: rate), cancellationToken));
                 var floodSeconds = Math.Max(20, 2 * seconds);
-                var (floodRun, steadyRun) = Ui.Err.Status().Start($"flood: one key at full speed against {rpm}/min, another at 5/s, {floodSeconds} s", _ =>
+                // Each flood comes from an address of its own, as it would from another host: the per-address limit then
+                // throttles the flooder, not the well-behaved client beside it.
+                using var flooder = LoadGenerator.ClientFrom(System.Net.IPAddress.Parse("127.0.0.3"), address);
+                var (floodRun, steadyRun) = Ui.Err.Status().Start($"flood: one key from 127.0.0.3 at full speed against {rpm}/min, another at 5/s, {floodSeconds} s", _ =>
                 {
-                    var a = LoadGenerator.Run(client, new LoadOptions(flood, png, Concurrency: 16, DurationSeconds: floodSeconds), cancellationToken);
+                    var a = LoadGenerator.Run(flooder, new LoadOptions(flood, png, Concurrency: 16, DurationSeconds: floodSeconds), cancellationToken);
                     var b = LoadGenerator.Run(client, new LoadOptions(steady, png, DurationSeconds: floodSeconds, RatePerSecond: 5), cancellationToken);
                     return (a.GetAwaiter().GetResult(), b.GetAwaiter().GetResult());
                 });
@@ -122,15 +126,17 @@ internal static class ServeBenchCommand
                 using var auditKey = SigningKey.FromFile(options.AuditKeyPath);
                 var verdict = AuditVerifier.Verify(options.AuditDirectory, checkpoints, auditKey.PublicKey);
                 var records = AuditVerifier.Records(options.AuditDirectory).Where(r => r.Outcome != AuditOutcome.Recovered).ToList();
-                var anonymousRecords = records.Where(r => r.Count is not null).ToList();
+                var strangerRecords = records.Where(r => r.Client == "127.0.0.2").ToList();
                 var windows = (long)Math.Ceiling(anonymousRun.Seconds / options.Refusals.WindowSeconds) + 1;
                 var anonymous = new AnonymousFloodResult(anonymousRun.Seconds, options.RequestsPerSecondPerAddress, anonymousRun.Sent, anonymousRun.Answered, anonymousRun.StatusCounts,
-                    anonymousRecords.Count, 2 * windows, anonymousRecords.Sum(r => r.Count!.Value), keyed, alone.P99Milliseconds, keyedRun.P99Milliseconds,
+                    strangerRecords.Count, 2 * windows, strangerRecords.Sum(r => r.Count ?? 1), keyed, alone.P99Milliseconds, keyedRun.P99Milliseconds,
                     keyedRun.Sent, keyedRun.StatusCounts.GetValueOrDefault(200));
-                var keyedRecords = records.Count - anonymousRecords.Count;
+                // Every answered request is in the log once: as its own record, or counted in an aggregated one.
+                var audited = records.Sum(r => r.Count ?? 1) + 0L;
+                var total = answered + anonymousRun.Answered;
                 var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(), throughput, latency,
-                    floodResult, anonymous, verdict.Records, keyedRecords, answered, verdict.Intact, verdict.Problem);
-                var consistent = verdict.Intact && keyedRecords == answered && anonymous.AuditedRequests == anonymous.Answered && anonymous.AuditRecords <= anonymous.AuditRecordsBound;
+                    floodResult, anonymous, verdict.Records, audited, total, verdict.Intact, verdict.Problem);
+                var consistent = verdict.Intact && audited == total && anonymous.AuditedRequests == anonymous.Answered && anonymous.AuditRecords <= anonymous.AuditRecordsBound;
                 if (result.GetValue(json))
                 {
                     Ui.WriteJson(bench);
@@ -146,7 +152,7 @@ internal static class ServeBenchCommand
                 table.AddRow("anonymous flood (127.0.0.2)", $"{anonymous.Answered} answered in {anonymous.Seconds:F1} s ({codes}); per-address limit {anonymous.AddressRate}/s");
                 table.AddRow("  its audit records", $"{anonymous.AuditRecords} (bound {anonymous.AuditRecordsBound}: 2 outcomes x {windows} windows), counting {anonymous.AuditedRequests} requests");
                 table.AddRow("  keyed client beside it", $"{anonymous.KeyedSucceeded}/{anonymous.KeyedSent} succeeded at {keyed:F0}/s; p99 {anonymous.KeyedP99DuringFlood:F1} ms, alone {anonymous.KeyedP99Unloaded:F1} ms ({anonymous.KeyedP99DuringFlood / Math.Max(1e-9, anonymous.KeyedP99Unloaded):F2}x)");
-                table.AddRow("audit log", $"{(verdict.Intact ? "intact" : "TAMPERED: " + verdict.Problem)}; {verdict.Records} records: {keyedRecords} for {answered} answered keyed requests, {anonymous.AuditRecords} for {anonymous.Answered} anonymous ones");
+                table.AddRow("audit log", $"{(verdict.Intact ? "intact" : "TAMPERED: " + verdict.Problem)}; {verdict.Records} records account for {audited} requests; {total} were answered");
                 Ui.Out.Write(table);
                 return consistent ? 0 : 1;
             }

@@ -2,7 +2,7 @@ namespace SecureMnist.Audit;
 
 /// <summary>Settings of <see cref="RefusalAggregator"/>.</summary>
 /// <param name="WindowSeconds">Length of one aggregation window: each client gets at most one record per outcome per window.</param>
-/// <param name="MaxClients">Clients tracked within one window; refusals from further clients share one "(other clients)" record.</param>
+/// <param name="MaxClients">Client-and-outcome pairs tracked within one window; refusals beyond them share one "(other clients)" record per outcome.</param>
 public sealed record RefusalAggregation(double WindowSeconds = 60, int MaxClients = 10_000)
 {
     public const string OtherClients = "(other clients)";
@@ -39,7 +39,9 @@ public sealed class RefusalAggregator : IAsyncDisposable
         this.time = time ?? TimeProvider.System;
         windowStart = this.time.GetUtcNow();
         var period = TimeSpan.FromSeconds(this.options.WindowSeconds);
-        timer = this.time.CreateTimer(_ => _ = FlushAsync(), null, period, period);
+        // A failed write (the log closing under it) is observed here; the counts it held are lost with the process anyway.
+        timer = this.time.CreateTimer(_ => _ = FlushAsync().ContinueWith(t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default), null, period, period);
     }
 
     /// <summary>Refusals counted and not yet written.</summary>
