@@ -7,10 +7,17 @@ namespace SecureMnist.Server;
 /// <summary>
 /// A token bucket per client address that every request meets before authentication (health probes excepted), so a
 /// client without a key cannot make the service hash keys, log refusals or queue work faster than this. 429 with
-/// Retry-After above it. Addresses are the TCP peer's; behind a proxy every client shares the proxy's bucket.
+/// Retry-After above it, held back for up to <see cref="MaxHold"/> first (at most <see cref="MaxHeld"/> at once, then
+/// at once): a flooder that waits for its answers slows itself down instead of spending the service's CPU on refusals.
+/// Addresses are the TCP peer's; behind a proxy every client shares the proxy's bucket.
 /// </summary>
 public sealed class ClientAddressLimit(RequestDelegate next, ServiceState state) : IDisposable
 {
+    public static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(1);
+    public const int MaxHeld = 4096;
+
+    private readonly SemaphoreSlim holding = new(MaxHeld, MaxHeld);
+
     private readonly PartitionedRateLimiter<HttpContext> limiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
     {
         var perSecond = state.Options.RequestsPerSecondPerAddress;
@@ -39,6 +46,21 @@ public sealed class ClientAddressLimit(RequestDelegate next, ServiceState state)
             return;
         }
         var retry = lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(1);
+        if (holding.Wait(0))
+        {
+            try
+            {
+                await Task.Delay(retry < MaxHold ? retry : MaxHold, context.RequestAborted).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return; // the client left
+            }
+            finally
+            {
+                holding.Release();
+            }
+        }
         var seconds = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds));
         context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
         var detail = $"this address sends more than {state.Options.RequestsPerSecondPerAddress} requests per second; retry after {seconds} s";
@@ -46,5 +68,9 @@ public sealed class ClientAddressLimit(RequestDelegate next, ServiceState state)
         await Problems.Write(context, StatusCodes.Status429TooManyRequests, "Too many requests", detail).ConfigureAwait(false);
     }
 
-    public void Dispose() => limiter.Dispose();
+    public void Dispose()
+    {
+        limiter.Dispose();
+        holding.Dispose();
+    }
 }
