@@ -121,7 +121,16 @@ public static class FuzzTargets
     private static void ReadIdx(Func<Stream> open)
     {
         var head = new byte[4];
-        using (var peek = open()) _ = peek.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        try
+        {
+            using var peek = open();
+            _ = peek.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        }
+        catch (InvalidDataException e)
+        {
+            // The harness's own peek at the header meets a corrupt gzip stream before the reader does; refuse it as the reader would.
+            throw new IdxFormatException($"input: corrupt gzip stream: {e.Message}");
+        }
         using var source = open();
         if (head[3] == 1) _ = IdxReader.ReadLabels(source, "input");
         else _ = IdxReader.ReadImagesAsFloat(source, "input");
