@@ -22,8 +22,7 @@ public sealed class AuditTrail(RequestDelegate next, ServiceState state, Service
             await next(context).ConfigureAwait(false);
             return;
         }
-        var written = 0;
-        context.Response.OnStarting(() => Interlocked.Exchange(ref written, 1) == 0 ? Write(context) : Task.CompletedTask);
+        context.Response.OnStarting(() => Write(context));
         try
         {
             await next(context).ConfigureAwait(false);

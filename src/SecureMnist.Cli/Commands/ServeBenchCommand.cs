@@ -132,7 +132,7 @@ internal static class ServeBenchCommand
                     strangerRecords.Count, 2 * windows, strangerRecords.Sum(r => r.Count ?? 1), keyed, alone.P99Milliseconds, keyedRun.P99Milliseconds,
                     keyedRun.Sent, keyedRun.StatusCounts.GetValueOrDefault(200));
                 // Every answered request is in the log once: as its own record, or counted in an aggregated one.
-                var audited = records.Sum(r => r.Count ?? 1) + 0L;
+                var audited = records.Sum(r => r.Count ?? 1);
                 var total = answered + anonymousRun.Answered;
                 var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(), throughput, latency,
                     floodResult, anonymous, verdict.Records, audited, total, verdict.Intact, verdict.Problem);
