@@ -21,6 +21,7 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(AttackCommand.Create());
 root.Subcommands.Add(CompareCommand.Create());
+root.Subcommands.Add(RobustnessChecksCommand.Create());
 foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in InteropCommands.Create()) root.Subcommands.Add(command);

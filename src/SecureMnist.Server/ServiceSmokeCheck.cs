@@ -47,19 +47,19 @@ public static class ServiceSmokeCheck
             for (var i = 0; i < digits; i++)
             {
                 using var response = await Predict(client, user, Pixels(mnist, i), cancellationToken);
-                if (i == 0) metrics["service.predict_status"] = Metric.Count((int)response.StatusCode, "HTTP status of an authenticated prediction");
+                if (i == 0) metrics[ServiceStage.PredictStatus.Name] = Metric.Count((int)response.StatusCode, "HTTP status of an authenticated prediction");
                 using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
                 if (response.IsSuccessStatusCode && body.RootElement.TryGetProperty("label", out var label) && label.ValueKind == JsonValueKind.Number
                     && label.GetInt32() == mnist.Test.Labels[i]) correct++;
             }
-            metrics["service.smoke_correct"] = Metric.Count(correct, $"of {digits} test digits sent over HTTP, answered with the right label");
+            metrics[ServiceStage.SmokeCorrect.Name] = Metric.Count(correct, $"of {digits} test digits sent over HTTP, answered with the right label");
 
             using (var anonymous = await Predict(client, null, Pixels(mnist, 0), cancellationToken))
-                metrics["service.unauthenticated_status"] = Metric.Count((int)anonymous.StatusCode, "HTTP status without an API key");
+                metrics[ServiceStage.UnauthenticatedStatus.Name] = Metric.Count((int)anonymous.StatusCode, "HTTP status without an API key");
             using (var labels = await Predict(client, labelOnly, Pixels(mnist, 0), cancellationToken))
             {
                 var text = await labels.Content.ReadAsStringAsync(cancellationToken);
-                metrics["service.label_only_scores"] = Metric.Count(text.Contains("confidence", StringComparison.Ordinal) || text.Contains("probabilities", StringComparison.Ordinal) ? 1 : 0,
+                metrics[ServiceStage.LabelOnlyScores.Name] = Metric.Count(text.Contains("confidence", StringComparison.Ordinal) || text.Contains("probabilities", StringComparison.Ordinal) ? 1 : 0,
                     "score fields in a label-only key's answer");
             }
             var statuses = new List<HttpStatusCode>();
@@ -68,20 +68,20 @@ public static class ServiceSmokeCheck
                 using var response = await Predict(client, limited, Pixels(mnist, i), cancellationToken);
                 statuses.Add(response.StatusCode);
             }
-            metrics["service.rate_limited_status"] = Metric.Count((int)statuses[^1], "HTTP status of a key past its rate (2 per minute, 5 requests)");
+            metrics[ServiceStage.RateLimitedStatus.Name] = Metric.Count((int)statuses[^1], "HTTP status of a key past its rate (2 per minute, 5 requests)");
             using (var huge = new ByteArrayContent(new byte[(options.MaxBodyBytes) + 1]))
             {
                 huge.Headers.ContentType = new MediaTypeHeaderValue("image/png");
                 using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/predict") { Content = huge };
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", user);
                 using var response = await client.SendAsync(request, cancellationToken);
-                metrics["service.oversized_status"] = Metric.Count((int)response.StatusCode, "HTTP status of a body over the size cap");
+                metrics[ServiceStage.OversizedStatus.Name] = Metric.Count((int)response.StatusCode, "HTTP status of a body over the size cap");
             }
             using (var request = new HttpRequestMessage(HttpMethod.Get, "/v1/admin/audit"))
             {
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", user);
                 using var response = await client.SendAsync(request, cancellationToken);
-                metrics["service.admin_with_predict_key_status"] = Metric.Count((int)response.StatusCode, "HTTP status of an admin route called with a predict-only key");
+                metrics[ServiceStage.AdminWithPredictKeyStatus.Name] = Metric.Count((int)response.StatusCode, "HTTP status of an admin route called with a predict-only key");
             }
         }
         finally
@@ -91,8 +91,8 @@ public static class ServiceSmokeCheck
         }
         var checkpoints = AuditCheckpoint.ReadAll(Path.Combine(audit, AuditCheckpoint.CheckpointsFile));
         var verdict = AuditVerifier.Verify(audit, checkpoints, TrustedPublicKey.FromFile(Path.ChangeExtension(options.AuditKeyPath, ".pub")));
-        metrics["service.audit_records"] = Metric.Count(verdict.Records, "audit records written (one per decision)");
-        metrics["service.audit_intact"] = Metric.Count(verdict.Intact ? 1 : 0, "audit log verifies against its signed checkpoints (1 = yes)");
+        metrics[ServiceStage.AuditRecords.Name] = Metric.Count(verdict.Records, "audit records written (one per decision)");
+        metrics[ServiceStage.AuditIntact.Name] = Metric.Count(verdict.Intact ? 1 : 0, "audit log verifies against its signed checkpoints (1 = yes)");
         return metrics;
     }
 

@@ -29,7 +29,8 @@ internal static class AttackCommand
         var restarts = new Option<int>("--restarts") { Description = "Random restarts (PGD, APGD); each input keeps its strongest example", DefaultValueFactory = _ => defaults.Restarts };
         var epsL2 = new Option<double>("--eps-l2") { Description = "L2 budget for pgd-l2", DefaultValueFactory = _ => defaults.EpsilonL2 };
         var alphaL2 = new Option<double>("--alpha-l2") { Description = "Step size for pgd-l2", DefaultValueFactory = _ => defaults.StepSizeL2 };
-        var apgdSteps = new Option<int>("--apgd-steps") { Description = "APGD iterations", DefaultValueFactory = _ => defaults.ApgdSteps };
+        var apgdSteps = new Option<int>("--apgd-steps") { Description = "APGD iterations (apgd-ce, apgd-dlr, apgd-t)", DefaultValueFactory = _ => defaults.ApgdSteps };
+        var budgets = new AttackBudgetOptions();
         var cwSteps = new Option<int>("--cw-steps") { Description = "C&W Adam iterations per binary-search step", DefaultValueFactory = _ => defaults.CarliniWagner.MaxIterations };
         var cwSearch = new Option<int>("--cw-search") { Description = "C&W binary-search steps over c", DefaultValueFactory = _ => defaults.CarliniWagner.BinarySearchSteps };
         var cwKappa = new Option<double>("--cw-kappa") { Description = "C&W confidence margin kappa", DefaultValueFactory = _ => defaults.CarliniWagner.Confidence };
@@ -47,20 +48,23 @@ internal static class AttackCommand
             Attack a verified model and report robust accuracy under the per-input worst case of the listed attacks,
             attack success rate, perturbation norms, per-class figures and speed. Saves the adversarial examples
             (IDX: float32 images, labels, predictions; see adversarial.json) and a picture grid.
-            Example: ./securemnist attack --model models/baseline --attacks fgsm,pgd,apgd-ce,apgd-dlr --eps 0.3
+            Robustness is measured in one threat model at a time: a list that mixes L-inf and L2 attacks is refused.
+            Example: ./securemnist attack --model models/baseline --attacks autoattack --eps 0.3
+            Example: ./securemnist attack --model models/baseline --attacks fgsm,pgd,apgd-ce,apgd-dlr --eps 0.3 --subset 1000
             """)
         {
             model, publicKey, allowUnsigned, dataset, attacks, eps, alpha, steps, restarts, epsL2, alphaL2, apgdSteps,
             cwSteps, cwSearch, cwKappa, cwConst, cwLr, seed, subset, batchSize, curve, curveAttacks, output, json,
         };
+        foreach (var option in budgets.All) command.Options.Add(option);
         command.SetAction(result =>
         {
-            var settings = new AttackSettings
+            var settings = budgets.Apply(new AttackSettings
             {
                 Epsilon = result.GetValue(eps), StepSize = result.GetValue(alpha), Steps = result.GetValue(steps), Restarts = result.GetValue(restarts),
                 EpsilonL2 = result.GetValue(epsL2), StepSizeL2 = result.GetValue(alphaL2), ApgdSteps = result.GetValue(apgdSteps), Seed = result.GetValue(seed),
                 CarliniWagner = new CarliniWagnerOptions(result.GetValue(cwKappa), result.GetValue(cwLr), result.GetValue(cwSearch), result.GetValue(cwSteps), result.GetValue(cwConst)),
-            };
+            }, result);
             var attackList = AttackCatalog.Parse(result.GetValue(attacks)!, settings);
             var epsilons = ParseEpsilons(result.GetValue(curve));
             var curveList = result.GetValue(curveAttacks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -117,12 +121,12 @@ internal static class AttackCommand
     private static void Render(RobustnessReport report, int images)
     {
         Ui.Out.MarkupLineInterpolated($"clean accuracy [bold]{Ui.Percent(report.CleanAccuracy)}[/], robust accuracy (worst case) [bold]{Ui.Percent(report.RobustAccuracy)}[/], attack success rate {Ui.Percent(report.AttackSuccessRate)} of correctly classified inputs; {images} images in {report.Seconds:F1} s ({report.ImagesPerSecond:F1} images/s)");
-        var stages = new Table().Title("attacks, in order (each runs on the inputs still robust)").AddColumns("attack", "settings", "attempted", "broken", "robust after", "seconds", "images/s");
+        var stages = new Table().Title("attacks, in order (each runs on the inputs still robust)").AddColumns("attack", "settings", "attempted", "broken", "robust after", "seconds", "images/s", "image-steps/s");
         foreach (var s in report.Stages)
         {
             var open = s.Attack.IndexOf('(', StringComparison.Ordinal);
             var (name, settings) = open < 0 ? (s.Attack, "") : (s.Attack[..open], s.Attack[(open + 1)..].TrimEnd(')').Replace(",", " ", StringComparison.Ordinal));
-            stages.AddRow(Markup.Escape(name), Markup.Escape(settings), $"{s.Attempted}", $"{s.Broken}", Ui.Percent(s.RobustAccuracyAfter), $"{s.Seconds:F1}", $"{s.ImagesPerSecond:F1}");
+            stages.AddRow(Markup.Escape(name), Markup.Escape(settings), $"{s.Attempted}", $"{s.Broken}", Ui.Percent(s.RobustAccuracyAfter), $"{s.Seconds:F1}", $"{s.ImagesPerSecond:F1}", $"{s.ImageStepsPerSecond:F0}");
         }
         Ui.Out.Write(stages);
         var p = report.Perturbation;

@@ -65,14 +65,19 @@ internal static class BenchCommand
         var runs = new Option<int>("--runs") { Description = "Timed runs of the optimised path; the median is reported", DefaultValueFactory = _ => 3 };
         var batchSize = new Option<int>("--batch-size") { Description = "Images per batch", DefaultValueFactory = _ => 500 };
         var referenceImages = new Option<int>("--reference-images") { Description = "Images for the PyTorch reference (bench/reference_pgd.py); 0 skips it", DefaultValueFactory = _ => 1000 };
+        var also = new Option<string>("--also") { Description = "Further attacks timed once each beside the same PyTorch reference: apgd-ce, apgd-t, square (empty: none)", DefaultValueFactory = _ => "apgd-t,square" };
+        var alsoImages = new Option<int>("--also-images") { Description = "Images for each further attack (ours and the reference)", DefaultValueFactory = _ => 200 };
+        var squareQueries = new Option<int>("--square-queries") { Description = "Square's queries per input in the further runs", DefaultValueFactory = _ => 1000 };
         var json = CommonOptions.Json();
         var command = new Command("attack", """
             PGD speed in image-steps/s on a verified model: the optimised path (freed activation buffers kept in the
             process, parameters frozen) timed over several runs, the unoptimised path (glibc's default allocator
             behaviour, parameters not frozen) once, a check that both give identical examples, and the PyTorch
-            reference on the same weights.
+            reference on the same weights. Then each --also attack (APGD with 100 steps, APGD-T over 9 targets,
+            Square) once, ours beside the reference, in image-steps/s: one forward pass of one image (with its
+            backward pass for gradient attacks; one query for Square), counted as the attacks run.
             """)
-        { model, publicKey, allowUnsigned, images, steps, runs, batchSize, referenceImages, json };
+        { model, publicKey, allowUnsigned, images, steps, runs, batchSize, referenceImages, also, alsoImages, squareQueries, json };
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
@@ -110,15 +115,48 @@ internal static class BenchCommand
                     [verified.Directory, data.Directory, "--images", $"{result.GetValue(referenceImages)}", "--steps", $"{result.GetValue(steps)}", "--threads", $"{TorchSharp.torch.get_num_threads()}"], token));
             }
             var referenceRate = reference?.GetProperty("image_steps_per_second").GetDouble();
+            var further = new List<(string Attack, double Rate, double Accuracy, System.Text.Json.JsonElement? Reference)>();
+            var furtherTest = data.Test.Take(result.GetValue(alsoImages));
+            foreach (var name in result.GetValue(also)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (name is not ("apgd-ce" or "apgd-t" or "square")) throw new ArgumentException($"--also: '{name}' is not one of apgd-ce, apgd-t, square");
+                var settings = new AttackSettings { Epsilon = 0.3, ApgdSteps = 100, SquareQueries = result.GetValue(squareQueries), Seed = 1 };
+                var furtherAttack = AttackCatalog.Create(name, settings);
+                using var frozen = new NetworkClassifier(verified.Network);
+                var counted = new CountingClassifier(frozen);
+                var timing = Ui.Err.Status().Start($"{name} on {furtherTest.Count} images", _ => AttackBenchmark.Measure(counted, furtherTest, furtherAttack, result.GetValue(batchSize), token));
+                using var adversarial = TorchSharp.torch.tensor(timing.Adversarial, [furtherTest.Count, 1, 28, 28]);
+                var predictions = frozen.Predict(adversarial);
+                var accuracy = (double)predictions.Where((p, i) => p == furtherTest.Labels[i]).Count() / furtherTest.Count;
+                System.Text.Json.JsonElement? furtherReference = null;
+                if (result.GetValue(referenceImages) > 0)
+                {
+                    furtherReference = Ui.Err.Status().Start($"reference: PyTorch {name}", _ => ReferenceBenchmark.RunScript(Path.Combine("bench", "reference_pgd.py"),
+                        [verified.Directory, data.Directory, "--attack", name, "--images", $"{furtherTest.Count}", "--steps", "100", "--queries", $"{result.GetValue(squareQueries)}",
+                         "--threads", $"{TorchSharp.torch.get_num_threads()}"], token));
+                }
+                further.Add((furtherAttack.Name, counted.Images / timing.Seconds, accuracy, furtherReference));
+                Ui.Info($"{furtherAttack.Name}: {counted.Images / timing.Seconds:F0} image-steps/s, accuracy {Ui.Percent(accuracy)}");
+            }
             if (result.GetValue(json))
             {
-                Ui.WriteJson(new { images = test.Count, steps = result.GetValue(steps), medianImageStepsPerSecond = median, runs = optimised.Select(o => imageSteps / o.Seconds), unoptimisedImageStepsPerSecond = imageSteps / plain.Seconds, identical, reference });
+                Ui.WriteJson(new
+                {
+                    images = test.Count, steps = result.GetValue(steps), medianImageStepsPerSecond = median, runs = optimised.Select(o => imageSteps / o.Seconds), unoptimisedImageStepsPerSecond = imageSteps / plain.Seconds, identical, reference,
+                    further = further.Select(f => new { attack = f.Attack, images = furtherTest.Count, imageStepsPerSecond = f.Rate, accuracy = f.Accuracy, reference = f.Reference }),
+                });
                 return identical ? 0 : 1;
             }
             var table = new Table().AddColumns("path", "image-steps/s", "details");
             table.AddRow("securemnist, optimised", $"{median:F0}", $"median of {optimised.Count} runs on {test.Count} images x {result.GetValue(steps)} steps");
             table.AddRow("securemnist, unoptimised", $"{imageSteps / plain.Seconds:F0}", identical ? "[green]identical examples[/]" : "[red]examples differ[/]");
             if (referenceRate is { } rate) table.AddRow($"PyTorch {reference!.Value.GetProperty("torch").GetString()} reference", $"{rate:F0}", $"{reference.Value.GetProperty("images").GetInt32()} images, PGD accuracy {Ui.Percent(reference.Value.GetProperty("accuracy").GetDouble())}");
+            foreach (var (name, furtherRate, accuracy, furtherReference) in further)
+            {
+                table.AddRow(Markup.Escape($"securemnist {name}"), $"{furtherRate:F0}", $"{furtherTest.Count} images, accuracy {Ui.Percent(accuracy)}");
+                if (furtherReference is { } r)
+                    table.AddRow($"PyTorch {r.GetProperty("attack").GetString()} reference", $"{r.GetProperty("image_steps_per_second").GetDouble():F0}", $"{r.GetProperty("images").GetInt32()} images, accuracy {Ui.Percent(r.GetProperty("accuracy").GetDouble())}");
+            }
             Ui.Out.Write(table);
             return identical ? 0 : 1;
         });

@@ -24,15 +24,17 @@ internal static class CompareCommand
         var subset = new Option<int?>("--subset") { Description = "Use the first N test images" };
         var output = new Option<string>("--out") { Description = "Folder for comparison.json, tradeoff.png, robust-by-epoch.png", DefaultValueFactory = _ => "out/compare" };
         var json = CommonOptions.Json();
+        var budgets = new AttackBudgetOptions();
         var command = new Command("compare", """
             Clean and robust accuracy of several models under the same attacks: a table, the accuracy-robustness
             trade-off as a PNG, and each run's PGD accuracy on held-out images per epoch (from its run record).
             Example: ./securemnist compare --models models/baseline,models/fgsm,models/pgd --attacks pgd,apgd-dlr
             """)
         { models, publicKey, allowUnsigned, attacks, eps, steps, alpha, restarts, subset, output, json };
+        foreach (var option in budgets.All) command.Options.Add(option);
         command.SetAction(result =>
         {
-            var settings = new AttackSettings { Epsilon = result.GetValue(eps), Steps = result.GetValue(steps), StepSize = result.GetValue(alpha), Restarts = result.GetValue(restarts) };
+            var settings = budgets.Apply(new AttackSettings { Epsilon = result.GetValue(eps), Steps = result.GetValue(steps), StepSize = result.GetValue(alpha), Restarts = result.GetValue(restarts) }, result);
             var attackList = AttackCatalog.Parse(result.GetValue(attacks)!, settings);
             var paths = result.GetValue(models)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load("mnist");

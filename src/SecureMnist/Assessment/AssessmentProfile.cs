@@ -1,4 +1,5 @@
 using SecureMnist.Attacks.Poisoning;
+using SecureMnist.Evaluation;
 using SecureMnist.Modeling;
 using SecureMnist.Training;
 
@@ -25,7 +26,10 @@ public sealed record DefenseRecipe(
 /// <see cref="Full"/> uses the seeds' settings (60,000 images, eps 0.3, 100 poisoned samples) and the stronger evaluations:
 /// the baseline trains with random shifts of up to <see cref="BaselineAugmentShift"/> pixels; the defences are the seeds'
 /// FGSM training (its last epoch, with PGD measured on held-out images after each epoch to show what FGSM hides) and TRADES on
-/// Madry et al.'s CNN. Both profiles poison with <see cref="AttackerTrigger"/>.
+/// Madry et al.'s CNN. Both profiles poison with <see cref="AttackerTrigger"/>. The worst case is the per-input conjunction of
+/// <see cref="WorstCaseAttacks"/> (chained, each on the inputs still robust; the cheap FGSM and PGD first, so that the expensive ones
+/// run on fewer inputs) with the robustness curve's FGSM and PGD runs at the assessed eps; the full profile's list is AutoAttack's gradient members on all 10,000 images, and Square runs on
+/// <see cref="RobustnessCheckImages"/> of them in the gradient-masking checks.
 /// </summary>
 public sealed record AssessmentProfile(
     string Name,
@@ -44,7 +48,9 @@ public sealed record AssessmentProfile(
     BackdoorTrigger PoisonTrigger,
     int? PoisonTrainSubset,
     int PoisonEpochs,
-    bool RunStrip)
+    bool RunStrip,
+    int RobustnessCheckImages,
+    RobustnessCheckOptions RobustnessChecks)
 {
     /// <summary>
     /// The trigger the assessment's attacker plants: the seeds' 3x3 size, drawn as a checkerboard in the top-left corner.
@@ -55,21 +61,23 @@ public sealed record AssessmentProfile(
     public static BackdoorTrigger AttackerTrigger { get; } = new(Size: 3, Row: 0, Column: 0, Pattern: TriggerPattern.Checkerboard);
 
     public static AssessmentProfile Quick { get; } = new(
-        "quick", TrainSubset: 10_000, Epochs: 3, BaselineAugmentShift: null, AttackImages: 500, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
-        WorstCaseAttacks: ["fgsm", "pgd"], CurveEpsilons: [0.1, 0.2, 0.3],
+        "quick", TrainSubset: 10_000, Epochs: 3, BaselineAugmentShift: null, AttackImages: 300, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
+        WorstCaseAttacks: ["fgsm", "pgd", "apgd-ce", "apgd-t"], CurveEpsilons: [0.1, 0.2, 0.3],
         Defenses: [new DefenseRecipe("pgd", Epochs: 3, Epsilon: 0.3, Steps: 3, AdversarialWeight: 1.0, EpsilonRampEpochs: 1)],
-        PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: 10_000, PoisonEpochs: 6, RunStrip: false);
+        PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: 10_000, PoisonEpochs: 6, RunStrip: false,
+        RobustnessCheckImages: 100, RobustnessChecks: new RobustnessCheckOptions(SweepEpsilons: [0.3, 1.0], LongSteps: 200, Restarts: 2, SquareQueries: 500));
 
     public static AssessmentProfile Full { get; } = new(
         "full", TrainSubset: null, Epochs: 12, BaselineAugmentShift: 2, AttackImages: 10_000, Epsilon: 0.3, PgdSteps: 40, PgdStepSize: 0.01, Restarts: 1,
-        WorstCaseAttacks: ["fgsm", "pgd", "apgd-ce", "apgd-dlr"], CurveEpsilons: [0, 0.1, 0.2, 0.3, 0.4],
+        WorstCaseAttacks: ["fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "apgd-dlr"], CurveEpsilons: [0, 0.1, 0.2, 0.3, 0.4],
         Defenses:
         [
             new DefenseRecipe("fgsm", Epochs: 12, Epsilon: 0.3, Steps: 1, AdversarialWeight: 0.5, RobustValidation: 1000, Keep: "last"),
             new DefenseRecipe("trades", Epochs: 15, Epsilon: 0.3, Steps: 5, AdversarialWeight: 1.0, EpsilonRampEpochs: 2,
                 Architecture: Architectures.WideCnn, TradesBeta: 6, RobustValidation: 1000),
         ],
-        PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true);
+        PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true,
+        RobustnessCheckImages: 1000, RobustnessChecks: new RobustnessCheckOptions());
 
     public static AssessmentProfile Named(string name) => name switch
     {

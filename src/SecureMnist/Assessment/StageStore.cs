@@ -6,18 +6,31 @@ using SecureMnist.IO;
 
 namespace SecureMnist.Assessment;
 
-/// <summary>A measured number with its unit and what it means; every number in a report is one of these.</summary>
-public sealed record Metric(double Value, string Unit, string Label)
+/// <summary>
+/// A measured number with its unit and what it means; every number in a report is one of these. An accuracy measured on n images
+/// carries its 95% interval (<see cref="Interval95"/>), which the report prints beside it.
+/// </summary>
+public sealed record Metric(double Value, string Unit, string Label, Evaluation.Interval? Interval95 = null)
 {
     public string Format() => Unit switch
     {
-        "percent" => (100 * Value).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%",
+        "percent" when Interval95 is { } ci => Percent(Value) + $" (95% CI {Percent(ci.Low)}–{Percent(ci.High)})",
+        "percent" => Percent(Value),
         "seconds" => Value.ToString("F1", System.Globalization.CultureInfo.InvariantCulture) + " s",
         "ratio" => Value.ToString("F3", System.Globalization.CultureInfo.InvariantCulture),
         _ => Value.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture),
     };
 
+    private static string Percent(double fraction) => (100 * fraction).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%";
+
     public static Metric Percent(double fraction, string label) => new(fraction, "percent", label);
+
+    /// <summary>A share of <paramref name="trials"/> independent images, with its Wilson 95% interval.</summary>
+    public static Metric Proportion(double fraction, int trials, string label)
+    {
+        var successes = (long)Math.Round(fraction * trials);
+        return new(fraction, "percent", label, trials > 0 ? Evaluation.BinomialInterval.Wilson(successes, trials) : null);
+    }
 
     public static Metric Count(double value, string label) => new(value, "count", label);
 }

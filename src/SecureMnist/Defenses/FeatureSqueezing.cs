@@ -79,11 +79,18 @@ public sealed class FeatureSqueezing
             var count = chunk.shape[0];
             var all = nn.functional.softmax(model.Logits(cat([chunk, ReduceBitDepth(chunk, options.BitDepth), MedianFilter(chunk, options.MedianWindow)], 0)), 1);
             var (plain, depth, median) = (all.narrow(0, 0, count), all.narrow(0, count, count), all.narrow(0, 2 * count, count));
-            scores.Add(maximum((plain - depth).abs().sum(1), (plain - median).abs().sum(1)));
+            scores.Add(Score(plain, depth, median));
             if (keepProbabilities) probabilities.Add(plain);
         }
         var score = cat(scores, 0).to(ScalarType.Float64).data<double>().ToArray();
         return (keepProbabilities ? cat(probabilities, 0).contiguous().MoveToOuterDisposeScope() : null, score);
+    }
+
+    /// <summary>The score from the softmax outputs on the input and its two squeezed copies: the larger L1 distance.</summary>
+    public static Tensor Score(Tensor plain, Tensor depth, Tensor median)
+    {
+        ArgumentNullException.ThrowIfNull(plain);
+        return maximum((plain - depth).abs().sum(1), (plain - median).abs().sum(1));
     }
 
     /// <summary>Rounds values in [0, 1] to 2^bits levels.</summary>
@@ -94,17 +101,35 @@ public sealed class FeatureSqueezing
         return (images * levels).round() / levels;
     }
 
-    /// <summary>Median over a window x window neighbourhood (edges replicated; for even windows, the lower median, as torch.median).</summary>
+    /// <summary>
+    /// Median over a window x window neighbourhood, as EvadeML-Zoo computes it with scipy's median_filter(size=window, mode='reflect'):
+    /// the window spans [i - window/2, i + (window-1)/2], edges are mirrored including the edge pixel (d c b a | a b c d), and for an even
+    /// window the upper of the two middle values is taken (scipy's rank window²/2). For the MNIST setting (2x2) each pixel is the
+    /// upper median of itself, its upper and left neighbours and the pixel diagonally up-left.
+    /// </summary>
     public static Tensor MedianFilter(Tensor images, int window)
     {
         ArgumentNullException.ThrowIfNull(images);
+        using var scope = NewDisposeScope();
         var (height, width) = (images.shape[2], images.shape[3]);
-        var before = (window - 1) / 2;
+        if (window > height || window > width) throw new ArgumentException($"a {window}x{window} median needs images at least that large, got {height}x{width}");
+        var before = window / 2;
         var after = window - 1 - before;
-        var padded = nn.functional.pad(images, [before, after, before, after], PaddingModes.Replicate);
+        var padded = Reflect(Reflect(images, 2, before, after), 3, before, after);
         var patches = nn.functional.unfold(padded, window); // (N, C*window*window, H*W)
         var channels = images.shape[1];
-        var median = patches.reshape(images.shape[0], channels, window * window, height * width).sort(2).Values.select(2, ((window * window) - 1) / 2);
-        return median.reshape(images.shape[0], channels, height, width);
+        var median = patches.reshape(images.shape[0], channels, window * window, height * width).sort(2).Values.select(2, window * window / 2);
+        return median.reshape(images.shape[0], channels, height, width).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>scipy's 'reflect' padding along one dimension: the first <paramref name="before"/> values mirrored in front, the last <paramref name="after"/> behind.</summary>
+    private static Tensor Reflect(Tensor images, int dimension, int before, int after)
+    {
+        var size = images.shape[dimension];
+        var parts = new List<Tensor>();
+        if (before > 0) parts.Add(images.narrow(dimension, 0, before).flip(dimension));
+        parts.Add(images);
+        if (after > 0) parts.Add(images.narrow(dimension, size - after, after).flip(dimension));
+        return cat(parts, dimension);
     }
 }

@@ -28,8 +28,16 @@ public sealed record InputGuard(DigitStatistics Statistics, FeatureSqueezing Squ
 /// <summary>How often each check fires on one kind of input, and how often either does (the service refuses or flags those).</summary>
 public sealed record InputCheckRates(string Inputs, int Count, double SqueezingFlagged, double StatisticsRejected, double Either);
 
+/// <summary>
+/// The model with its detector against one attack: robust accuracy of the model alone, the detection-adjusted robust accuracy (the
+/// share of inputs the attack did not get past both: still classified correctly, or flagged by feature squeezing), and the share
+/// that evaded both (misclassified and not flagged). <paramref name="Adaptive"/> marks an attack that knows the detector.
+/// </summary>
+public sealed record DetectionAdjustedRobustness(string Attack, bool Adaptive, int Count, double RobustAccuracy, double DetectionAdjustedAccuracy, double Evaded);
+
 /// <summary>The input checks measured on held-out data: on clean digits the rates are false positives, on attacks and non-digits true positives.</summary>
-public sealed record InputGuardReport(double SqueezeThreshold, SqueezingOptions Squeezing, DigitStatistics Statistics, double Epsilon, IReadOnlyList<InputCheckRates> Rates, double Seconds);
+public sealed record InputGuardReport(double SqueezeThreshold, SqueezingOptions Squeezing, DigitStatistics Statistics, double Epsilon, IReadOnlyList<InputCheckRates> Rates, double Seconds,
+    IReadOnlyList<DetectionAdjustedRobustness>? DetectionAdjusted = null);
 
 public static class InputGuardEvaluation
 {
@@ -37,7 +45,8 @@ public static class InputGuardEvaluation
     /// Both checks on clean test digits, on FGSM and PGD-40 examples at <paramref name="epsilon"/> (all, and those that
     /// fool the model) and on Fashion-MNIST test images.
     /// </summary>
-    public static InputGuardReport Run(Module<Tensor, Tensor> network, InputGuard guard, LabeledImages mnistTest, LabeledImages? fashionTest, double epsilon, IProgress<string>? progress = null)
+    public static InputGuardReport Run(Module<Tensor, Tensor> network, InputGuard guard, LabeledImages mnistTest, LabeledImages? fashionTest, double epsilon, IProgress<string>? progress = null,
+        SqueezingAwareOptions? adaptive = null)
     {
         ArgumentNullException.ThrowIfNull(guard);
         ArgumentNullException.ThrowIfNull(mnistTest);
@@ -68,6 +77,24 @@ public static class InputGuardEvaluation
         progress?.Report("clean test digits");
         rates.Add(Measure("clean MNIST test", images));
         IEvasionAttack[] attacks = [new Fgsm(new FgsmOptions(epsilon)), new Pgd(new PgdOptions(epsilon, 0.01, 40))];
+        var cleanCorrect = classifier.Predict(images).Zip(mnistTest.Labels, (p, l) => p == l).ToArray();
+        var adjusted = new List<DetectionAdjustedRobustness>();
+        DetectionAdjustedRobustness Adjusted(IEvasionAttack attack, Tensor adversarial, bool isAdaptive)
+        {
+            var predictions = classifier.Predict(adversarial);
+            var scores = guard.Squeezing.Scores(classifier, adversarial);
+            int robust = 0, stopped = 0, evaded = 0;
+            for (var i = 0; i < scores.Length; i++)
+            {
+                var correct = cleanCorrect[i] && predictions[i] == mnistTest.Labels[i];
+                var flagged = scores[i] > guard.Squeezing.Threshold;
+                robust += correct ? 1 : 0;
+                stopped += correct || flagged ? 1 : 0;
+                evaded += !correct && !flagged ? 1 : 0;
+            }
+            double Share(int n) => scores.Length == 0 ? 0 : (double)n / scores.Length;
+            return new DetectionAdjustedRobustness(attack.Name, isAdaptive, scores.Length, Share(robust), Share(stopped), Share(evaded));
+        }
         foreach (var attack in attacks)
         {
             progress?.Report($"crafting {attack.Name}");
@@ -75,13 +102,26 @@ public static class InputGuardEvaluation
             var fooled = classifier.Predict(adversarial).Zip(mnistTest.Labels, (p, l) => p != l).ToArray();
             rates.Add(Measure($"{attack.Name}, all", adversarial));
             rates.Add(Measure($"{attack.Name}, misclassified", adversarial, fooled));
+            adjusted.Add(Adjusted(attack, adversarial, isAdaptive: false));
+        }
+        if (adaptive is not null)
+        {
+            // The attacker who knows the detector: the figure that says what the detector is worth.
+            var aware = new SqueezingAwarePgd(adaptive with { Epsilon = epsilon }, guard.Squeezing);
+            progress?.Report($"crafting {aware.Name}");
+            var adversarial = Chunks(images, labels, 500, (x, y) => aware.Generate(classifier, x, y));
+            AttackEvaluator.CheckThreatModel(aware, images, adversarial);
+            var fooled = classifier.Predict(adversarial).Zip(mnistTest.Labels, (p, l) => p != l).ToArray();
+            rates.Add(Measure($"{aware.Name}, all", adversarial));
+            rates.Add(Measure($"{aware.Name}, misclassified", adversarial, fooled));
+            adjusted.Add(Adjusted(aware, adversarial, isAdaptive: true));
         }
         if (fashionTest is not null)
         {
             progress?.Report("Fashion-MNIST");
             rates.Add(Measure("Fashion-MNIST test", fashionTest.ImagesTensor()));
         }
-        return new InputGuardReport(guard.Squeezing.Threshold, guard.Squeezing.Options, guard.Statistics, epsilon, rates, stopwatch.Elapsed.TotalSeconds);
+        return new InputGuardReport(guard.Squeezing.Threshold, guard.Squeezing.Options, guard.Statistics, epsilon, rates, stopwatch.Elapsed.TotalSeconds, adjusted);
     }
 
     private static Tensor Chunks(Tensor images, Tensor labels, int size, Func<Tensor, Tensor, Tensor> generate)

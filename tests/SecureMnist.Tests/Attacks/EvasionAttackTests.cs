@@ -109,9 +109,13 @@ public sealed class EvasionAttackTests(TrainedLinearModel fixture) : IClassFixtu
     {
         var (images, labels) = Batch(50);
         using var classifier = new NetworkClassifier(fixture.Network);
-        foreach (var name in AttackCatalog.Descriptions.Keys)
+        foreach (var name in AttackCatalog.Descriptions.Keys.Where(n => n != AttackCatalog.AutoAttack))
         {
-            var attack = AttackCatalog.Create(name, new AttackSettings { Steps = 10, ApgdSteps = 10, CarliniWagner = new CarliniWagnerOptions(MaxIterations: 10, BinarySearchSteps: 2) });
+            var attack = AttackCatalog.Create(name, new AttackSettings
+            {
+                Steps = 10, ApgdSteps = 10, FabSteps = 10, SquareQueries = 50, ApgdTargets = 2, FabTargets = 2,
+                CarliniWagner = new CarliniWagnerOptions(MaxIterations: 10, BinarySearchSteps: 2),
+            });
             using var adversarial = attack.Generate(classifier, images, labels);
             AttackEvaluator.CheckThreatModel(attack, images, adversarial);
         }

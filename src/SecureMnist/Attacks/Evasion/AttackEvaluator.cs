@@ -25,6 +25,7 @@ public static class AttackEvaluator
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(attacks);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        AttackCatalog.RequireOneThreatModel(attacks);
         var stopwatch = Stopwatch.StartNew();
         var count = data.Count;
         var pixels = data.PixelsPerImage;
@@ -43,6 +44,7 @@ public static class AttackEvaluator
             var attack = attacks[a];
             if (attack.Targeted) throw new ArgumentException($"{attack.Name} is targeted; robustness runs use untargeted attacks");
             var attackWatch = Stopwatch.StartNew();
+            var counted = new CountingClassifier(model);
             var pending = Enumerable.Range(0, count).Where(i => robust[i]).ToArray();
             var broken = 0;
             for (var start = 0; start < pending.Length; start += batchSize)
@@ -53,7 +55,7 @@ public static class AttackEvaluator
                 var index = tensor(batch.Select(i => (long)i).ToArray());
                 var x = images.index_select(0, index);
                 var y = labels.index_select(0, index);
-                var generated = attack.Generate(model, x, y).detach();
+                var generated = attack.Generate(counted, x, y).detach();
                 CheckThreatModel(attack, x, generated);
                 int[] predictions;
                 using (no_grad()) predictions = model.Logits(generated).argmax(1).to(ScalarType.Int32).data<int>().ToArray();
@@ -69,7 +71,8 @@ public static class AttackEvaluator
                 progress?.Report(new AttackProgress(attack.Name, a + 1, attacks.Count, Math.Min(start + batchSize, pending.Length), pending.Length));
             }
             var seconds = attackWatch.Elapsed.TotalSeconds;
-            stages.Add(new AttackStage(attack.Name, pending.Length, broken, (double)robust.Count(r => r) / count, seconds, seconds > 0 ? pending.Length / seconds : 0));
+            stages.Add(new AttackStage(attack.Name, pending.Length, broken, (double)robust.Count(r => r) / count, seconds, seconds > 0 ? pending.Length / seconds : 0,
+                counted.Images, seconds > 0 ? counted.Images / seconds : 0));
         }
 
         // The reported predictions are recomputed on the kept examples, not carried over from the attack loop.

@@ -60,6 +60,23 @@ public sealed class NetworkClassifier : IClassifier, IDisposable
     }
 }
 
+/// <summary>Counts the images a model evaluates (forward passes, with or without a gradient): the work an attack does.</summary>
+public sealed class CountingClassifier(IClassifier inner) : IClassifier
+{
+    private long images;
+
+    public int ClassCount => inner.ClassCount;
+
+    public long Images => Interlocked.Read(ref images);
+
+    public Tensor Logits(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        Interlocked.Add(ref this.images, images.shape[0]);
+        return inner.Logits(images);
+    }
+}
+
 public static class ClassifierInference
 {
     /// <summary>Predicted classes for a batch of images, computed without gradients in chunks of <paramref name="batchSize"/>.</summary>
