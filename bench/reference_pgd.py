@@ -150,6 +150,8 @@ def main():
     parser.add_argument("data_dir")
     parser.add_argument("--attack", choices=["pgd", "apgd-ce", "apgd-t", "square"], default="pgd")
     parser.add_argument("--targets", type=int, default=9)
+    parser.add_argument("--restarts", type=int, default=1, help="pgd: random restarts; an input counts as broken if any restart breaks it")
+    parser.add_argument("--loss", choices=["ce", "margin", "both"], default="ce", help="pgd: cross-entropy, the CW margin, or both (each with every restart)")
     parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=40)
@@ -173,12 +175,23 @@ def main():
     for i in range(0, len(labels), args.batch_size):
         x, y = images[i:i + args.batch_size], labels[i:i + args.batch_size]
         if args.attack == "pgd":
-            adv = (x + torch.empty_like(x).uniform_(-args.eps, args.eps)).clamp(0, 1)
-            for _ in range(args.steps):
-                adv.requires_grad_(True)
-                loss = F.cross_entropy(counted(adv), y)
-                grad, = torch.autograd.grad(loss, adv)
-                adv = torch.min(torch.max(adv.detach() + args.alpha * grad.sign(), x - args.eps), x + args.eps).clamp(0, 1)
+            adv, open_ = x.clone(), torch.ones(len(x), dtype=torch.bool)
+            for loss_name in (["ce", "margin"] if args.loss == "both" else [args.loss]):
+                for _ in range(args.restarts):
+                    run = (x + torch.empty_like(x).uniform_(-args.eps, args.eps)).clamp(0, 1)
+                    for _ in range(args.steps):
+                        run.requires_grad_(True)
+                        logits = counted(run)
+                        if loss_name == "ce":
+                            loss = F.cross_entropy(logits, y)
+                        else:
+                            zy = logits.gather(1, y[:, None])[:, 0]
+                            loss = (logits.scatter(1, y[:, None], float("-inf")).amax(1) - zy).sum()
+                        grad, = torch.autograd.grad(loss, run)
+                        run = torch.min(torch.max(run.detach() + args.alpha * grad.sign(), x - args.eps), x + args.eps).clamp(0, 1)
+                    with torch.no_grad():
+                        wrong = (model(run).argmax(1) != y) & open_
+                    adv[wrong], open_ = run[wrong], open_ & ~wrong
         elif args.attack == "apgd-ce":
             with torch.enable_grad():
                 adv = apgd(counted, x, y, args.eps, args.steps)

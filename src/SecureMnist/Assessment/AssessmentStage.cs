@@ -65,13 +65,15 @@ public abstract class AssessmentStage
         ArgumentNullException.ThrowIfNull(part);
         var metrics = new Dictionary<string, Metric>();
         var files = new Dictionary<string, string>();
+        var details = new JsonObject();
         foreach (var recipe in context.Profile.Defenses)
         {
             var output = context.Store.Part(Name, recipe.Defense, () => part(recipe));
             foreach (var (k, v) in output.Metrics) metrics[k] = v;
             foreach (var (k, v) in output.Files) files[k] = v;
+            details[recipe.Defense] = output.Details?.DeepClone();
         }
-        return new(metrics, files);
+        return new(metrics, files, details);
     }
 
     /// <summary>Whether <paramref name="key"/> is one of the declared metric keys.</summary>

@@ -46,6 +46,6 @@ public sealed class AdversarialTrainingStage : AssessmentStage
         foreach (var (k, v) in evasion.Metrics) metrics[k] = v;
         foreach (var (k, v) in evasion.Files) files[k] = v;
         files[ModelFile(recipe.Defense)] = trained.PackageDirectory;
-        return new(metrics, files);
+        return new(metrics, files, evasion.Details);
     }
 }

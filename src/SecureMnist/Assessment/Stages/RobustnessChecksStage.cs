@@ -62,6 +62,7 @@ public sealed class RobustnessChecksStage : AssessmentStage
         };
         var transfer = Figure(RobustnessCheck.Transfer, "transfer_accuracy");
         if (!double.IsNaN(transfer)) metrics[TransferAccuracy.For(defense)] = Metric.Proportion(transfer, n, $"{defense}-trained: accuracy under PGD-100 crafted on the baseline (transfer)");
-        return new(metrics, new Dictionary<string, string> { [$"{prefix}_masking_checks"] = json, [$"{prefix}_eps_sweep"] = png });
+        return new(metrics, new Dictionary<string, string> { [$"{prefix}_masking_checks"] = json, [$"{prefix}_eps_sweep"] = png },
+            System.Text.Json.JsonSerializer.SerializeToNode(report, JsonFormat.Documents));
     }
 }
