@@ -42,27 +42,45 @@ internal static class CompareCommand
             var measured = new List<ComparedModel>();
             foreach (var path in paths)
             {
-                using var verified = result.GetValue(allowUnsigned)
-                    ? (LoadedModel)ModelPackage.LoadUnsigned(path)
-                    : ModelPackage.Load(path, TrustedPublicKey.FromFile(result.GetValue(publicKey)!));
+                using var verified = PackageLoading.Load(result, path, publicKey, allowUnsigned);
                 measured.Add(Ui.Err.Status().Start($"attacking {path}", _ => ModelComparison.Measure(verified, test, attackList, CommandRunner.Cancellation.Token)));
             }
             var directory = result.GetValue(output)!;
             var description = string.Join(" + ", attackList.Select(a => a.Name));
             var pictures = ModelComparison.Plot(measured, $"{string.Join(", ", attackList.Select(a => a.Name.Split('(')[0]))}, eps {settings.Epsilon}", directory);
-            var document = new { images = test.Count, attacks = description, models = measured.Select(m => new { m.Model, m.Architecture, m.Defense, m.CleanAccuracy, m.RobustAccuracy, m.SelectedEpoch, robustValidationByEpoch = m.RobustValidationByEpoch.Select(p => new { epoch = p.Epoch, accuracy = p.RobustValidationAccuracy }) }) };
+            var seedGroups = ModelComparison.SeedGroups(measured);
+            var document = new
+            {
+                images = test.Count, attacks = description,
+                models = measured.Select(m => new
+                {
+                    m.Model, m.Architecture, m.Defense, m.CleanAccuracy, cleanInterval95 = BinomialInterval.Wilson((long)Math.Round(m.CleanAccuracy * test.Count), test.Count),
+                    m.RobustAccuracy, robustInterval95 = BinomialInterval.Wilson((long)Math.Round(m.RobustAccuracy * test.Count), test.Count), seed = m.Options?.Seed, m.SelectedEpoch,
+                    robustValidationByEpoch = m.RobustValidationByEpoch.Select(p => new { epoch = p.Epoch, accuracy = p.RobustValidationAccuracy }),
+                }),
+                seedGroups,
+            };
             AtomicFile.WriteAllText(Path.Combine(directory, "comparison.json"), System.Text.Json.JsonSerializer.Serialize(document, JsonFiles.Options));
             if (result.GetValue(json))
             {
                 Ui.WriteJson(document);
                 return 0;
             }
-            var table = new Table().Title($"{test.Count} test images; robust = worst case of {Markup.Escape(description)}").AddColumns("model", "defence", "clean", "robust", "kept epoch");
-            foreach (var m in measured) table.AddRow(Markup.Escape(m.Model), m.Defense, Ui.Percent(m.CleanAccuracy), Ui.Percent(m.RobustAccuracy), m.SelectedEpoch?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "last");
+            var table = new Table().Title($"{test.Count} test images; robust = worst case of {Markup.Escape(description)}").AddColumns("model", "defence", "seed", "clean", "robust (95% CI)", "kept epoch");
+            foreach (var m in measured)
+            {
+                var interval = BinomialInterval.Wilson((long)Math.Round(m.RobustAccuracy * test.Count), test.Count);
+                table.AddRow(Markup.Escape(m.Model), m.Defense, m.Options?.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-", Ui.Percent(m.CleanAccuracy),
+                    $"{Ui.Percent(m.RobustAccuracy)} ({Ui.Percent(interval.Low)}–{Ui.Percent(interval.High)})", m.SelectedEpoch?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "last");
+            }
             Ui.Out.Write(table);
+            foreach (var group in seedGroups)
+                Ui.Out.MarkupLineInterpolated($"{group.Models.Count} seeds of one recipe ({string.Join(", ", group.Seeds)}): clean {Spread(group.Clean)}, robust [bold]{Spread(group.Robust)}[/] (mean, 95% t interval over seeds)");
             Ui.Out.MarkupLineInterpolated($"written: {Path.Combine(directory, "comparison.json")}, {string.Join(", ", pictures)}");
             return 0;
         });
         return command;
     }
+
+    private static string Spread(SeedSpread spread) => $"{Ui.Percent(spread.Mean)} (95% CI {Ui.Percent(spread.Interval95.Low)}–{Ui.Percent(spread.Interval95.High)}, sd {100 * spread.StandardDeviation:F2} points)";
 }

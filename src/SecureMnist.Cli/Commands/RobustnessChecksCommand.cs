@@ -50,7 +50,7 @@ internal static class RobustnessChecksCommand
             if (count <= 0) throw new ArgumentException($"--subset must be at least 1 (got {count})");
             using var loaded = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             using var source = result.GetValue(transferFrom) is { } sourcePath
-                ? (result.GetValue(allowUnsigned) ? (LoadedModel)ModelPackage.LoadUnsigned(sourcePath) : ModelPackage.Load(sourcePath, TrustedPublicKey.FromFile(result.GetValue(publicKey)!)))
+                ? PackageLoading.Load(result, sourcePath, publicKey, allowUnsigned)
                 : null;
             var test = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load("mnist").Test;
             test = test.Take(Math.Min(count, test.Count));

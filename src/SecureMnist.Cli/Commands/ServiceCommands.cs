@@ -82,10 +82,11 @@ internal static class ServiceCommands
             if (report.DetectionAdjusted is { Count: > 0 } adjusted)
             {
                 var robustness = new Table().Title("the model with its detector: an attack succeeds only if the input is misclassified and not flagged")
-                    .AddColumns("attack", "knows the detector", "robust (model alone)", "detection-adjusted robust", "evaded both");
+                    .AddColumns("attack", "knows the detector", "still classified correctly", "detection-adjusted robust", "evaded both");
                 foreach (var a in adjusted)
                     robustness.AddRow(Markup.Escape(a.Attack), a.Adaptive ? "yes" : "no", Ui.Percent(a.RobustAccuracy), Ui.Percent(a.DetectionAdjustedAccuracy), Ui.Percent(a.Evaded));
                 Ui.Out.Write(robustness);
+                Ui.Info("\"still classified correctly\" is the model alone on that attack's examples; an attack that knows the detector trades some of its misclassifications for staying unflagged, so its figure there is not the model's robust accuracy");
             }
             Ui.Out.MarkupLineInterpolated($"squeezing threshold {report.SqueezeThreshold:F4} (L1, calibrated for FPR <= {Ui.Percent(report.Squeezing.FalsePositiveRate)}); {report.Seconds:F0} s");
             return 0;

@@ -40,6 +40,9 @@ internal static class TrainCommand
         var keep = new Option<string>("--keep") { Description = "Weights to package from a robust-validated run: best-robust (the epoch with the best PGD accuracy on held-out images) or last (the final epoch; per-epoch robustness is still recorded)", DefaultValueFactory = _ => "best-robust" };
         keep.AcceptOnlyFromAmong("best-robust", "last");
         var robustValidationSteps = new Option<int>("--robust-validation-steps") { Description = "PGD steps of the per-epoch robust validation", DefaultValueFactory = _ => defaults.RobustValidationSteps };
+        var lateSteps = new Option<int?>("--late-steps") { Description = "Steps of the training attack (pgd, trades) in the last --late-epochs epochs, with step 2.5 eps / steps: a stronger inner attack at the end of training (off by default)" };
+        var lateEpochs = new Option<int?>("--late-epochs") { Description = "How many final epochs use --late-steps" };
+        var weightAverage = new Option<double?>("--ema") { Description = "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the average is validated, kept and packaged (off by default)" };
         var output = new Option<string>("--out") { Description = "Model package folder to write", DefaultValueFactory = _ => "models/baseline" };
         var runDirectory = new Option<string?>("--run-dir") { Description = "Folder for checkpoints and the run record (default: runs/NAME-OF-OUT)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the interrupted run in --run-dir from its last completed epoch" };
@@ -51,10 +54,11 @@ internal static class TrainCommand
             Train a network on verified data, evaluate it on the test set, and write a signed model package.
             A checkpoint is written after every epoch; --resume continues an interrupted run.
             Example: ./securemnist train --epochs 12 --out models/baseline
+            Robust:  ./securemnist train --arch wide-cnn --defense trades --eps-ramp 2 --late-steps 40 --late-epochs 2 --ema 0.999 --out models/trades
             """)
         {
             architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation, augmentShift,
-            defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, robustValidation, robustValidationSteps, keep,
+            defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, lateSteps, lateEpochs, weightAverage, robustValidation, robustValidationSteps, keep,
             dataset, output, runDirectory, resume, key, json,
         };
         command.SetAction(result =>
@@ -69,6 +73,7 @@ internal static class TrainCommand
                 DefenseSteps = result.GetValue(defenseSteps), AdversarialWeight = result.GetValue(adversarialWeight), EpsilonRampEpochs = result.GetValue(epsRamp),
                 TradesBeta = result.GetValue(tradesBeta), RobustValidationSteps = result.GetValue(robustValidationSteps),
                 Keep = result.GetValue(keep) == "last" ? "last" : null,
+                LateSteps = result.GetValue(lateSteps), LateEpochs = result.GetValue(lateEpochs), WeightAverageDecay = result.GetValue(weightAverage),
             };
             // A defended run validates robustness on held-out images unless told otherwise.
             var robustCount = result.GetValue(robustValidation) ?? (options.Defense == "none" ? 0 : 1000);

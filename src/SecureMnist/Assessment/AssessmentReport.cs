@@ -41,6 +41,10 @@ public static class AssessmentReport
         new("defense_fgsm.fgsm_accuracy", "FGSM-trained model: accuracy under FGSM", 0.9502, 2, "seed 000", HigherIsBetter: true),
     ];
 
+    private const string VerdictsIntro = "Each model's accuracy under the per-input worst case of the assessment's attacks, beside the gradient-masking checks "
+        + "run on its first test images: an eps sweep to 1, longer and restarted attacks, the black-box Square attack and a transfer attack. "
+        + "A failed check means gradients understate the attacker and the robust figure is an upper bound.";
+
     /// <summary>What the report says of a figure this run did not measure.</summary>
     private static string NotMeasured(AssessmentResults results) => results.Partial
         ? "not measured: its stage was not run (assess --stages)"
@@ -133,6 +137,15 @@ public static class AssessmentReport
         foreach (var (seed, ours, verdict) in Summary(results))
             md.AppendLine($"| {seed.What} | {seed.Formatted} ({seed.Source}) | {ours?.Format() ?? "-"} | {verdict} |");
         md.AppendLine();
+        var verdicts = RobustnessVerdict.From(results);
+        if (verdicts.Count > 0)
+        {
+            md.AppendLine("## Robustness verdicts").AppendLine();
+            md.AppendLine(VerdictsIntro).AppendLine();
+            md.AppendLine($"| {string.Join(" | ", RobustnessVerdict.Columns.Select(c => c.Header))} |").AppendLine($"|{string.Concat(RobustnessVerdict.Columns.Select(_ => "---|"))}");
+            foreach (var verdict in verdicts) md.AppendLine($"| {string.Join(" | ", RobustnessVerdict.Columns.Select(c => c.Cell(verdict)))} |");
+            md.AppendLine();
+        }
         md.AppendLine("## Threats, controls and evidence (STRIDE)").AppendLine();
         foreach (var threat in ThreatModel.Threats)
         {
@@ -177,7 +190,17 @@ public static class AssessmentReport
         html.AppendLine("<h2>Summary beside the seeds</h2><table id=\"summary\"><tr><th>figure</th><th>seeds</th><th>this run</th><th></th></tr>");
         foreach (var (seed, ours, verdict) in Summary(results))
             html.AppendLine($"<tr><td>{E(seed.What)}</td><td>{E(seed.Formatted)} ({E(seed.Source)})</td><td>{E(ours?.Format() ?? "-")}</td><td class=\"{(verdict == "missed" ? "missed" : "ok")}\">{E(verdict)}</td></tr>");
-        html.AppendLine("</table><h2>Threats, controls and evidence (STRIDE)</h2>");
+        html.AppendLine("</table>");
+        var verdicts = RobustnessVerdict.From(results);
+        if (verdicts.Count > 0)
+        {
+            html.AppendLine($"<h2>Robustness verdicts</h2><p>{E(VerdictsIntro)}</p><table id=\"verdicts\"><tr>{string.Concat(RobustnessVerdict.Columns.Select(c => $"<th>{E(c.Header)}</th>"))}</tr>");
+            foreach (var verdict in verdicts)
+                html.AppendLine($"<tr>{string.Concat(RobustnessVerdict.Columns.Select(c => c.Header == "gradient-masking checks" && verdict.ChecksFailed is not null
+                    ? $"<td class=\"{(verdict.Trusted ? "ok" : "missed")}\">{E(c.Cell(verdict))}</td>" : $"<td>{E(c.Cell(verdict))}</td>"))}</tr>");
+            html.AppendLine("</table>");
+        }
+        html.AppendLine("<h2>Threats, controls and evidence (STRIDE)</h2>");
         foreach (var threat in ThreatModel.Threats)
         {
             html.AppendLine($"<div class=\"threat\" id=\"{E(threat.Id)}\"><h3>{E(threat.Id)} {E(threat.Category)}: {E(threat.Title)}</h3><p>{E(threat.Scenario)}</p><table>");

@@ -8,7 +8,10 @@ namespace SecureMnist.Evaluation;
 /// <summary>One model's place on the accuracy–robustness trade-off.</summary>
 public sealed record ComparedModel(
     string Model, string Architecture, string Defense, double CleanAccuracy, double RobustAccuracy, IReadOnlyList<AttackStage> Stages,
-    int? SelectedEpoch, IReadOnlyList<(int Epoch, double RobustValidationAccuracy)> RobustValidationByEpoch);
+    int? SelectedEpoch, IReadOnlyList<(int Epoch, double RobustValidationAccuracy)> RobustValidationByEpoch, Training.TrainingOptions? Options = null);
+
+/// <summary>Models of one recipe trained with different seeds, and the spread of their clean and robust accuracy over the seeds.</summary>
+public sealed record SeedGroup(IReadOnlyList<string> Models, IReadOnlyList<int> Seeds, SeedSpread Clean, SeedSpread Robust);
 
 /// <summary>Measures several verified models under the same attacks and draws the trade-off and per-epoch robustness.</summary>
 public static class ModelComparison
@@ -21,7 +24,23 @@ public static class ModelComparison
         var training = model.Manifest.Training;
         return new ComparedModel(model.Directory, model.Manifest.Architecture, training?.Options.Defense ?? "unknown",
             report.CleanAccuracy, report.RobustAccuracy, report.Stages, training?.SelectedEpoch,
-            training?.RobustValidationByEpoch() ?? []);
+            training?.RobustValidationByEpoch() ?? [], training?.Options);
+    }
+
+    /// <summary>
+    /// The compared models that share a training recipe except for the seed (two or more seeds): the figures over seeds that a single
+    /// model's binomial interval does not cover.
+    /// </summary>
+    public static IReadOnlyList<SeedGroup> SeedGroups(IReadOnlyList<ComparedModel> models)
+    {
+        ArgumentNullException.ThrowIfNull(models);
+        return models.Where(m => m.Options is not null)
+            .GroupBy(m => m.Options! with { Seed = 0 })
+            .Select(g => g.DistinctBy(m => m.Options!.Seed).ToList())
+            .Where(g => g.Count >= 2)
+            .Select(g => new SeedGroup(g.Select(m => m.Model).ToList(), g.Select(m => m.Options!.Seed).ToList(),
+                SeedInterval.Of(g.Select(m => m.CleanAccuracy).ToList()), SeedInterval.Of(g.Select(m => m.RobustAccuracy).ToList())))
+            .ToList();
     }
 
     /// <summary>Writes tradeoff.png (clean against robust accuracy, one point per model) and, when any run validated robustness per epoch, robust-by-epoch.png.</summary>

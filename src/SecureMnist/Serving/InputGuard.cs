@@ -29,9 +29,11 @@ public sealed record InputGuard(DigitStatistics Statistics, FeatureSqueezing Squ
 public sealed record InputCheckRates(string Inputs, int Count, double SqueezingFlagged, double StatisticsRejected, double Either);
 
 /// <summary>
-/// The model with its detector against one attack: robust accuracy of the model alone, the detection-adjusted robust accuracy (the
-/// share of inputs the attack did not get past both: still classified correctly, or flagged by feature squeezing), and the share
-/// that evaded both (misclassified and not flagged). <paramref name="Adaptive"/> marks an attack that knows the detector.
+/// The model with its detector against one attack: the share of the attack's examples the model alone still classifies correctly
+/// (<paramref name="RobustAccuracy"/>; for an adaptive attack, whose examples must also stay unflagged, this is not the model's robust
+/// accuracy), the detection-adjusted robust accuracy (the share of inputs the attack did not get past both: still classified correctly,
+/// or flagged by feature squeezing), and the share that evaded both (misclassified and not flagged). <paramref name="Adaptive"/> marks an
+/// attack that knows the detector.
 /// </summary>
 public sealed record DetectionAdjustedRobustness(string Attack, bool Adaptive, int Count, double RobustAccuracy, double DetectionAdjustedAccuracy, double Evaded);
 

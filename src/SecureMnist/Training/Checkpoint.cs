@@ -9,8 +9,8 @@ using static TorchSharp.torch.nn;
 
 namespace SecureMnist.Training;
 
-/// <summary>The commit record of a checkpoint: which epoch finished, and the digests of the files it wrote.</summary>
-public sealed record CheckpointState(int CompletedEpochs, string WeightsSha256, string OptimizerSha256, RunRecord Record);
+/// <summary>The commit record of a checkpoint: which epoch finished, and the digests of the files it wrote (the weight average's when the run keeps one).</summary>
+public sealed record CheckpointState(int CompletedEpochs, string WeightsSha256, string OptimizerSha256, RunRecord Record, string? AverageSha256 = null);
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(CheckpointState))]
@@ -26,8 +26,10 @@ public static class Checkpoint
     public const string WeightsFile = "checkpoint.safetensors";
     public const string OptimizerFile = "optimizer.bin";
     public const string StateFile = "checkpoint.json";
+    public const string AverageFile = "average.safetensors";
 
-    public static void Save(string runDirectory, Module<Tensor, Tensor> network, OptimizerHelper optimizer, int completedEpochs, RunRecord record)
+    public static void Save(string runDirectory, Module<Tensor, Tensor> network, OptimizerHelper optimizer, int completedEpochs, RunRecord record,
+        Module<Tensor, Tensor>? average = null)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
         var weights = Safetensors.Serialize(ModelWeights.Export(network));
@@ -42,9 +44,17 @@ public static class Checkpoint
         var optimizerName = $"epoch-{completedEpochs:D3}.{OptimizerFile}";
         AtomicFile.WriteAllBytes(Path.Combine(runDirectory, weightsName), weights);
         AtomicFile.WriteAllBytes(Path.Combine(runDirectory, optimizerName), optimizerState);
-        var state = new CheckpointState(completedEpochs, ModelPackage.Sha256(weights), ModelPackage.Sha256(optimizerState), record);
+        var averageName = $"epoch-{completedEpochs:D3}.{AverageFile}";
+        string? averageSha256 = null;
+        if (average is not null)
+        {
+            var averageWeights = Safetensors.Serialize(ModelWeights.Export(average));
+            AtomicFile.WriteAllBytes(Path.Combine(runDirectory, averageName), averageWeights);
+            averageSha256 = ModelPackage.Sha256(averageWeights);
+        }
+        var state = new CheckpointState(completedEpochs, ModelPackage.Sha256(weights), ModelPackage.Sha256(optimizerState), record, averageSha256);
         AtomicFile.WriteAllBytes(Path.Combine(runDirectory, StateFile), JsonSerializer.SerializeToUtf8Bytes(state, CheckpointJsonContext.Default.CheckpointState));
-        foreach (var stale in Directory.EnumerateFiles(runDirectory, "epoch-*").Where(f => !f.EndsWith(weightsName, StringComparison.Ordinal) && !f.EndsWith(optimizerName, StringComparison.Ordinal)))
+        foreach (var stale in Directory.EnumerateFiles(runDirectory, "epoch-*").Where(f => !f.EndsWith(weightsName, StringComparison.Ordinal) && !f.EndsWith(optimizerName, StringComparison.Ordinal) && !f.EndsWith(averageName, StringComparison.Ordinal)))
             File.Delete(stale);
     }
 
@@ -62,8 +72,8 @@ public static class Checkpoint
         }
     }
 
-    /// <summary>Restores network and optimizer from the committed checkpoint, after checking both digests.</summary>
-    public static void Restore(string runDirectory, CheckpointState state, Module<Tensor, Tensor> network, OptimizerHelper optimizer)
+    /// <summary>Restores network, optimizer and (when given) the weight average from the committed checkpoint, after checking their digests.</summary>
+    public static void Restore(string runDirectory, CheckpointState state, Module<Tensor, Tensor> network, OptimizerHelper optimizer, Module<Tensor, Tensor>? average = null)
     {
         ArgumentNullException.ThrowIfNull(state);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -72,6 +82,13 @@ public static class Checkpoint
         if (ModelPackage.Sha256(weights) != state.WeightsSha256 || ModelPackage.Sha256(optimizerState) != state.OptimizerSha256)
             throw new InvalidDataException($"checkpoint files in {runDirectory} do not match {StateFile}; the checkpoint is damaged");
         ModelWeights.Load(network, Safetensors.Parse(weights));
+        if (average is not null)
+        {
+            var averageWeights = state.AverageSha256 is null ? null : File.ReadAllBytes(Path.Combine(runDirectory, $"epoch-{state.CompletedEpochs:D3}.{AverageFile}"));
+            if (averageWeights is null || ModelPackage.Sha256(averageWeights) != state.AverageSha256)
+                throw new InvalidDataException($"the weight average in {runDirectory} is missing or does not match {StateFile}; the checkpoint is damaged");
+            ModelWeights.Load(average, Safetensors.Parse(averageWeights));
+        }
         using var memory = new MemoryStream(optimizerState);
         using var reader = new BinaryReader(memory);
         optimizer.load_state_dict(reader);

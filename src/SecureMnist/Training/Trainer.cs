@@ -44,6 +44,9 @@ public sealed class Trainer
         manual_seed(options.Seed);
         var network = Architectures.Create(options.Architecture);
         using var optimizer = CreateOptimizer(network);
+        // With weight averaging the average is what is validated, kept and returned; the raw weights only train.
+        using var average = options.WeightAverageDecay is { } decay ? new WeightAverage(options.Architecture, network, decay) : null;
+        var evaluated = average?.Network ?? network;
         var record = NewRecord(train.Count, validation?.Count ?? 0);
         var firstEpoch = 1;
 
@@ -53,7 +56,7 @@ public sealed class Trainer
             if (saved is null) throw new InvalidOperationException($"nothing to resume: {runDirectory} has no {Checkpoint.StateFile}");
             if (saved.Record.Options != options)
                 throw new InvalidOperationException($"the run in {runDirectory} used different options; resume with the same options or start a new run");
-            Checkpoint.Restore(runDirectory, saved, network, (OptimizerHelper)optimizer);
+            Checkpoint.Restore(runDirectory, saved, network, (OptimizerHelper)optimizer, average?.Network);
             record = saved.Record with { Resumes = saved.Record.Resumes + 1 };
             firstEpoch = saved.CompletedEpochs + 1;
         }
@@ -64,28 +67,33 @@ public sealed class Trainer
 
         using var images = train.ImagesTensor();
         using var labels = train.LabelsTensor();
-        var objective = TrainingObjectives.For(options);
         var robustValidation = options.RobustValidationSize > 0 ? validation!.Take(options.RobustValidationSize) : null;
         var batches = (train.Count + options.BatchSize - 1) / options.BatchSize;
         for (var epoch = firstEpoch; epoch <= options.Epochs; epoch++)
         {
-            var epochRecord = RunEpoch(network, optimizer, objective, images, labels, epoch, batches, validation, progress, cancellationToken);
+            var objective = TrainingObjectives.For(options, epoch);
+            var epochRecord = RunEpoch(network, average, optimizer, objective, images, labels, epoch, batches, validation, progress, cancellationToken);
             if (robustValidation is not null)
             {
                 progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, epochRecord.TrainLoss, epochRecord.TrainAccuracy, epochRecord.ImagesPerSecond, TimeSpan.Zero, "robust validation"));
-                var robust = RobustAccuracy(network, robustValidation, cancellationToken);
+                var robust = RobustAccuracy(evaluated, robustValidation, cancellationToken);
                 epochRecord = epochRecord with { RobustValidationAccuracy = robust };
-                record = KeepIfBest(network, record, epoch, robust);
+                record = KeepIfBest(evaluated, record, epoch, robust);
             }
             record = record with { Epochs = [.. record.Epochs, epochRecord] };
-            Checkpoint.Save(runDirectory, network, (OptimizerHelper)optimizer, epoch, record);
+            Checkpoint.Save(runDirectory, network, (OptimizerHelper)optimizer, epoch, record, average?.Network);
             progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, epochRecord.TrainLoss, epochRecord.TrainAccuracy,
                 epochRecord.ImagesPerSecond, TimeSpan.Zero, "checkpointed", epochRecord));
         }
 
         if (options.Keep == "last" && record.SelectedEpoch is not null) record = record with { SelectedEpoch = options.Epochs };
         if (record.SelectedEpoch is { } selected && selected != options.Epochs)
-            ModelWeights.Load(network, Safetensors.Parse(File.ReadAllBytes(Path.Combine(runDirectory, BestWeightsFile))));
+            ModelWeights.Load(evaluated, Safetensors.Parse(File.ReadAllBytes(Path.Combine(runDirectory, BestWeightsFile))));
+        if (average is not null)
+        {
+            // The caller owns the returned network: hand it the average's weights and let the average go with this method.
+            average.CopyTo(network);
+        }
         progress?.Report(new TrainingProgress(options.Epochs, options.Epochs, 0, 0, 0, 0, 0, TimeSpan.Zero, "testing"));
         var test = Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken);
         record = record with { FinishedUtc = DateTimeOffset.UtcNow, TestAccuracy = test.Accuracy, TestLoss = test.Loss };
@@ -127,7 +135,7 @@ public sealed class Trainer
     internal double EpsilonAt(double position) =>
         options.EpsilonRampEpochs == 0 ? options.DefenseEpsilon : options.DefenseEpsilon * Math.Min(1, position / options.EpsilonRampEpochs);
 
-    private EpochRecord RunEpoch(Module<Tensor, Tensor> network, optim.Optimizer optimizer, ITrainingObjective objective, Tensor images, Tensor labels, int epoch, int batches,
+    private EpochRecord RunEpoch(Module<Tensor, Tensor> network, WeightAverage? average, optim.Optimizer optimizer, ITrainingObjective objective, Tensor images, Tensor labels, int epoch, int batches,
         LabeledImages? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         // Seeds derive from (seed, epoch) only, so resuming at an epoch boundary replays the same stream.
@@ -161,6 +169,7 @@ public sealed class Trainer
             var (loss, logits) = objective.Compute(network, x, y, epsilon, unchecked(options.Seed * 1_000_003 + epoch * 10_007 + batch));
             loss.backward();
             optimizer.step();
+            average?.Update(network, (long)(epoch - 1) * batches + batch);
 
             lossSum += loss.item<float>() * length;
             correct += logits.argmax(1).eq(y).sum().item<long>();
@@ -176,8 +185,9 @@ public sealed class Trainer
         var seconds = stopwatch.Elapsed.TotalSeconds;
         progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, lossSum / seen, (double)correct / seen, seen / seconds, TimeSpan.Zero,
             validation is null ? "testing" : "validating"));
-        double? validationAccuracy = validation is null ? null : Evaluator.Evaluate(network, validation, cancellationToken: cancellationToken).Accuracy;
-        double? testAccuracy = validation is null ? Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
+        var evaluated = average?.Network ?? network;
+        double? validationAccuracy = validation is null ? null : Evaluator.Evaluate(evaluated, validation, cancellationToken: cancellationToken).Accuracy;
+        double? testAccuracy = validation is null ? Evaluator.Evaluate(evaluated, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
         return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds, epsilon);
     }
 

@@ -14,16 +14,22 @@ internal interface ITrainingObjective
 
 internal static class TrainingObjectives
 {
-    public static ITrainingObjective For(TrainingOptions options) => options.Defense switch
+    /// <summary>The objective of one epoch (1-based): the training attack's steps may grow in the last epochs.</summary>
+    public static ITrainingObjective For(TrainingOptions options, int epoch)
     {
-        "none" => new StandardObjective(),
-        "fgsm" => new AdversarialObjective(options, (eps, _) => new Fgsm(new FgsmOptions(eps))),
-        // FGSM with a random start (Wong et al., 2020) is PGD with one step of 1.25 eps from a random point.
-        "fgsm-rs" => new AdversarialObjective(options, (eps, seed) => new Pgd(new PgdOptions(eps, options.EffectiveDefenseStepSize * eps / options.DefenseEpsilon, 1, Seed: seed))),
-        "pgd" => new AdversarialObjective(options, (eps, seed) => new Pgd(new PgdOptions(eps, options.EffectiveDefenseStepSize * eps / options.DefenseEpsilon, options.DefenseSteps, Seed: seed))),
-        "trades" => new TradesObjective(options),
-        _ => throw new ArgumentException($"unknown defense {options.Defense}"),
-    };
+        var steps = options.DefenseStepsAt(epoch);
+        var stepSize = options.DefenseStepSizeAt(epoch);
+        return options.Defense switch
+        {
+            "none" => new StandardObjective(),
+            "fgsm" => new AdversarialObjective(options, (eps, _) => new Fgsm(new FgsmOptions(eps))),
+            // FGSM with a random start (Wong et al., 2020) is PGD with one step of 1.25 eps from a random point.
+            "fgsm-rs" => new AdversarialObjective(options, (eps, seed) => new Pgd(new PgdOptions(eps, stepSize * eps / options.DefenseEpsilon, 1, Seed: seed))),
+            "pgd" => new AdversarialObjective(options, (eps, seed) => new Pgd(new PgdOptions(eps, stepSize * eps / options.DefenseEpsilon, steps, Seed: seed))),
+            "trades" => new TradesObjective(options, steps, stepSize),
+            _ => throw new ArgumentException($"unknown defense {options.Defense}"),
+        };
+    }
 }
 
 internal sealed class StandardObjective : ITrainingObjective
@@ -66,7 +72,7 @@ internal sealed class AdversarialObjective(TrainingOptions options, Func<double,
 /// TRADES (Zhang et al., 2019): cross-entropy on clean inputs plus beta times the KL divergence between the
 /// predictions on clean and on adversarial inputs, the latter found by PGD ascent on that KL divergence.
 /// </summary>
-internal sealed class TradesObjective(TrainingOptions options) : ITrainingObjective
+internal sealed class TradesObjective(TrainingOptions options, int steps, double stepSize) : ITrainingObjective
 {
     public (Tensor Loss, Tensor Logits) Compute(Module<Tensor, Tensor> network, Tensor images, Tensor labels, double epsilon, int seed)
     {
@@ -75,7 +81,7 @@ internal sealed class TradesObjective(TrainingOptions options) : ITrainingObject
         {
             Tensor cleanProbabilities;
             using (no_grad()) cleanProbabilities = functional.softmax(classifier.Logits(images), 1);
-            var pgd = new Pgd(new PgdOptions(Math.Max(epsilon, 1e-8), options.EffectiveDefenseStepSize * Math.Max(epsilon, 1e-8) / options.DefenseEpsilon, options.DefenseSteps, Seed: seed));
+            var pgd = new Pgd(new PgdOptions(Math.Max(epsilon, 1e-8), stepSize * Math.Max(epsilon, 1e-8) / options.DefenseEpsilon, steps, Seed: seed));
             adversarial = epsilon > 0 ? pgd.Ascend(classifier, images, logits => KlDivergence(cleanProbabilities, logits)) : images.clone();
         }
         var both = network.call(cat([images, adversarial]));

@@ -48,6 +48,23 @@ public sealed record TrainingOptions
     public string? Keep { get; init; }
     /// <summary>PGD steps of the per-epoch robust validation.</summary>
     public int RobustValidationSteps { get; init; } = 20;
+    /// <summary>Steps of the training attack (pgd, trades) in the last <see cref="LateEpochs"/> epochs, with step 2.5 eps / steps: a stronger
+    /// inner attack where it matters most, at the end (null: <see cref="DefenseSteps"/> throughout). Null is not written, so older records keep their digests.</summary>
+    public int? LateSteps { get; init; }
+    /// <summary>How many final epochs use <see cref="LateSteps"/>.</summary>
+    public int? LateEpochs { get; init; }
+    /// <summary>Decay of an exponential moving average of the weights (e.g. 0.999): the average, not the raw weights, is validated, kept
+    /// and packaged. Null: off (and not written, so older records keep their digests).</summary>
+    public double? WeightAverageDecay { get; init; }
+
+    /// <summary>Whether <paramref name="epoch"/> (1-based) is one of the late epochs.</summary>
+    public bool IsLateEpoch(int epoch) => LateSteps is not null && LateEpochs is { } late && epoch > Epochs - late;
+
+    /// <summary>Steps of the training attack in <paramref name="epoch"/>.</summary>
+    public int DefenseStepsAt(int epoch) => IsLateEpoch(epoch) ? LateSteps!.Value : DefenseSteps;
+
+    /// <summary>Step size of the training attack in <paramref name="epoch"/> at the full eps.</summary>
+    public double DefenseStepSizeAt(int epoch) => IsLateEpoch(epoch) ? 2.5 * DefenseEpsilon / LateSteps!.Value : EffectiveDefenseStepSize;
 
     public double EffectiveDefenseStepSize => DefenseStepSize ?? Defense switch
     {
@@ -83,6 +100,16 @@ public sealed record TrainingOptions
         ArgumentOutOfRangeException.ThrowIfNegative(RobustValidationSize);
         if (Keep is not (null or "last")) throw new ArgumentException($"keep '{Keep}' is not known; use best-robust (the default) or last");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(RobustValidationSteps);
+        if ((LateSteps is null) != (LateEpochs is null)) throw new ArgumentException("late steps and late epochs go together: give both (e.g. --late-steps 40 --late-epochs 2) or neither");
+        if (LateSteps is { } lateSteps)
+        {
+            if (Defense is not ("pgd" or "trades")) throw new ArgumentException($"late steps need a multi-step training attack (pgd or trades), not '{Defense}'");
+            if (lateSteps is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(LateSteps), lateSteps, "late steps must be 1 to 1000");
+            if (LateEpochs is not { } lateEpochs || lateEpochs < 1 || lateEpochs > Epochs)
+                throw new ArgumentOutOfRangeException(nameof(LateEpochs), LateEpochs, $"late epochs must be 1 to the number of epochs ({Epochs})");
+        }
+        if (WeightAverageDecay is { } decay && !(decay > 0 && decay < 1))
+            throw new ArgumentOutOfRangeException(nameof(WeightAverageDecay), decay, "the weight-average decay must be between 0 and 1, e.g. 0.999");
         if (RobustValidationSize > ValidationSize)
             throw new ArgumentException($"robust validation uses {RobustValidationSize} held-out images but only {ValidationSize} are held out (--validation)");
     }

@@ -56,19 +56,52 @@ public sealed partial class AssessmentReportTests : IDisposable
     [Fact]
     public void Every_number_in_the_report_comes_from_the_results()
     {
-        var results = Results();
+        var results = Results(("defense_fgsm_rs.worst_case_accuracy", Metric.Proportion(0.2233, 300, "fgsm-rs-trained: worst case")));
         AssessmentReport.Write(results, directory);
         var json = File.ReadAllText(Path.Combine(directory, "results.json"));
         var markdown = File.ReadAllText(Path.Combine(directory, "report.md"));
         var html = File.ReadAllText(Path.Combine(directory, "report.html"));
         Assert.Contains("98.76%", markdown);
         Assert.Contains("99.39%", markdown); // the seeds' figure, quoted
+        Assert.Contains("| fgsm-rs-trained | - | 22.33% (95% CI", markdown); // the verdicts table
         var strays = Numbers().Matches(markdown).Select(m => m.Value).Where(n => !json.Contains(n, StringComparison.Ordinal)).Distinct().ToList();
         Assert.True(strays.Count == 0, "numbers in report.md that results.json does not hold: " + string.Join(", ", strays));
         var visible = Regex.Replace(html, "<(style|head)[^>]*>.*?</\\1>", "", RegexOptions.Singleline); // styling is not content
         var htmlText = Regex.Replace(Regex.Replace(visible, "data:image/png;base64,[^\"]+", ""), "<[^>]+>", " ");
         strays = Numbers().Matches(htmlText).Select(m => m.Value).Where(n => !json.Contains(n, StringComparison.Ordinal)).Distinct().ToList();
         Assert.True(strays.Count == 0, "numbers in report.html that results.json does not hold: " + string.Join(", ", strays));
+    }
+
+    [Fact]
+    public void Each_robust_figure_is_shown_beside_its_gradient_masking_checks()
+    {
+        var checks = new StageResult("robustness-checks", "fedcba9876543210", 45, DateTimeOffset.UtcNow, new Dictionary<string, Metric>
+        {
+            ["defense_fgsm_rs.masking_checks_failed"] = Metric.Count(2, "fgsm-rs-trained: gradient-masking checks failed of 6 run"),
+            ["defense_fgsm_rs.square_accuracy"] = Metric.Proportion(0.61, 100, "fgsm-rs-trained: accuracy under Square"),
+            ["defense_trades.masking_checks_failed"] = Metric.Count(0, "trades-trained: gradient-masking checks failed of 6 run"),
+        }, new Dictionary<string, string>(), System.Text.Json.Nodes.JsonNode.Parse("""
+            { "fgsm-rs": { "checks": [ { "name": "eps-sweep", "passed": true }, { "name": "step-convergence", "passed": false },
+                                       { "name": "transfer", "passed": null }, { "name": "restart-convergence", "passed": false } ] },
+              "trades": { "checks": [ { "name": "eps-sweep", "passed": true } ] } }
+            """));
+        var baseResults = Results(("baseline.worst_case_accuracy", Metric.Proportion(0, 300, "baseline: worst case")),
+            ("defense_fgsm_rs.worst_case_accuracy", Metric.Proportion(0.22, 300, "fgsm-rs-trained: worst case")),
+            ("defense_trades.worst_case_accuracy", Metric.Proportion(0.91, 300, "trades-trained: worst case")));
+        var results = baseResults with { Stages = [.. baseResults.Stages, checks] };
+
+        var verdicts = RobustnessVerdict.From(results);
+        Assert.Equal(["baseline", "fgsm-rs-trained", "trades-trained"], verdicts.Select(v => v.Model));
+        Assert.Equal("not run", verdicts[0].Checks);
+        Assert.Equal("2 failed: step-convergence, restart-convergence", verdicts[1].Checks);
+        Assert.False(verdicts[1].Trusted);
+        Assert.Equal("all passed", verdicts[2].Checks);
+        Assert.True(verdicts[2].Trusted);
+
+        var row = AssessmentReport.Markdown(results).Split('\n').Single(l => l.StartsWith("| fgsm-rs-trained |", StringComparison.Ordinal));
+        Assert.Contains("| 22.00% (95% CI ", row);
+        Assert.Contains("| 2 failed: step-convergence, restart-convergence | - | 61.00% (95% CI ", row);
+        Assert.Contains("<td class=\"missed\">2 failed: step-convergence, restart-convergence</td>", AssessmentReport.Html(results, directory));
     }
 
     [Fact]

@@ -125,6 +125,18 @@ public sealed class AdversarialTrainingTests(SmallDefenceRuns runs) : IClassFixt
     }
 
     [Fact]
+    public void The_late_epochs_use_more_attack_steps_with_a_step_to_match()
+    {
+        var options = new TrainingOptions { Defense = "trades", Epochs = 5, DefenseEpsilon = 0.3, DefenseSteps = 10, LateSteps = 40, LateEpochs = 2 };
+        options.Validate();
+        Assert.Equal([10, 10, 10, 40, 40], Enumerable.Range(1, 5).Select(options.DefenseStepsAt));
+        Assert.Equal(0.075, options.DefenseStepSizeAt(3), 9);
+        Assert.Equal(0.01875, options.DefenseStepSizeAt(4), 9);
+        var plain = options with { LateSteps = null, LateEpochs = null };
+        Assert.Equal(10, plain.DefenseStepsAt(5));
+    }
+
+    [Fact]
     public void Robust_validation_needs_held_out_images()
     {
         var error = Assert.Throws<ArgumentException>(() => new TrainingOptions { Defense = "pgd", RobustValidationSize = 500 }.Validate());

@@ -29,12 +29,13 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Theory]
-    [InlineData(null)]
-    [InlineData(2)]
-    public void An_interrupted_run_resumes_and_ends_where_an_uninterrupted_run_ends(int? augmentShift)
+    [InlineData(null, null)]
+    [InlineData(2, null)]
+    [InlineData(null, 0.99)]
+    public void An_interrupted_run_resumes_and_ends_where_an_uninterrupted_run_ends(int? augmentShift, double? weightAverage)
     {
         var mnist = TestPaths.Mnist(testImages: 2000);
-        var options = Small(epochs: 2) with { TrainSubset = 500, AugmentShift = augmentShift };
+        var options = Small(epochs: 2) with { TrainSubset = 500, AugmentShift = augmentShift, WeightAverageDecay = weightAverage };
 
         var straight = new Trainer(options, mnist, Path.Combine(directory, "straight")).Run(resume: false);
 
@@ -54,7 +55,41 @@ public sealed class TrainerTests : IDisposable
             var expected = ModelWeights.Export(straight.Network);
             var actual = ModelWeights.Export(resumed.Network);
             Assert.Equal(expected.Select(t => t.Data), actual.Select(t => t.Data));
+            if (weightAverage is not null)
+            {
+                // What the run returns (and packages) is the average, not the last raw weights.
+                var raw = Weights(Path.Combine(interruptedDirectory, $"epoch-002.{Checkpoint.WeightsFile}"));
+                var average = Weights(Path.Combine(interruptedDirectory, $"epoch-002.{Checkpoint.AverageFile}"));
+                Assert.Equal(average, actual.Select(t => t.Data));
+                Assert.NotEqual(raw, actual.Select(t => t.Data));
+            }
         }
+    }
+
+    private static List<byte[]> Weights(string file)
+    {
+        using var network = Architectures.Create(Architectures.Default);
+        ModelWeights.Load(network, Safetensors.Parse(File.ReadAllBytes(file)));
+        return ModelWeights.Export(network).Select(t => t.Data.ToArray()).ToList();
+    }
+
+    [Fact]
+    public void The_weight_average_follows_its_definition()
+    {
+        using var first = Architectures.Create(Architectures.LinearSoftmax);
+        using var second = Architectures.Create(Architectures.LinearSoftmax);
+        using var average = new WeightAverage(Architectures.LinearSoftmax, first, decay: 0.9);
+        Assert.Equal(0.1, average.DecayAt(0), 9); // (1 + 0) / (10 + 0): the random start fades fast
+        Assert.Equal(0.9, average.DecayAt(1000), 9);
+        var start = first.parameters().First().clone();
+        var target = second.parameters().First();
+        average.Update(second, step: 1000);
+        var expected = 0.9 * start + 0.1 * target;
+        Assert.True(allclose(average.Network.parameters().First(), expected, rtol: 1e-5, atol: 1e-6));
+        Assert.True(allclose(first.parameters().First(), start)); // the source is read, never written
+        using var copy = Architectures.Create(Architectures.LinearSoftmax);
+        average.CopyTo(copy);
+        Assert.True(allclose(copy.parameters().First(), expected, rtol: 1e-5, atol: 1e-6));
     }
 
     [Fact]
@@ -97,10 +132,20 @@ public sealed class TrainerTests : IDisposable
     [InlineData("Schedule", "sometimes")]
     [InlineData("AugmentShift", 0)]
     [InlineData("AugmentShift", 9)]
+    [InlineData("WeightAverageDecay", 1.0)]
+    [InlineData("WeightAverageDecay", 0.0)]
+    [InlineData("LateSteps", 40)]
+    [InlineData("LateEpochs", 2)]
+    [InlineData("LateEpochs", 13)]
+    [InlineData("LateOnFgsm", 2)]
     public void Bad_options_are_refused(string property, object value)
     {
         var options = property switch
         {
+            "WeightAverageDecay" => new TrainingOptions { WeightAverageDecay = (double)value },
+            "LateSteps" => new TrainingOptions { Defense = "trades", LateSteps = (int)value },
+            "LateEpochs" => new TrainingOptions { Defense = "trades", LateSteps = (int)value == 13 ? 40 : null, LateEpochs = (int)value },
+            "LateOnFgsm" => new TrainingOptions { Defense = "fgsm", LateSteps = 40, LateEpochs = (int)value },
             "Epochs" => new TrainingOptions { Epochs = (int)value },
             "BatchSize" => new TrainingOptions { BatchSize = (int)value },
             "LearningRate" => new TrainingOptions { LearningRate = (double)value },

@@ -42,7 +42,7 @@ public sealed class AdversarialTrainingStage : AssessmentStage
             files[$"{prefix}_robust_validation"] = robustCurve;
             metrics[KeptEpoch.For(recipe.Defense)] = Metric.Count(kept, $"{recipe.Defense}-trained: epoch whose weights were kept");
         }
-        var evasion = EvasionMeasurement.Measure(context, directory, trained.PackageDirectory, prefix, $"{recipe.Defense}-trained");
+        var (evasion, _) = EvasionMeasurement.Measure(context, directory, trained.PackageDirectory, prefix, $"{recipe.Defense}-trained");
         foreach (var (k, v) in evasion.Metrics) metrics[k] = v;
         foreach (var (k, v) in evasion.Files) files[k] = v;
         files[ModelFile(recipe.Defense)] = trained.PackageDirectory;

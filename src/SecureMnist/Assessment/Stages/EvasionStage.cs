@@ -18,11 +18,9 @@ public sealed class EvasionStage : AssessmentStage
 
     public override StageOutput Run(StageContext context, string directory)
     {
-        var output = EvasionMeasurement.Measure(context, directory, context.FileOf("baseline", "model"), "baseline", "baseline");
+        var (output, report) = EvasionMeasurement.Measure(context, directory, context.FileOf("baseline", "model"), "baseline", "baseline");
         var metrics = output.Metrics.ToDictionary();
-        var report = output.Details!["report"]!;
-        metrics[CleanAccuracyAttackedSubset.Name] = Metric.Proportion(report["cleanAccuracy"]!.GetValue<double>(), report["images"]!.GetValue<int>(),
-            "baseline: clean accuracy on the attacked images");
+        metrics[CleanAccuracyAttackedSubset.Name] = Metric.Proportion(report.CleanAccuracy, report.Images, "baseline: clean accuracy on the attacked images");
         return output with { Metrics = metrics };
     }
 }
@@ -38,8 +36,9 @@ public static class EvasionMeasurement
     public static object Inputs(AssessmentProfile profile) =>
         new { profile.AttackImages, profile.Epsilon, profile.PgdSteps, profile.PgdStepSize, profile.Restarts, profile.WorstCaseAttacks, profile.CurveEpsilons };
 
-    /// <summary><paramref name="prefix"/> keys the metrics and files, <paramref name="model"/> names the model in labels and pictures.</summary>
-    public static StageOutput Measure(StageContext context, string directory, string package, string prefix, string model)
+    /// <summary><paramref name="prefix"/> keys the metrics and files, <paramref name="model"/> names the model in labels and pictures; the
+    /// report is the worst-case run's, for figures a caller adds.</summary>
+    public static (StageOutput Output, RobustnessReport Report) Measure(StageContext context, string directory, string package, string prefix, string model)
     {
         var profile = context.Profile;
         var settings = context.Settings;
@@ -78,7 +77,7 @@ public static class EvasionMeasurement
             [$"{prefix}.attack_success_rate"] = Metric.Percent(report.AttackSuccessRate, $"{model}: attack success rate on correctly classified inputs"),
             [$"{prefix}.median_l2"] = new(report.Perturbation.MedianL2, "ratio", $"{model}: median L2 of successful perturbations"),
         };
-        return new(metrics, new Dictionary<string, string> { [$"{prefix}_grid"] = grid, [$"{prefix}_curve"] = curvePng },
-            JsonSerializer.SerializeToNode(new { curve, report }, JsonFormat.Documents));
+        return (new(metrics, new Dictionary<string, string> { [$"{prefix}_grid"] = grid, [$"{prefix}_curve"] = curvePng },
+            JsonSerializer.SerializeToNode(new { curve, report }, JsonFormat.Documents)), report);
     }
 }
