@@ -19,11 +19,14 @@ public static class Problems
 
     public static ProblemHttpResult Busy() => Create(StatusCodes.Status503ServiceUnavailable, "Busy", "the inference queue is full; retry shortly");
 
-    /// <summary>Writes a problem directly to the response, for middleware that runs outside endpoints.</summary>
+    /// <summary>Writes a problem directly to the response, for middleware that runs outside endpoints. On the Open Inference Protocol's
+    /// routes it is the protocol's <c>{"error": "..."}</c> instead, so a KServe or Triton client can read it.</summary>
     public static Task Write(HttpContext context, int status, string title, string detail)
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Response.StatusCode = status;
+        if (InferenceProtocolEndpoints.Speaks(context.Request.Path))
+            return context.Response.WriteAsJsonAsync(new ProtocolError(detail));
         return context.Response.WriteAsJsonAsync(
             new Microsoft.AspNetCore.Mvc.ProblemDetails { Status = status, Title = title, Detail = detail, Instance = context.Request.Path },
             options: null, contentType: "application/problem+json");

@@ -117,6 +117,7 @@ public static class ServiceHost
         app.UseAuthorization();
         app.UseRateLimiter();
         app.MapPredict();
+        app.MapInferenceProtocol();
         app.MapOperations();
         app.MapWebPage();
 

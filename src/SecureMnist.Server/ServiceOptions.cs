@@ -15,6 +15,8 @@ public sealed record ServiceOptions
     /// <summary>Where the verified MNIST training set is read from, to calibrate the input checks and the detector.</summary>
     public required string DataRoot { get; init; }
     public string Urls { get; init; } = "http://127.0.0.1:8080";
+    /// <summary>The model's name on the Open Inference Protocol routes (/v2/models/NAME/...).</summary>
+    public string ModelName { get; init; } = "mnist";
     public int MaxBodyBytes { get; init; } = 256 << 10;
     public int MaxBatchItems { get; init; } = 32;
     public double RequestTimeoutSeconds { get; init; } = 10;
@@ -39,6 +41,8 @@ public sealed record ServiceOptions
             if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"the {name} path is empty");
         if (!Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
             throw new ArgumentException($"--urls '{Urls}' is not an http(s) URL");
+        if (!System.Text.RegularExpressions.Regex.IsMatch(ModelName, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
+            throw new ArgumentException($"the model name '{ModelName}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit");
         if (MaxBodyBytes is < 1024 or > 64 << 20) throw new ArgumentOutOfRangeException(nameof(MaxBodyBytes), MaxBodyBytes, "the body cap must be 1 KiB to 64 MiB");
         if (MaxBatchItems is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(MaxBatchItems), MaxBatchItems, "the batch cap must be 1 to 1024 items");
         if (RequestTimeoutSeconds is <= 0 or > 600) throw new ArgumentOutOfRangeException(nameof(RequestTimeoutSeconds), RequestTimeoutSeconds, "the request timeout must be in (0, 600] seconds");
