@@ -44,9 +44,9 @@ public static class InferenceProtocolEndpoints
 
     public static IEndpointRouteBuilder MapInferenceProtocol(this IEndpointRouteBuilder app)
     {
-        var v2 = app.MapGroup(Prefix);
-        v2.MapGet("/", () => TypedResults.Ok(new ServerMetadata("securemnist", typeof(InferenceProtocolEndpoints).Assembly.GetName().Version?.ToString() ?? "0", [])))
+        app.MapGet(Prefix, () => TypedResults.Ok(new ServerMetadata("securemnist", typeof(InferenceProtocolEndpoints).Assembly.GetName().Version?.ToString() ?? "0", [])))
             .WithName("ServerMetadata");
+        var v2 = app.MapGroup(Prefix);
         v2.MapGet("/health/live", () => TypedResults.Ok()).WithName("ServerLive");
         v2.MapGet("/health/ready", (ServiceState state) => Ready(state, null)).WithName("ServerReady");
         v2.MapGet("/models/{name}/ready", (ServiceState state, string name) => Ready(state, name)).WithName("ModelReady");

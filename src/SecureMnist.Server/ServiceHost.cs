@@ -52,6 +52,7 @@ public static class ServiceHost
         builder.Services.AddSingleton(state);
         builder.Services.AddSingleton<ServiceMetrics>();
         builder.Services.AddProblemDetails();
+        builder.Services.AddApiDocument();
         // Nothing here uses data protection (no cookies, no antiforgery); keep its key ring in memory instead of on disk.
         builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull);
@@ -120,6 +121,7 @@ public static class ServiceHost
         app.MapInferenceProtocol();
         app.MapOperations();
         app.MapWebPage();
+        app.MapApiDocument();
 
         app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(state.Load));
         app.Lifetime.ApplicationStopped.Register(() =>

@@ -92,6 +92,7 @@ public sealed class RunningService : IAsyncDisposable
     public ServiceOptions Options { get; }
     public HttpClient Client { get; }
     public ServiceState State => app.Services.GetRequiredService<ServiceState>();
+    public IServiceProvider Services => app.Services;
 
     /// <param name="configure">Runs on the built app before it starts (tests map extra endpoints here).</param>
     public static async Task<RunningService> Start(ServiceOptions options, bool waitUntilReady = true, Action<WebApplication>? configure = null)
