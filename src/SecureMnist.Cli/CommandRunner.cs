@@ -46,5 +46,6 @@ internal static class CommandRunner
 
     private static bool IsUserFacing(Exception e) => e is DatasetException or IdxFormatException or ModelPackageException
         or SafetensorsException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
-        or InvalidDataException or CryptographicException or Interop.PyTorchFormatException or Interop.UnsafePickleException;
+        or InvalidDataException or CryptographicException or Interop.PyTorchFormatException or Interop.UnsafePickleException
+        or Server.ServiceConfigurationException or Microsoft.Extensions.Options.OptionsValidationException;
 }

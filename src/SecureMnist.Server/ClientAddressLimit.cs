@@ -34,7 +34,7 @@ public sealed class ClientAddressLimit(RequestDelegate next, ServiceState state)
     public async Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (state.Options.RequestsPerSecondPerAddress == 0 || context.Request.Path.StartsWithSegments("/healthz") || context.Request.Path.StartsWithSegments("/readyz"))
+        if (state.Options.RequestsPerSecondPerAddress == 0 || IsProbe(context.Request.Path))
         {
             await next(context).ConfigureAwait(false);
             return;
@@ -73,4 +73,9 @@ public sealed class ClientAddressLimit(RequestDelegate next, ServiceState state)
         limiter.Dispose();
         holding.Dispose();
     }
+
+    /// <summary>Health probes (the service's own and the Open Inference Protocol's) are never limited: an orchestrator must always get an answer.</summary>
+    public static bool IsProbe(PathString path) =>
+        path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz") || path.StartsWithSegments("/v2/health")
+        || (path.StartsWithSegments("/v2/models") && path.Value!.EndsWith("/ready", StringComparison.Ordinal));
 }

@@ -49,6 +49,10 @@ public static class ServiceHost
             kestrel.Limits.MaxRequestHeadersTotalSize = 16 << 10;
             kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(10);
         });
+        builder.Services.AddSingleton<Microsoft.Extensions.Options.IValidateOptions<ServiceOptions>, ServiceOptionsValidation>();
+        builder.Services.AddSingleton<Microsoft.Extensions.Options.IOptionsFactory<ServiceOptions>>(services =>
+            new BoundOptionsFactory(options, services.GetServices<Microsoft.Extensions.Options.IValidateOptions<ServiceOptions>>()));
+        builder.Services.AddOptions<ServiceOptions>().ValidateOnStart();
         builder.Services.AddSingleton(state);
         builder.Services.AddSingleton<ServiceMetrics>();
         builder.Services.AddProblemDetails();

@@ -34,28 +34,36 @@ public sealed record ServiceOptions
     /// <summary>How refused unauthenticated requests are aggregated in the audit log.</summary>
     public RefusalAggregation Refusals { get; init; } = new();
 
-    /// <summary>Throws with a message naming the setting when any value is out of range.</summary>
+    /// <summary>Throws with a message naming the setting when any value is out of range (<see cref="ServiceOptionsValidation"/> collects them all).</summary>
     public void Validate()
     {
-        foreach (var (name, value) in new[] { ("model", ModelDirectory), ("public key", PublicKeyPath), ("API keys", ApiKeysPath), ("audit folder", AuditDirectory), ("audit key", AuditKeyPath), ("data root", DataRoot) })
-            if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"the {name} path is empty");
-        if (!Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
-            throw new ArgumentException($"--urls '{Urls}' is not an http(s) URL");
-        if (!System.Text.RegularExpressions.Regex.IsMatch(ModelName, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
-            throw new ArgumentException($"the model name '{ModelName}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit");
-        if (MaxBodyBytes is < 1024 or > 64 << 20) throw new ArgumentOutOfRangeException(nameof(MaxBodyBytes), MaxBodyBytes, "the body cap must be 1 KiB to 64 MiB");
-        if (MaxBatchItems is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(MaxBatchItems), MaxBatchItems, "the batch cap must be 1 to 1024 items");
-        if (RequestTimeoutSeconds is <= 0 or > 600) throw new ArgumentOutOfRangeException(nameof(RequestTimeoutSeconds), RequestTimeoutSeconds, "the request timeout must be in (0, 600] seconds");
-        if (SqueezeCalibrationImages is < 100 or > 60_000) throw new ArgumentOutOfRangeException(nameof(SqueezeCalibrationImages), SqueezeCalibrationImages, "calibration needs 100 to 60,000 images");
+        ValidateOwn();
         Images.Validate();
         Policy.Validate();
         Batching.Validate();
         Squeezing.Validate();
         Audit.Validate();
         Refusals.Validate();
+    }
+
+    /// <summary>The checks of this record's own settings, not of its nested ones.</summary>
+    public void ValidateOwn()
+    {
+        foreach (var (setting, name, value) in new[] { (nameof(ModelDirectory), "model", ModelDirectory), (nameof(PublicKeyPath), "public key", PublicKeyPath), (nameof(ApiKeysPath), "API keys", ApiKeysPath),
+                     (nameof(AuditDirectory), "audit folder", AuditDirectory), (nameof(AuditKeyPath), "audit key", AuditKeyPath), (nameof(DataRoot), "data root", DataRoot) })
+            if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"the {name} path is empty", setting);
+        if (!Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            throw new ArgumentException($"--urls '{Urls}' is not an http(s) URL", nameof(Urls));
+        if (!System.Text.RegularExpressions.Regex.IsMatch(ModelName, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
+            throw new ArgumentException($"the model name '{ModelName}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", nameof(ModelName));
+        if (MaxBodyBytes is < 1024 or > 64 << 20) throw new ArgumentOutOfRangeException(nameof(MaxBodyBytes), MaxBodyBytes, "the body cap must be 1 KiB to 64 MiB");
+        if (MaxBatchItems is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(MaxBatchItems), MaxBatchItems, "the batch cap must be 1 to 1024 items");
+        if (RequestTimeoutSeconds is <= 0 or > 600) throw new ArgumentOutOfRangeException(nameof(RequestTimeoutSeconds), RequestTimeoutSeconds, "the request timeout must be in (0, 600] seconds");
+        if (SqueezeCalibrationImages is < 100 or > 60_000) throw new ArgumentOutOfRangeException(nameof(SqueezeCalibrationImages), SqueezeCalibrationImages, "calibration needs 100 to 60,000 images");
         if (RequestsPerSecondPerAddress is < 0 or > 1_000_000) throw new ArgumentOutOfRangeException(nameof(RequestsPerSecondPerAddress), RequestsPerSecondPerAddress, "the per-address rate must be 0 (off) to 1,000,000 requests per second");
     }
 
     /// <summary>Largest body of a batch request: one image's cap per item, bounded.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public long MaxBatchBodyBytes => Math.Min((long)MaxBodyBytes * MaxBatchItems, 64L << 20);
 }

@@ -111,6 +111,9 @@ internal static class ServiceCommands
         var precision = CommonOptions.Precision();
         var queue = new Option<int>("--queue") { Description = "Inputs that may wait for the model; beyond this requests get 503", DefaultValueFactory = _ => new BatchingOptions().QueueCapacity };
         var addressRate = new Option<int>("--address-rate") { Description = "Requests per second one client address may send, checked before the API key (429 above; 0: off). Behind a proxy every client shares its address", DefaultValueFactory = _ => ServiceOptions.DefaultRequestsPerSecondPerAddress };
+        var modelName = new Option<string>("--model-name") { Description = "The model's name on the Open Inference Protocol routes (/v2/models/NAME/infer)", DefaultValueFactory = _ => "mnist" };
+        var config = new Option<string?>("--config") { Description = $"Settings file (default: {ServiceConfiguration.DefaultFile} in the current folder, when present); its \"Service\" section is overridden by SECUREMNIST__Service__* environment variables, and those by the flags given here" };
+        var printConfig = new Option<bool>("--print-config") { Description = "Print the effective configuration (defaults, file, environment and flags merged; secrets redacted) as JSON and exit" };
         var command = new Command("serve", """
             Run the hardened inference service and the drawing page on Kestrel. Only a package signed by --public-key loads;
             until it has loaded (and if it cannot), /readyz answers 503 with the reason. Every answer of the keyed API is
@@ -120,28 +123,35 @@ internal static class ServiceCommands
               ./securemnist api-keys add --id me --scope predict --scope admin   # prints the key once
               ./securemnist serve --model models/baseline                         # then open http://127.0.0.1:8080
               curl -H "Authorization: Bearer KEY" -H "Content-Type: image/png" --data-binary @digit.png http://127.0.0.1:8080/v1/predict
+            Open Inference Protocol v2 on the same keys: POST /v2/models/mnist/infer; OpenAPI document: /openapi/v1.json.
+            Configuration: appsettings.json {"Service": {"Urls": ..., "Policy": {"AbstainBelow": 0.9}}}, then SECUREMNIST__Service__Urls=...,
+            then these flags; ./securemnist serve --print-config shows the result.
             """)
-        { model, publicKey, apiKeys, auditDir, auditKey, urls, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision };
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, config, printConfig };
         command.SetAction(result =>
         {
-            var options = new ServiceOptions
+            static string Text(object? value) => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture)!;
+            // Each flag is a setting of the "Service" section: its default is the lowest layer, and it overrides the file and the
+            // environment only when given.
+            var settings = new (Option Option, string Key, Func<object?, string> Value)[]
             {
-                ModelDirectory = result.GetValue(model)!,
-                PublicKeyPath = result.GetValue(publicKey)!,
-                ApiKeysPath = result.GetValue(apiKeys)!,
-                AuditDirectory = result.GetValue(auditDir)!,
-                AuditKeyPath = result.GetValue(auditKey)!,
-                DataRoot = result.GetValue(CommonOptions.DataRoot)!,
-                Urls = result.GetValue(urls)!,
-                MaxBodyBytes = result.GetValue(maxBody) * 1024,
-                MaxBatchItems = result.GetValue(maxBatch),
-                RequestTimeoutSeconds = result.GetValue(timeout),
-                Images = new ImageLimits(Colour: result.GetValue(colour)),
-                Policy = new DecisionPolicy(result.GetValue(abstain), result.GetValue(onAdversarial)),
-                Batching = new BatchingOptions(QueueCapacity: result.GetValue(queue)),
-                Precision = result.GetValue(precision),
-                RequestsPerSecondPerAddress = result.GetValue(addressRate),
+                (model, nameof(ServiceOptions.ModelDirectory), Text), (publicKey, nameof(ServiceOptions.PublicKeyPath), Text),
+                (apiKeys, nameof(ServiceOptions.ApiKeysPath), Text), (auditDir, nameof(ServiceOptions.AuditDirectory), Text),
+                (auditKey, nameof(ServiceOptions.AuditKeyPath), Text), (CommonOptions.DataRoot, nameof(ServiceOptions.DataRoot), Text),
+                (urls, nameof(ServiceOptions.Urls), Text), (modelName, nameof(ServiceOptions.ModelName), Text),
+                (maxBody, nameof(ServiceOptions.MaxBodyBytes), v => Text((int)v! * 1024)), (maxBatch, nameof(ServiceOptions.MaxBatchItems), Text),
+                (timeout, nameof(ServiceOptions.RequestTimeoutSeconds), Text), (colour, "Images:Colour", Text),
+                (abstain, "Policy:AbstainBelow", Text), (onAdversarial, "Policy:OnAdversarial", Text), (queue, "Batching:QueueCapacity", Text),
+                (precision, nameof(ServiceOptions.Precision), Text), (addressRate, nameof(ServiceOptions.RequestsPerSecondPerAddress), Text),
             };
+            var defaults = settings.ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option) is { } r ? r.GetValueOrDefault<object?>() : null));
+            var given = settings.Where(s => result.GetResult(s.Option) is { Implicit: false }).ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option)!.GetValueOrDefault<object?>()));
+            var options = ServiceConfiguration.Bind(ServiceConfiguration.Build(defaults, result.GetValue(config), given));
+            if (result.GetValue(printConfig))
+            {
+                Console.Out.WriteLine(ServiceConfiguration.Describe(options));
+                return 0;
+            }
             var app = ServiceHost.Build(options);
             using var stop = CommandRunner.Cancellation.Token.Register(() => app.Lifetime.StopApplication());
             var state = (ServiceState)app.Services.GetService(typeof(ServiceState))!;

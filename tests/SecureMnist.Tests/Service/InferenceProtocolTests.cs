@@ -62,6 +62,19 @@ public sealed class InferenceProtocolParserTests
         Assert.Contains("more values than its shape (784)", surplus.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("/v2/health/live", true)]
+    [InlineData("/v2/health/ready", true)]
+    [InlineData("/v2/models/mnist/ready", true)]
+    [InlineData("/healthz", true)]
+    [InlineData("/v2/models/mnist/infer", false)]
+    [InlineData("/v2/models/mnist", false)]
+    [InlineData("/v1/predict", false)]
+    public void Health_probes_are_exempt_from_the_address_limit_and_nothing_else_is(string path, bool exempt)
+    {
+        Assert.Equal(exempt, SecureMnist.Server.ClientAddressLimit.IsProbe(new Microsoft.AspNetCore.Http.PathString(path)));
+    }
+
     [Fact]
     public void A_batch_over_the_cap_is_refused_from_its_shape_before_any_data_is_read()
     {
