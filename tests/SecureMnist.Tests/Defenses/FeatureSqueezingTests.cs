@@ -16,6 +16,23 @@ public sealed class FeatureSqueezingTests
     }
 
     [Fact]
+    public void The_min_max_2x2_median_equals_the_sorted_one_on_digits_and_on_noise_with_ties()
+    {
+        var mnist = TestPaths.Mnist(testImages: 200);
+        using var digits = mnist.Test.ImagesTensor();
+        using var fast = FeatureSqueezing.UpperMedianOf2x2(digits);
+        using var sorted = FeatureSqueezing.MedianBySorting(digits, 2);
+        Assert.True(fast.eq(sorted).all().item<bool>(), "the min/max network differs from the sort on MNIST digits");
+        manual_seed(7);
+        using var noise = (rand(64, 1, 28, 28) * 4).floor() / 4; // few distinct values: many ties
+        using var fastNoise = FeatureSqueezing.UpperMedianOf2x2(noise);
+        using var sortedNoise = FeatureSqueezing.MedianBySorting(noise, 2);
+        Assert.True(fastNoise.eq(sortedNoise).all().item<bool>(), "the min/max network differs from the sort on noise");
+        using var odd = rand(3, 1, 5, 7);
+        Assert.True(FeatureSqueezing.UpperMedianOf2x2(odd).eq(FeatureSqueezing.MedianBySorting(odd, 2)).all().item<bool>(), "non-square images differ");
+    }
+
+    [Fact]
     public void The_3x3_median_is_the_centred_median_with_mirrored_edges()
     {
         using var image = arange(1, 10, dtype: ScalarType.Float32).view(1, 1, 3, 3);
