@@ -12,8 +12,10 @@ namespace SecureMnist.Server;
 /// 429 from the per-address limit, which runs before authentication) are counted by the <see cref="RefusalAggregator"/>
 /// instead: one record per address and window.
 /// </summary>
-public sealed class AuditTrail(RequestDelegate next, ServiceState state, ServiceMetrics metrics)
+public sealed class AuditTrail(RequestDelegate next, ServiceState state, ServiceMetrics metrics, Microsoft.Extensions.Logging.ILoggerFactory loggers)
 {
+    private readonly Microsoft.Extensions.Logging.ILogger log = loggers.CreateLogger(ServiceLog.Category);
+
     public async Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -44,6 +46,7 @@ public sealed class AuditTrail(RequestDelegate next, ServiceState state, Service
         {
             var outcome = status == StatusCodes.Status401Unauthorized ? AuditOutcome.Unauthorized : AuditOutcome.RateLimited;
             metrics.Record(outcome, elapsed / 1000);
+            ServiceLog.AnonymousRefusal(log, context.Request.Method, context.Request.Path, status, outcome, context.Connection.RemoteIpAddress?.ToString(), reason);
             state.Refusals.Count(context.Connection.RemoteIpAddress?.ToString(), outcome, reason, state.ModelDigest);
             return Task.CompletedTask;
         }
@@ -54,6 +57,8 @@ public sealed class AuditTrail(RequestDelegate next, ServiceState state, Service
         foreach (var d in decisions)
         {
             metrics.Record(d.Outcome, elapsed / 1000);
+            ServiceLog.Decision(log, context.TraceIdentifier, keyId, context.Request.Method, context.Request.Path, status, d.Outcome, d.Label,
+                d.Confidence is { } confidence ? Math.Round(confidence, 6) : null, Math.Round(elapsed, 3), d.Reason);
             appends.Add(state.Audit.AppendAsync(new AuditRecord(DateTimeOffset.UtcNow, context.TraceIdentifier, keyId, d.InputSha256 ?? input, state.ModelDigest,
                 d.Outcome, d.Label, d.Confidence is { } c ? Math.Round(c, 6) : null, Math.Round(elapsed, 3), d.Reason)));
         }

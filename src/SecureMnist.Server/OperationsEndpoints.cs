@@ -25,7 +25,7 @@ public static class OperationsEndpoints
         return app;
     }
 
-    private static async Task<Results<Ok<ReloadResponse>, ProblemHttpResult>> Reload(HttpContext context, ServiceState state)
+    private static async Task<Results<Ok<ReloadResponse>, ProblemHttpResult>> Reload(HttpContext context, ServiceState state, Microsoft.Extensions.Logging.ILoggerFactory loggers)
     {
         var previous = state.ModelDigest;
         if (await state.ReloadAsync().ConfigureAwait(false) is { } error)
@@ -35,6 +35,7 @@ public static class OperationsEndpoints
             return Problems.Create(StatusCodes.Status409Conflict, "Reload refused", detail);
         }
         Decisions.Describe(context, new Decision(Audit.AuditOutcome.Reloaded, Reason: $"model {previous} replaced by {state.ModelDigest}"));
+        ServiceLog.Reloaded(loggers.CreateLogger(ServiceLog.Category), previous, state.ModelDigest!);
         return TypedResults.Ok(new ReloadResponse(state.ModelDigest!, previous));
     }
 

@@ -39,6 +39,21 @@ public static class ServiceHost
         var state = new ServiceState(options, keys, audit);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { EnvironmentName = Environments.Production, Args = [] });
+        builder.Logging.ClearProviders();
+        switch (options.LogFormat)
+        {
+            case ServiceLogFormat.Json:
+                builder.Logging.AddJsonConsole(json =>
+                {
+                    json.UseUtcTimestamp = true;
+                    json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                });
+                break;
+            case ServiceLogFormat.Simple:
+                builder.Logging.AddSimpleConsole(simple => simple.SingleLine = true);
+                break;
+        }
+        builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         if (logging is not null) logging(builder.Logging);
         builder.WebHost.UseUrls(options.Urls);
@@ -127,7 +142,13 @@ public static class ServiceHost
         app.MapWebPage();
         app.MapApiDocument();
 
-        app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(state.Load));
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(ServiceLog.Category);
+        app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(() =>
+        {
+            state.Load();
+            if (state.Engine is { } engine) ServiceLog.Ready(log, engine.Model.ManifestSha256, engine.Model.Manifest.Architecture, Math.Round(engine.Squeezing.Threshold, 6));
+            else ServiceLog.NotReady(log, state.NotReadyReason ?? "unknown");
+        }));
         app.Lifetime.ApplicationStopped.Register(() =>
         {
             state.DisposeAsync().AsTask().GetAwaiter().GetResult();

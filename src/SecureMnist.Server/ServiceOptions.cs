@@ -15,6 +15,10 @@ public sealed record ServiceOptions
     /// <summary>Where the verified MNIST training set is read from, to calibrate the input checks and the detector.</summary>
     public required string DataRoot { get; init; }
     public string Urls { get; init; } = "http://127.0.0.1:8080";
+    /// <summary>Operational logs on standard output: json (one JSON object per line, for collectors), simple (for people) or none.</summary>
+    public ServiceLogFormat LogFormat { get; init; } = ServiceLogFormat.Json;
+    /// <summary>The least severe operational log events written: Information gives one event per decision; Warning only problems.</summary>
+    public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
     /// <summary>The model's name on the Open Inference Protocol routes (/v2/models/NAME/...).</summary>
     public string ModelName { get; init; } = "mnist";
     public int MaxBodyBytes { get; init; } = 256 << 10;
@@ -66,4 +70,12 @@ public sealed record ServiceOptions
     /// <summary>Largest body of a batch request: one image's cap per item, bounded.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public long MaxBatchBodyBytes => Math.Min((long)MaxBodyBytes * MaxBatchItems, 64L << 20);
+}
+
+/// <summary>How <c>serve</c> writes its operational log.</summary>
+public enum ServiceLogFormat
+{
+    Json,
+    Simple,
+    None,
 }

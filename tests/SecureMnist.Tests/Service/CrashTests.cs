@@ -80,6 +80,16 @@ public sealed class CrashTests(ServedModel model)
             first.KillNow();
             stop.Cancel();
             await Task.WhenAll(workers);
+            // serve's operational log: one JSON object per line on standard output, one event per decision.
+            var lines = first.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var events = lines.SkipLast(1).Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement).ToList(); // the last may be cut by the kill
+            var decisions = events.Where(e => e.GetProperty("EventId").GetInt32() == 1 && e.GetProperty("Category").GetString() == SecureMnist.Server.ServiceLog.Category).ToList();
+            Assert.True(decisions.Count >= answered.Count / 2, $"{decisions.Count} decision events for {answered.Count} answers");
+            var state = decisions[0].GetProperty("State");
+            Assert.Equal("user", state.GetProperty("KeyId").GetString());
+            Assert.Contains(decisions, d => answered.Contains(d.GetProperty("State").GetProperty("RequestId").GetString()!));
+            Assert.True(state.GetProperty("LatencyMs").GetDouble() >= 0);
+            Assert.Contains(events, e => e.GetProperty("State").TryGetProperty("ModelSha256", out _)); // the ready event
         }
         Assert.True(answered.Count > 20, $"only {answered.Count} requests answered before the kill");
 

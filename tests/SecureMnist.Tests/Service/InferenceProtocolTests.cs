@@ -184,4 +184,27 @@ public sealed class InferenceProtocolTests(ServedModel model)
         Assert.Equal(HttpStatusCode.OK, (await service.PredictJson(InferBody([0]), model.Secrets["slow"], path)).StatusCode); // one request a minute
         await AssertProtocolError(await service.PredictJson(InferBody([0]), model.Secrets["slow"], path), HttpStatusCode.TooManyRequests, "retry after");
     }
+
+    [Fact]
+    public async Task Each_decision_is_one_structured_log_event_beside_its_audit_record()
+    {
+        using var logs = new CapturedLogs();
+        await using (var service = await RunningService.Start(model.Options(), logs: logs))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await service.PredictJson(RunningService.PixelsJson(model.TestPixels(0)), model.Secrets["user"])).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await service.PredictJson(InferBody([1, 2, 3]), model.Secrets["label-only"], "/v2/models/mnist/infer")).StatusCode);
+            var decisions = logs.Events.Where(e => e.Category == SecureMnist.Server.ServiceLog.Category && e.Event.Name == "Decision").ToList();
+            var records = service.AuditRecords();
+            Assert.Equal(records.Count, decisions.Count);
+            Assert.Equal(4, decisions.Count);
+            foreach (var (record, decision) in records.Zip(decisions))
+            {
+                Assert.Equal(record.RequestId, decision.Values["RequestId"]);
+                Assert.Equal(record.KeyId, decision.Values["KeyId"]);
+                Assert.Equal(record.Outcome, decision.Values["Outcome"]);
+                Assert.IsType<double>(decision.Values["LatencyMs"]);
+            }
+            Assert.Contains(logs.Events, e => e.Event.Name == "Ready" && (string?)e.Values["ModelSha256"] == service.State.ModelDigest);
+        }
+    }
 }

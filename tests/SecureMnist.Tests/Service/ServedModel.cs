@@ -95,9 +95,14 @@ public sealed class RunningService : IAsyncDisposable
     public IServiceProvider Services => app.Services;
 
     /// <param name="configure">Runs on the built app before it starts (tests map extra endpoints here).</param>
-    public static async Task<RunningService> Start(ServiceOptions options, bool waitUntilReady = true, Action<WebApplication>? configure = null)
+    /// <param name="logs">Receives the service's log events (none are written otherwise).</param>
+    public static async Task<RunningService> Start(ServiceOptions options, bool waitUntilReady = true, Action<WebApplication>? configure = null, ILoggerProvider? logs = null)
     {
-        var app = ServiceHost.Build(options, logging => logging.ClearProviders());
+        var app = ServiceHost.Build(options, logging =>
+        {
+            logging.ClearProviders();
+            if (logs is not null) logging.AddProvider(logs);
+        });
         configure?.Invoke(app);
         await app.StartAsync();
         var service = new RunningService(app, options, ServiceHost.Address(app));
@@ -135,5 +140,32 @@ public sealed class RunningService : IAsyncDisposable
         Client.Dispose();
         await app.StopAsync();
         await app.DisposeAsync();
+    }
+}
+
+/// <summary>Keeps every log event a service writes, with its structured values.</summary>
+public sealed class CapturedLogs : ILoggerProvider
+{
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(string Category, LogLevel Level, EventId Event, IReadOnlyDictionary<string, object?> Values)> events = new();
+
+    public IReadOnlyList<(string Category, LogLevel Level, EventId Event, IReadOnlyDictionary<string, object?> Values)> Events => [.. events];
+
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, events);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(string category, System.Collections.Concurrent.ConcurrentQueue<(string, LogLevel, EventId, IReadOnlyDictionary<string, object?>)> events) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var values = state as IEnumerable<KeyValuePair<string, object?>> ?? [];
+            events.Enqueue((category, logLevel, eventId, values.ToDictionary(kv => kv.Key, kv => kv.Value)));
+        }
     }
 }
