@@ -6,14 +6,26 @@ using SecureMnist.Serving;
 
 namespace SecureMnist.Server;
 
+/// <summary>Where the service is on its way to serving: the first load's states; a reload never leaves <see cref="Ready"/>.</summary>
+public enum Readiness
+{
+    LoadingModel,
+    Calibrating,
+    Ready,
+    Failed,
+}
+
 /// <summary>
 /// The loaded model and its calibrated checks. The service is ready only after the package verified against the
-/// trusted key and calibration finished; until then (or forever, if loading failed) <see cref="NotReadyReason"/> says why.
+/// trusted key and calibration finished; <see cref="Readiness"/> says where it is, <see cref="Settled"/> completes when the
+/// first load has succeeded or failed, and <see cref="NotReadyReason"/> says why it is not ready.
 /// </summary>
 public sealed class ServiceState : IAsyncDisposable
 {
     private volatile InferenceEngine? engine;
-    private volatile string notReadyReason = "loading the model";
+    private volatile Readiness readiness = Readiness.LoadingModel;
+    private volatile string? failure;
+    private readonly TaskCompletionSource settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim reloading = new(1, 1);
     private readonly List<InferenceEngine> retired = [];
 
@@ -31,27 +43,49 @@ public sealed class ServiceState : IAsyncDisposable
     /// <summary>Where refused unauthenticated requests are counted before they reach the audit log, a record per address and window.</summary>
     public RefusalAggregator Refusals { get; }
     public InferenceEngine? Engine => engine;
-    public string? NotReadyReason => engine is null ? notReadyReason : null;
+    public Readiness Readiness => readiness;
+
+    /// <summary>Completes when the first load has finished, ready or failed.</summary>
+    public Task Settled => settled.Task;
+
+    public string? NotReadyReason => readiness switch
+    {
+        Readiness.LoadingModel => "loading the model",
+        Readiness.Calibrating => "calibrating input checks",
+        Readiness.Failed => $"model not loaded: {failure}",
+        _ => null,
+    };
     public string? ModelDigest => engine?.Model.ManifestSha256;
 
     /// <summary>Waits until the model is loaded; throws with the reason when loading failed or took longer than <paramref name="timeout"/>.</summary>
     public async Task WaitUntilReadyAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        var deadline = DateTime.UtcNow + timeout;
-        while (engine is null)
+        try
         {
-            if (notReadyReason.StartsWith("model not loaded", StringComparison.Ordinal)) throw new InvalidOperationException(notReadyReason);
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"the service did not become ready within {timeout.TotalSeconds:0} s ({notReadyReason})");
-            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+            await Settled.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
         }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"the service did not become ready within {timeout.TotalSeconds:0} s ({NotReadyReason})");
+        }
+        if (readiness == Readiness.Failed) throw new InvalidOperationException(NotReadyReason);
     }
 
     /// <summary>Verifies and loads the package, then calibrates the input statistics and the squeezing detector.</summary>
     public void Load()
     {
         var (fresh, error) = Build();
-        if (fresh is not null) engine = fresh;
-        else notReadyReason = $"model not loaded: {error}";
+        if (fresh is not null)
+        {
+            engine = fresh;
+            readiness = Readiness.Ready;
+        }
+        else
+        {
+            failure = error;
+            readiness = Readiness.Failed;
+        }
+        settled.TrySetResult();
     }
 
     /// <summary>
@@ -95,7 +129,7 @@ public sealed class ServiceState : IAsyncDisposable
             // Verified in float32 above; converted after, so the digest checks saw the signed bytes. The input checks are
             // calibrated below on the converted model, so the detector's threshold matches what serves.
             if (Options.Precision == InferencePrecision.Bf16) model.Network.to(TorchSharp.torch.ScalarType.BFloat16);
-            if (engine is null) notReadyReason = "calibrating input checks";
+            if (engine is null) readiness = Readiness.Calibrating;
             var train = new DatasetStore(Options.DataRoot).Load("mnist").Train;
             var guard = InputGuard.Calibrate(model.Network, train, Options.SqueezeCalibrationImages, Options.Squeezing);
             return (new InferenceEngine(model, guard.Squeezing, guard.Statistics, Options.Policy, Options.Batching), null);

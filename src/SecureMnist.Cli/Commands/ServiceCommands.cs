@@ -160,7 +160,7 @@ internal static class ServiceCommands
             var state = (ServiceState)app.Services.GetService(typeof(ServiceState))!;
             app.Lifetime.ApplicationStarted.Register(() => Task.Run(async () =>
             {
-                while (state.Engine is null && state.NotReadyReason is "loading the model" or "calibrating input checks") await Task.Delay(100).ConfigureAwait(false);
+                await state.Settled.ConfigureAwait(false);
                 if (state.Engine is { } engine)
                     Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditDirectory}");
                 else Ui.Error($"NOT ready: {state.NotReadyReason}");

@@ -115,6 +115,7 @@ public sealed class InferenceProtocolTests(ServedModel model)
         await using var service = await RunningService.Start(model.Options());
         Assert.Equal(HttpStatusCode.OK, (await service.Send(HttpMethod.Get, "/v2/health/live", null)).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await service.Send(HttpMethod.Get, "/v2/health/ready", null)).StatusCode);
+        Assert.Equal(SecureMnist.Server.Readiness.Ready, service.State.Readiness);
         Assert.Equal(HttpStatusCode.OK, (await service.Send(HttpMethod.Get, "/v2/models/mnist/ready", null)).StatusCode);
         await AssertProtocolError(await service.Send(HttpMethod.Get, "/v2/models/resnet/ready", null), HttpStatusCode.NotFound, "unknown model 'resnet'; this server serves 'mnist'");
         var server = await Json(await service.Send(HttpMethod.Get, "/v2", null));

@@ -50,7 +50,8 @@ public sealed class ServiceTests(ServedModel model)
         bytes[^10] ^= 0x40;
         File.WriteAllBytes(weights, bytes);
         await using var service = await RunningService.Start(model.Options(copy), waitUntilReady: false);
-        for (var i = 0; i < 100 && service.State.NotReadyReason is "loading the model"; i++) await Task.Delay(50);
+        await service.State.Settled.WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(SecureMnist.Server.Readiness.Failed, service.State.Readiness);
         await AssertProblem(await service.Send(HttpMethod.Get, "/readyz", null), HttpStatusCode.ServiceUnavailable, "model not loaded");
         await AssertProblem(await service.PredictPng(ServedModel.Png(model.TestPixels(0)), model.Secrets["user"]), HttpStatusCode.ServiceUnavailable, "not loaded");
     }
