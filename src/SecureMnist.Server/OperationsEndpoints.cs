@@ -18,7 +18,6 @@ public static class OperationsEndpoints
     {
         app.MapGet("/healthz", () => TypedResults.Ok(new { status = "alive" }));
         app.MapGet("/readyz", Ready);
-        app.MapGet("/metrics", Metrics).RequireAuthorization(ApiScopes.Admin);
         app.MapPost("/v1/admin/reload", Reload).RequireAuthorization(ApiScopes.Admin);
         app.MapGet("/v1/admin/audit", (ServiceState state) => TypedResults.Ok(new AuditStatus(state.Audit.Records, state.Audit.Head, state.Audit.Directory)))
             .RequireAuthorization(ApiScopes.Admin);
@@ -46,7 +45,4 @@ public static class OperationsEndpoints
             engine.Policy.AbstainBelow, engine.Policy.OnAdversarial.ToString().ToLowerInvariant(), Math.Round(engine.Squeezing.Threshold, 6)));
     }
 
-    private static ContentHttpResult Metrics(ServiceState state, ServiceMetrics metrics) =>
-        TypedResults.Text(metrics.Render(state.Engine?.QueueLength ?? 0, state.Engine is not null, state.Audit.Records,
-            state.Engine?.Batches ?? 0, state.Engine?.BatchedInputs ?? 0), "text/plain; version=0.0.4");
 }

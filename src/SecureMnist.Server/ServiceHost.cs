@@ -69,7 +69,10 @@ public static class ServiceHost
             new BoundOptionsFactory(options, services.GetServices<Microsoft.Extensions.Options.IValidateOptions<ServiceOptions>>()));
         builder.Services.AddOptions<ServiceOptions>().ValidateOnStart();
         builder.Services.AddSingleton(state);
+        builder.Services.AddSingleton(options);
+        builder.Services.AddMetrics();
         builder.Services.AddSingleton<ServiceMetrics>();
+        builder.Services.AddHostedService<MetricsListener>();
         builder.Services.AddProblemDetails();
         builder.Services.AddApiDocument();
         // Nothing here uses data protection (no cookies, no antiforgery); keep its key ring in memory instead of on disk.

@@ -1,63 +1,83 @@
-using System.Collections.Concurrent;
-using System.Globalization;
-using System.Text;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Hosting;
+using Prometheus;
 using SecureMnist.Audit;
 
 namespace SecureMnist.Server;
 
-/// <summary>Counters and latency histograms in the Prometheus text format.</summary>
+/// <summary>
+/// The service's own instruments on <see cref="System.Diagnostics.Metrics"/> (meter "SecureMnist.Service", so securemnist_service_* in
+/// Prometheus): decisions by outcome,
+/// time to decision, forward passes and batched inputs, queue length, readiness and audit records. Exported with ASP.NET Core's and
+/// the runtime's meters by <see cref="MetricsListener"/>.
+/// </summary>
 public sealed class ServiceMetrics
 {
-    private static readonly double[] LatencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-    private readonly ConcurrentDictionary<AuditOutcome, long> decisions = new();
-    private readonly long[] latencyCounts = new long[LatencyBuckets.Length + 1];
-    private long latencyCount;
-    private long latencyMicros;
+    public const string MeterName = "SecureMnist.Service";
+    private readonly Counter<long> decisions;
+    private readonly Histogram<double> duration;
+
+    public ServiceMetrics(IMeterFactory meters, ServiceState state)
+    {
+        ArgumentNullException.ThrowIfNull(meters);
+        ArgumentNullException.ThrowIfNull(state);
+        Meter = meters.Create(MeterName);
+        decisions = Meter.CreateCounter<long>("decisions", "{decision}", "Decisions by outcome (one per answer, one per batch item)");
+        duration = Meter.CreateHistogram<double>("decision.duration", "s", "Time from the request's start to its decision",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+        Meter.CreateObservableCounter("batches", () => state.Engine?.Batches ?? 0, "{batch}", "Forward passes run (micro-batches)");
+        Meter.CreateObservableCounter("batched_inputs", () => state.Engine?.BatchedInputs ?? 0, "{input}", "Inputs decided by the model; over batches, the mean batch size");
+        Meter.CreateObservableGauge("queue_length", () => state.Engine?.QueueLength ?? 0, "{input}", "Inputs waiting for or in a forward pass");
+        Meter.CreateObservableGauge("ready", () => state.Readiness == Readiness.Ready ? 1 : 0, description: "1 once a signed model has loaded and the checks are calibrated");
+        Meter.CreateObservableGauge("audit_records", () => state.Audit.Records, "{record}", "Records in the audit log");
+    }
+
+    public Meter Meter { get; }
 
     public void Record(AuditOutcome outcome, double latencySeconds)
     {
-        decisions.AddOrUpdate(outcome, 1, (_, n) => n + 1);
-        var bucket = Array.FindIndex(LatencyBuckets, b => latencySeconds <= b);
-        Interlocked.Increment(ref latencyCounts[bucket < 0 ? LatencyBuckets.Length : bucket]);
-        Interlocked.Increment(ref latencyCount);
-        Interlocked.Add(ref latencyMicros, (long)(latencySeconds * 1e6));
+        var tag = new KeyValuePair<string, object?>("outcome", outcome.ToString().ToLowerInvariant());
+        decisions.Add(1, tag);
+        duration.Record(latencySeconds, tag);
     }
+}
 
-    public long Decisions(AuditOutcome outcome) => decisions.GetValueOrDefault(outcome);
+/// <summary>
+/// Serves the metrics in the Prometheus text format on their own listener (<see cref="ServiceOptions.MetricsUrls"/>), without a key,
+/// loopback unless configured otherwise, as Triton and TorchServe do: a scraper needs no secret, and the API's port serves no metrics.
+/// prometheus-net's meter adapter exports this service's meters (its own, ASP.NET Core's request metrics, Kestrel's) and the runtime's.
+/// </summary>
+public sealed class MetricsListener(ServiceOptions options, ServiceMetrics metrics) : IHostedService, IDisposable
+{
+    private IDisposable? adapter;
+    private IMetricServer? server;
 
-    public string Render(int queueLength, bool ready, long auditRecords, long batches, long batchedInputs)
+    public Task StartAsync(CancellationToken cancellationToken)
     {
-        var text = new StringBuilder();
-        void Line(string line) => text.Append(line).Append('\n');
-        Line("# HELP securemnist_decisions_total Decisions by outcome.");
-        Line("# TYPE securemnist_decisions_total counter");
-        foreach (var outcome in Enum.GetValues<AuditOutcome>())
-            Line(Invariant($"securemnist_decisions_total{{outcome=\"{outcome.ToString().ToLowerInvariant()}\"}} {Decisions(outcome)}"));
-        Line("# HELP securemnist_request_seconds Time from request start to decision.");
-        Line("# TYPE securemnist_request_seconds histogram");
-        long cumulative = 0;
-        for (var i = 0; i < LatencyBuckets.Length; i++)
+        if (options.MetricsUrls is not { Length: > 0 } url) return Task.CompletedTask;
+        var address = new Uri(url);
+        var registry = Metrics.NewCustomRegistry();
+        var scope = metrics.Meter.Scope;
+        adapter = MeterAdapter.StartListening(new MeterAdapterOptions
         {
-            cumulative += Interlocked.Read(ref latencyCounts[i]);
-            Line(Invariant($"securemnist_request_seconds_bucket{{le=\"{LatencyBuckets[i]}\"}} {cumulative}"));
-        }
-        Line(Invariant($"securemnist_request_seconds_bucket{{le=\"+Inf\"}} {Interlocked.Read(ref latencyCount)}"));
-        Line(Invariant($"securemnist_request_seconds_sum {Interlocked.Read(ref latencyMicros) / 1e6}"));
-        Line(Invariant($"securemnist_request_seconds_count {Interlocked.Read(ref latencyCount)}"));
-        Line("# HELP securemnist_batches_total Forward passes run (micro-batches).");
-        Line("# TYPE securemnist_batches_total counter");
-        Line(Invariant($"securemnist_batches_total {batches}"));
-        Line("# HELP securemnist_batched_inputs_total Inputs decided by the model; divided by batches, the mean batch size.");
-        Line("# TYPE securemnist_batched_inputs_total counter");
-        Line(Invariant($"securemnist_batched_inputs_total {batchedInputs}"));
-        Line("# TYPE securemnist_queue_length gauge");
-        Line(Invariant($"securemnist_queue_length {queueLength}"));
-        Line("# TYPE securemnist_ready gauge");
-        Line(Invariant($"securemnist_ready {(ready ? 1 : 0)}"));
-        Line("# TYPE securemnist_audit_records gauge");
-        Line(Invariant($"securemnist_audit_records {auditRecords}"));
-        return text.ToString();
+            Registry = registry,
+            MetricFactory = Metrics.WithCustomRegistry(registry),
+            // This host's meters only (several services may share a process, as in the tests), and the process-wide runtime meter.
+            InstrumentFilterPredicate = instrument => (scope is not null && ReferenceEquals(instrument.Meter.Scope, scope)) || instrument.Meter.Name == "System.Runtime",
+        });
+        server = new KestrelMetricServer(address.Host, address.Port, address.AbsolutePath == "/" ? "/metrics" : address.AbsolutePath, registry).Start();
+        return Task.CompletedTask;
     }
 
-    private static string Invariant(FormattableString value) => value.ToString(CultureInfo.InvariantCulture);
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (server is not null) await server.StopAsync().ConfigureAwait(false);
+        adapter?.Dispose();
+    }
+
+    public void Dispose()
+    {
+        server?.Dispose();
+        adapter?.Dispose();
+    }
 }

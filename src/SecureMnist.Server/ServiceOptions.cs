@@ -19,6 +19,8 @@ public sealed record ServiceOptions
     public ServiceLogFormat LogFormat { get; init; } = ServiceLogFormat.Json;
     /// <summary>The least severe operational log events written: Information gives one event per decision; Warning only problems.</summary>
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
+    /// <summary>Where the Prometheus metrics are served, on a listener of their own without a key (e.g. http://127.0.0.1:9464/metrics); null or empty: not served.</summary>
+    public string? MetricsUrls { get; init; }
     /// <summary>The model's name on the Open Inference Protocol routes (/v2/models/NAME/...).</summary>
     public string ModelName { get; init; } = "mnist";
     public int MaxBodyBytes { get; init; } = 256 << 10;
@@ -58,6 +60,10 @@ public sealed record ServiceOptions
             if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"the {name} path is empty", setting);
         if (!Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
             throw new ArgumentException($"--urls '{Urls}' is not an http(s) URL", nameof(Urls));
+        if (MetricsUrls is { Length: > 0 } metricsUrl && (!Uri.TryCreate(metricsUrl, UriKind.Absolute, out var metricsUri) || metricsUri.Scheme != "http" || metricsUri.Port <= 0 || metricsUrl.Contains(';', StringComparison.Ordinal)))
+            throw new ArgumentException($"the metrics listener '{metricsUrl}' must be one http URL with a port, e.g. http://127.0.0.1:9464/metrics", nameof(MetricsUrls));
+        if (MetricsUrls is { Length: > 0 } && Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var api) && new Uri(MetricsUrls).Port == api.Port)
+            throw new ArgumentException($"the metrics listener needs a port of its own, not the API's ({api.Port})", nameof(MetricsUrls));
         if (!System.Text.RegularExpressions.Regex.IsMatch(ModelName, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
             throw new ArgumentException($"the model name '{ModelName}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", nameof(ModelName));
         if (MaxBodyBytes is < 1024 or > 64 << 20) throw new ArgumentOutOfRangeException(nameof(MaxBodyBytes), MaxBodyBytes, "the body cap must be 1 KiB to 64 MiB");

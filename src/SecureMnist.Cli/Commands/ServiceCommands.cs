@@ -114,6 +114,7 @@ internal static class ServiceCommands
         var modelName = new Option<string>("--model-name") { Description = "The model's name on the Open Inference Protocol routes (/v2/models/NAME/infer)", DefaultValueFactory = _ => "mnist" };
         var logFormat = new Option<ServiceLogFormat>("--log-format") { Description = "Operational log on standard output: json (one object per line, one event per decision), simple, or none", DefaultValueFactory = _ => ServiceLogFormat.Json };
         var logLevel = new Option<Microsoft.Extensions.Logging.LogLevel>("--log-level") { Description = "Least severe log events written (Information: one per decision; Warning: problems only)", DefaultValueFactory = _ => Microsoft.Extensions.Logging.LogLevel.Information };
+        var metricsUrls = new Option<string>("--metrics-urls") { Description = "Where Prometheus scrapes the metrics, on a listener of their own without a key (loopback by default; none: off)", DefaultValueFactory = _ => "http://127.0.0.1:9464/metrics" };
         var config = new Option<string?>("--config") { Description = $"Settings file (default: {ServiceConfiguration.DefaultFile} in the current folder, when present); its \"Service\" section is overridden by SECUREMNIST__Service__* environment variables, and those by the flags given here" };
         var printConfig = new Option<bool>("--print-config") { Description = "Print the effective configuration (defaults, file, environment and flags merged; secrets redacted) as JSON and exit" };
         var command = new Command("serve", """
@@ -129,7 +130,7 @@ internal static class ServiceCommands
             Configuration: appsettings.json {"Service": {"Urls": ..., "Policy": {"AbstainBelow": 0.9}}}, then SECUREMNIST__Service__Urls=...,
             then these flags; ./securemnist serve --print-config shows the result.
             """)
-        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, config, printConfig };
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, metricsUrls, config, printConfig };
         command.SetAction(result =>
         {
             static string Text(object? value) => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture)!;
@@ -146,6 +147,7 @@ internal static class ServiceCommands
                 (abstain, "Policy:AbstainBelow", Text), (onAdversarial, "Policy:OnAdversarial", Text), (queue, "Batching:QueueCapacity", Text),
                 (precision, nameof(ServiceOptions.Precision), Text), (addressRate, nameof(ServiceOptions.RequestsPerSecondPerAddress), Text),
                 (logFormat, nameof(ServiceOptions.LogFormat), Text), (logLevel, nameof(ServiceOptions.LogLevel), Text),
+                (metricsUrls, nameof(ServiceOptions.MetricsUrls), v => Text(v) is "none" ? "" : Text(v)),
             };
             var defaults = settings.ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option) is { } r ? r.GetValueOrDefault<object?>() : null));
             var given = settings.Where(s => result.GetResult(s.Option) is { Implicit: false }).ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option)!.GetValueOrDefault<object?>()));

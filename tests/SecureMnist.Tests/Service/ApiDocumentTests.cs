@@ -41,3 +41,38 @@ public sealed class ApiDocumentTests(ServedModel model)
         Assert.Contains("model_name", infer.GetRawText() + root.GetProperty("components").GetProperty("schemas").GetRawText(), StringComparison.Ordinal);
     }
 }
+
+/// <summary>The metrics listener a Prometheus server scrapes: its own port, no key, the service's and ASP.NET Core's instruments.</summary>
+[Collection(ServedModelCollection.Name)]
+public sealed class MetricsListenerTests(ServedModel model)
+{
+    /// <summary>Scrapes until the pattern <paramref name="expected"/> matches (the meter adapter publishes measurements within a second or so), at most 10 s.</summary>
+    internal static async Task<string> Scrape(HttpClient scraper, int port, string expected)
+    {
+        var text = "";
+        for (var attempt = 0; attempt < 100 && !System.Text.RegularExpressions.Regex.IsMatch(text, expected); attempt++)
+        {
+            if (attempt > 0) await Task.Delay(100);
+            text = await scraper.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+        }
+        return text;
+    }
+
+    [Fact]
+    public async Task A_scrape_finds_decisions_by_outcome_latency_histograms_and_request_counters_without_a_key()
+    {
+        var port = RunningService.FreePort();
+        await using var service = await RunningService.Start(model.Options() with { MetricsUrls = $"http://127.0.0.1:{port}/metrics" });
+        Assert.Equal(HttpStatusCode.OK, (await service.PredictJson(RunningService.PixelsJson(model.TestPixels(0)), model.Secrets["user"])).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await service.PredictJson(RunningService.PixelsJson(model.TestPixels(0)), null)).StatusCode);
+        using var scraper = new HttpClient();
+        var text = await Scrape(scraper, port, "securemnist_service_decision_duration_bucket");
+        Assert.Matches("securemnist_service_decisions\\{[^}]*outcome=\"(accepted|abstained|flagged)\"[^}]*\\} 1", text);
+        Assert.Matches("securemnist_service_decision_duration_bucket\\{", text);
+        Assert.Matches("(?m)^securemnist_service_ready 1", text);
+        Assert.Matches("http_server_request_duration[a-z_]*_(bucket|count)\\{", text); // ASP.NET Core's own request metrics
+        // The API's port serves no metrics, and the metrics port serves nothing else.
+        Assert.Equal(HttpStatusCode.NotFound, (await service.Send(HttpMethod.Get, "/metrics", model.Secrets["admin"])).StatusCode);
+        Assert.NotEqual(HttpStatusCode.OK, (await scraper.GetAsync(new Uri($"http://127.0.0.1:{port}/v1/predict"))).StatusCode);
+    }
+}

@@ -91,6 +91,14 @@ public sealed class RunningService : IAsyncDisposable
 
     public ServiceOptions Options { get; }
     public HttpClient Client { get; }
+
+    /// <summary>A loopback port free at the moment (for a second listener, such as the metrics one).</summary>
+    public static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
     public ServiceState State => app.Services.GetRequiredService<ServiceState>();
     public IServiceProvider Services => app.Services;
 

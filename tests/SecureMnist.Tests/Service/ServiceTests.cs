@@ -97,15 +97,16 @@ public sealed class ServiceTests(ServedModel model)
     [Fact]
     public async Task Requests_without_a_valid_key_or_scope_are_refused_and_audited()
     {
-        var service = await RunningService.Start(model.Options());
+        var metricsPort = RunningService.FreePort();
+        var service = await RunningService.Start(model.Options() with { MetricsUrls = $"http://127.0.0.1:{metricsPort}/metrics" });
         var png = ServedModel.Png(model.TestPixels(1));
         await AssertProblem(await service.PredictPng(png, null), HttpStatusCode.Unauthorized, "API key is required");
         await AssertProblem(await service.PredictPng(png, "smk_" + new string('A', 43)), HttpStatusCode.Unauthorized, "not valid");
         await AssertProblem(await service.PredictPng(png, model.Secrets["admin"]), HttpStatusCode.Forbidden, "scope");
-        await AssertProblem(await service.Send(HttpMethod.Get, "/metrics", model.Secrets["user"]), HttpStatusCode.Forbidden, "scope");
-        var metrics = await service.Send(HttpMethod.Get, "/metrics", model.Secrets["admin"]);
-        Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
-        Assert.Contains("securemnist_decisions_total{outcome=\"unauthorized\"} 4", await metrics.Content.ReadAsStringAsync());
+        await AssertProblem(await service.Send(HttpMethod.Post, "/v1/admin/reload", model.Secrets["user"]), HttpStatusCode.Forbidden, "scope");
+        using var scraper = new HttpClient();
+        const string fourRefusals = "securemnist_service_decisions\\{[^}]*outcome=\"unauthorized\"[^}]*\\} 4\n";
+        Assert.Matches(fourRefusals, await MetricsListenerTests.Scrape(scraper, metricsPort, fourRefusals));
         Assert.Equal(2, service.AuditRecords().Count(r => r.Outcome == AuditOutcome.Unauthorized)); // the two with a key, at once
         await service.DisposeAsync();
         var unauthorized = service.AuditRecords().Where(r => r.Outcome == AuditOutcome.Unauthorized).ToList();
