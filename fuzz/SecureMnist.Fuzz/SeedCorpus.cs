@@ -48,6 +48,14 @@ internal static class SeedCorpus
         await File.WriteAllTextAsync(Path.Combine(json, "rows.json"), $"{{\"pixels\": [{rows}]}}").ConfigureAwait(false);
         await File.WriteAllTextAsync(Path.Combine(json, "batch.json"), $"{{\"items\": [{{\"pixels\": [{flat}]}}, {{\"pixels\": [1, 2]}}]}}").ConfigureAwait(false);
 
+        var oip = Folder(root, "oip-body");
+        await File.WriteAllTextAsync(Path.Combine(oip, "flat.json"),
+            $"{{\"id\": \"42\", \"inputs\": [{{\"name\": \"input\", \"shape\": [1, 784], \"datatype\": \"FP32\", \"data\": [{flat}]}}], \"outputs\": [{{\"name\": \"label\"}}]}}").ConfigureAwait(false);
+        await File.WriteAllTextAsync(Path.Combine(oip, "nested.json"),
+            $"{{\"inputs\": [{{\"name\": \"input\", \"shape\": [1, 1, 28, 28], \"datatype\": \"FP32\", \"parameters\": {{}}, \"data\": [[{rows}]]}}]}}").ConfigureAwait(false);
+        await File.WriteAllTextAsync(Path.Combine(oip, "spec-example-refused.json"),
+            "{\"id\": \"42\", \"inputs\": [{\"name\": \"input0\", \"shape\": [2, 2], \"datatype\": \"UINT32\", \"data\": [1, 2, 3, 4]}, {\"name\": \"input1\", \"shape\": [3], \"datatype\": \"BOOL\", \"data\": [true]}], \"outputs\": [{\"name\": \"output0\"}]}").ConfigureAwait(false);
+
         var audit = Folder(root, "audit-log");
         var logDirectory = Path.Combine(Path.GetTempPath(), $"securemnist-seed-audit-{Environment.ProcessId}");
         using (var key = SigningKey.Generate())

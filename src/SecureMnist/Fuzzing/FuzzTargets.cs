@@ -83,6 +83,8 @@ public static class FuzzTargets
                 if (Mentions(input, "items")) _ = PredictRequest.BatchItems(input, maxItems: 64);
                 else _ = PredictRequest.Pixels(input);
             }),
+        new("oip-body", "the Open Inference Protocol v2 inference request of /v2/models/NAME/infer",
+            [typeof(InputRejectedException), typeof(BatchTooLargeException)], (input, scratch) => _ = InferenceProtocol.Parse(input, maxItems: 32)),
         new("package-manifest", "a package's manifest (verified as a package, signed by the harness) or, without a \"weights\" key, its signature file",
             [typeof(ModelPackageException)], (input, scratch) =>
             {

@@ -34,9 +34,9 @@ public sealed class FuzzRegressionTests : IDisposable
     {
         var refusal = Replay(target, Path.Combine(Corpus, target, file));
 
-        // The valid files the tool writes itself must be accepted; the malicious fixtures must be refused.
+        // The valid files the tool writes itself must be accepted; the malicious fixtures (and seeds named "-refused") must be refused.
         var malicious = file.Contains("os-system", StringComparison.Ordinal) || file.Contains("builtins", StringComparison.Ordinal)
-            || file.Contains("subprocess", StringComparison.Ordinal) || file.Contains("legacy", StringComparison.Ordinal);
+            || file.Contains("subprocess", StringComparison.Ordinal) || file.Contains("legacy", StringComparison.Ordinal) || file.Contains("-refused", StringComparison.Ordinal);
         if (malicious) Assert.NotNull(refusal);
         else Assert.Null(refusal);
     }
