@@ -28,6 +28,10 @@ internal static class ServiceCommands
         var calibration = new Option<int>("--calibration-images") { Description = "Training images the squeezing threshold is calibrated on, as the service does", DefaultValueFactory = _ => 2000 };
         var output = new Option<string?>("--out") { Description = "Also write the report as JSON to this file" };
         var adaptiveSteps = new Option<int>("--adaptive-steps") { Description = "Steps of the attack that knows the detector (per squeezing weight; 0: skip it)", DefaultValueFactory = _ => 100 };
+        var uncertainty = new Option<string>("--uncertainty") { Description = "Also score inputs by predictive uncertainty and compare with the model's max-softmax: none, mc-dropout (the model with dropout on, --mc-samples passes) or ensemble (--model with the --ensemble packages)", DefaultValueFactory = _ => "none" };
+        uncertainty.AcceptOnlyFromAmong("none", "mc-dropout", "ensemble");
+        var mcSamples = new Option<int>("--mc-samples") { Description = "Forward passes with dropout on, per input (mc-dropout)", DefaultValueFactory = _ => 20 };
+        var ensemble = new Option<string?>("--ensemble") { Description = "Comma-separated packages trained independently of --model (each verified), the other members of the ensemble" };
         var json = CommonOptions.Json();
         var command = new Command("input-checks", """
             Measure the service's input checks exactly as `serve` calibrates them: feature squeezing (adversarial-input
@@ -35,9 +39,12 @@ internal static class ServiceCommands
             (out-of-distribution rejection) on clean MNIST (FPR) and Fashion-MNIST (TPR). Then the detector against an attacker
             who knows it (PGD on the margin minus the squeezing score, straight through the bit-depth rounding): the
             detection-adjusted robust accuracy (inputs still classified correctly or flagged) beside the non-adaptive attacks'.
+            With --uncertainty, the ROC AUC of uncertainty scores (1 - max probability, entropy, mutual information) for
+            telling clean digits from Fashion-MNIST and from the PGD examples, beside the model's own max-softmax.
             Example: ./securemnist input-checks --model models/baseline --out out/input-checks.json
+                     ./securemnist input-checks --model models/a --uncertainty ensemble --ensemble models/b,models/c
             """)
-        { model, publicKey, allowUnsigned, eps, subset, calibration, output, adaptiveSteps, json };
+        { model, publicKey, allowUnsigned, eps, subset, calibration, output, adaptiveSteps, uncertainty, mcSamples, ensemble, json };
         command.SetAction(result =>
         {
             var adaptive = result.GetValue(adaptiveSteps) switch
@@ -47,6 +54,12 @@ internal static class ServiceCommands
                 var steps => throw new ArgumentException($"--adaptive-steps must be 0 (skip) or more (got {steps})"),
             };
             adaptive?.Validate();
+            var method = result.GetValue(uncertainty)!;
+            var samples = result.GetValue(mcSamples);
+            var ensemblePaths = (result.GetValue(ensemble) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (method == "mc-dropout" && samples is < 2 or > 1000) throw new ArgumentException($"--mc-samples must be 2 to 1000 (got {samples})");
+            if (method == "ensemble" && ensemblePaths.Length == 0) throw new ArgumentException("--uncertainty ensemble needs the other members: --ensemble PKG,PKG");
+            if (method != "ensemble" && ensemblePaths.Length > 0) throw new ArgumentException("--ensemble needs --uncertainty ensemble");
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var store = new SecureMnist.Data.DatasetStore(result.GetValue(CommonOptions.DataRoot)!);
             var mnist = store.Load("mnist");
@@ -61,9 +74,25 @@ internal static class ServiceCommands
             }
             var test = result.GetValue(subset) is { } n ? mnist.Test.Take(n) : mnist.Test;
             var guard = InputGuard.Calibrate(verified.Network, mnist.Train, result.GetValue(calibration), new SqueezingOptions());
+            var members = new List<LoadedModel>();
+            using var release = new Disposer(members);
+            (string, Func<TorchSharp.torch.Tensor, UncertaintyScores>)? scorer = null;
+            switch (method)
+            {
+                case "mc-dropout":
+                    if (!verified.Network.modules().Any(m => m is SecureMnist.Modeling.SeededDropout))
+                        throw new ArgumentException($"{verified.Directory} ({verified.Manifest.Architecture}) has no dropout layers, so MC dropout would sample one network; use --uncertainty ensemble");
+                    scorer = ($"MC dropout ({samples} passes)", x => PredictiveUncertainty.Of(PredictiveUncertainty.McDropout(verified.Network, x, samples, seed: 1)));
+                    break;
+                case "ensemble":
+                    foreach (var member in ensemblePaths) members.Add(PackageLoading.Load(result, member, publicKey, allowUnsigned));
+                    var networks = new[] { verified.Network }.Concat(members.Select(m => m.Network)).ToList();
+                    scorer = ($"ensemble of {networks.Count}", x => PredictiveUncertainty.Of(PredictiveUncertainty.Ensemble(networks, x)));
+                    break;
+            }
             var report = AnsiConsole.Status().Start("measuring input checks", status =>
                 InputGuardEvaluation.Run(verified.Network, guard, test, fashion is null ? null : (result.GetValue(subset) is { } m ? fashion.Take(m) : fashion),
-                    result.GetValue(eps), new Progress<string>(message => status.Status(message)), adaptive));
+                    result.GetValue(eps), new Progress<string>(message => status.Status(message)), adaptive, scorer));
             if (result.GetValue(output) is { } path)
             {
                 SecureMnist.IO.JsonFormat.Save(path, report);
@@ -87,6 +116,14 @@ internal static class ServiceCommands
                     robustness.AddRow(Markup.Escape(a.Attack), a.Adaptive ? "yes" : "no", Ui.Percent(a.RobustAccuracy), Ui.Percent(a.DetectionAdjustedAccuracy), Ui.Percent(a.Evaded));
                 Ui.Out.Write(robustness);
                 Ui.Info("\"still classified correctly\" is the model alone on that attack's examples; an attack that knows the detector trades some of its misclassifications for staying unflagged, so its figure there is not the model's robust accuracy");
+            }
+            if (report.Uncertainty is { Count: > 0 } separation)
+            {
+                var aurocs = new Table().Title("uncertainty as an abstain score: ROC AUC for clean test digits against ... (0.5: chance, 1: perfect)")
+                    .AddColumns("score", "Fashion-MNIST", "PGD-40 examples (made without knowing the score)");
+                foreach (var row in separation)
+                    aurocs.AddRow(Markup.Escape(row.Score), row.AurocFashion is { } f ? $"{f:F4}" : "-", row.AurocPgd is { } p ? $"{p:F4}" : "-");
+                Ui.Out.Write(aurocs);
             }
             Ui.Out.MarkupLineInterpolated($"squeezing threshold {report.SqueezeThreshold:F4} (L1, calibrated for FPR <= {Ui.Percent(report.Squeezing.FalsePositiveRate)}); {report.Seconds:F0} s");
             return 0;
@@ -240,5 +277,14 @@ internal static class ServiceCommands
             return verdict.Intact ? 0 : 1;
         });
         return new Command("audit", "Check the service's audit log") { verify };
+    }
+
+    /// <summary>Disposes the extra loaded packages of a command when it ends.</summary>
+    private sealed class Disposer(List<LoadedModel> models) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var model in models) model.Dispose();
+        }
     }
 }

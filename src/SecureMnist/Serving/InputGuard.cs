@@ -37,9 +37,12 @@ public sealed record InputCheckRates(string Inputs, int Count, double SqueezingF
 /// </summary>
 public sealed record DetectionAdjustedRobustness(string Attack, bool Adaptive, int Count, double RobustAccuracy, double DetectionAdjustedAccuracy, double Evaded);
 
+/// <summary>How well one uncertainty score tells clean test digits from Fashion-MNIST and from PGD examples: ROC AUC (0.5 is chance).</summary>
+public sealed record UncertaintyAuroc(string Score, double? AurocFashion, double? AurocPgd);
+
 /// <summary>The input checks measured on held-out data: on clean digits the rates are false positives, on attacks and non-digits true positives.</summary>
 public sealed record InputGuardReport(double SqueezeThreshold, SqueezingOptions Squeezing, DigitStatistics Statistics, double Epsilon, IReadOnlyList<InputCheckRates> Rates, double Seconds,
-    IReadOnlyList<DetectionAdjustedRobustness>? DetectionAdjusted = null);
+    IReadOnlyList<DetectionAdjustedRobustness>? DetectionAdjusted = null, IReadOnlyList<UncertaintyAuroc>? Uncertainty = null);
 
 public static class InputGuardEvaluation
 {
@@ -47,8 +50,10 @@ public static class InputGuardEvaluation
     /// Both checks on clean test digits, on FGSM and PGD-40 examples at <paramref name="epsilon"/> (all, and those that
     /// fool the model) and on Fashion-MNIST test images.
     /// </summary>
+    /// <param name="uncertainty">Optional scores of another way to abstain (MC dropout, an ensemble), named, for inputs: compared with the
+    /// model's own max-softmax by how well they separate clean digits from Fashion-MNIST and from the PGD examples.</param>
     public static InputGuardReport Run(Module<Tensor, Tensor> network, InputGuard guard, LabeledImages mnistTest, LabeledImages? fashionTest, double epsilon, IProgress<string>? progress = null,
-        SqueezingAwareOptions? adaptive = null)
+        SqueezingAwareOptions? adaptive = null, (string Name, Func<Tensor, UncertaintyScores> Scores)? uncertainty = null)
     {
         ArgumentNullException.ThrowIfNull(guard);
         ArgumentNullException.ThrowIfNull(mnistTest);
@@ -97,10 +102,12 @@ public static class InputGuardEvaluation
             double Share(int n) => scores.Length == 0 ? 0 : (double)n / scores.Length;
             return new DetectionAdjustedRobustness(attack.Name, isAdaptive, scores.Length, Share(robust), Share(stopped), Share(evaded));
         }
+        Tensor? pgdExamples = null;
         foreach (var attack in attacks)
         {
             progress?.Report($"crafting {attack.Name}");
             var adversarial = Chunks(images, labels, 500, (x, y) => attack.Generate(classifier, x, y));
+            if (attack is Pgd) pgdExamples = adversarial;
             var fooled = classifier.Predict(adversarial).Zip(mnistTest.Labels, (p, l) => p != l).ToArray();
             rates.Add(Measure($"{attack.Name}, all", adversarial));
             rates.Add(Measure($"{attack.Name}, misclassified", adversarial, fooled));
@@ -118,12 +125,54 @@ public static class InputGuardEvaluation
             rates.Add(Measure($"{aware.Name}, misclassified", adversarial, fooled));
             adjusted.Add(Adjusted(aware, adversarial, isAdaptive: true));
         }
-        if (fashionTest is not null)
+        var fashionImages = fashionTest?.ImagesTensor();
+        if (fashionImages is not null)
         {
             progress?.Report("Fashion-MNIST");
-            rates.Add(Measure("Fashion-MNIST test", fashionTest.ImagesTensor()));
+            rates.Add(Measure("Fashion-MNIST test", fashionImages));
         }
-        return new InputGuardReport(guard.Squeezing.Threshold, guard.Squeezing.Options, guard.Statistics, epsilon, rates, stopwatch.Elapsed.TotalSeconds, adjusted);
+        progress?.Report("uncertainty scores");
+        var separation = Separation(("model alone", x => PredictiveUncertainty.Of([Probabilities(classifier, x)])), uncertainty, images, fashionImages, pgdExamples);
+        return new InputGuardReport(guard.Squeezing.Threshold, guard.Squeezing.Options, guard.Statistics, epsilon, rates, stopwatch.Elapsed.TotalSeconds, adjusted, separation);
+    }
+
+    private static Tensor Probabilities(NetworkClassifier classifier, Tensor images)
+    {
+        using var _ = no_grad();
+        return nn.functional.softmax(classifier.Logits(images), 1);
+    }
+
+    /// <summary>AUROC of each score for clean (negatives) against Fashion-MNIST and against PGD examples (positives).</summary>
+    private static List<UncertaintyAuroc> Separation((string Name, Func<Tensor, UncertaintyScores> Scores) baseline, (string Name, Func<Tensor, UncertaintyScores> Scores)? other,
+        Tensor clean, Tensor? fashion, Tensor? pgd)
+    {
+        var rows = new List<UncertaintyAuroc>();
+        foreach (var (name, scorer) in other is { } o ? new[] { baseline, o } : [baseline])
+        {
+            var cleanScores = InChunks(scorer, clean);
+            var fashionScores = fashion is null ? null : InChunks(scorer, fashion);
+            var pgdScores = pgd is null ? null : InChunks(scorer, pgd);
+            foreach (var (score, pick) in new (string, Func<UncertaintyScores, double[]>)[] { ("max-softmax", s => s.MaxSoftmax), ("entropy", s => s.Entropy), ("mutual information", s => s.MutualInformation) })
+            {
+                if (score == "mutual information" && name == baseline.Name) continue; // one member: no disagreement to measure
+                rows.Add(new UncertaintyAuroc($"{name}: {score}",
+                    fashionScores is null ? null : Evaluation.Roc.Auc(pick(fashionScores), pick(cleanScores)),
+                    pgdScores is null ? null : Evaluation.Roc.Auc(pick(pgdScores), pick(cleanScores))));
+            }
+        }
+        return rows;
+    }
+
+    /// <summary>Scores 500 inputs at a time, so memory stays bounded whatever the test set's size.</summary>
+    private static UncertaintyScores InChunks(Func<Tensor, UncertaintyScores> scorer, Tensor images)
+    {
+        var parts = new List<UncertaintyScores>();
+        for (long start = 0; start < images.shape[0]; start += 500)
+        {
+            using var scope = NewDisposeScope();
+            parts.Add(scorer(images.narrow(0, start, Math.Min(500, images.shape[0] - start))));
+        }
+        return new UncertaintyScores([.. parts.SelectMany(p => p.MaxSoftmax)], [.. parts.SelectMany(p => p.Entropy)], [.. parts.SelectMany(p => p.MutualInformation)]);
     }
 
     private static Tensor Chunks(Tensor images, Tensor labels, int size, Func<Tensor, Tensor, Tensor> generate)
