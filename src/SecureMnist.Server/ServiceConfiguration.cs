@@ -100,7 +100,8 @@ public static partial class ServiceConfiguration
                 foreach (var (key, value) in o.ToList())
                 {
                     if (SecretName().IsMatch(key)) o[key] = value is null ? null : "***";
-                    else if (value is JsonValue v && v.TryGetValue<string>(out var text) && UrlPassword().IsMatch(text)) o[key] = UrlPassword().Replace(text, "${user}:***@");
+                    else if (value is JsonValue v && v.TryGetValue<string>(out var text) && (UrlPassword().IsMatch(text) || OptionPassword().IsMatch(text)))
+                        o[key] = OptionPassword().Replace(UrlPassword().Replace(text, "${user}:***@"), "${name}=***");
                     else Redact(value);
                 }
                 break;
@@ -115,6 +116,10 @@ public static partial class ServiceConfiguration
 
     [GeneratedRegex(@"(?<user>//[^/:@\s]*):[^@/\s]+@")]
     private static partial Regex UrlPassword();
+
+    // A Redis configuration string's "password=..." (and "user=...": half a credential).
+    [GeneratedRegex("(?<name>password|user)=[^,]*", RegexOptions.IgnoreCase)]
+    private static partial Regex OptionPassword();
 }
 
 /// <summary>The service options' validation as an <see cref="IValidateOptions{TOptions}"/> (registered with ValidateOnStart), each failure naming its setting.</summary>

@@ -35,7 +35,7 @@ public static class ServiceHost
         options.Validate();
         var keys = ApiKeyStore.Load(options.ApiKeysPath);
         var auditKey = AuditKey(options.AuditKeyPath);
-        var audit = AuditLog.Open(options.AuditDirectory, auditKey, options.Audit);
+        var audit = AuditLog.Open(options.AuditLogDirectory, auditKey, options.Audit);
         var state = new ServiceState(options, keys, audit);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { EnvironmentName = Environments.Production, Args = [] });
@@ -89,7 +89,15 @@ public static class ServiceHost
             limiter.OnRejected = async (rejected, _) =>
             {
                 var context = rejected.HttpContext;
-                var retry = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(1);
+                if (rejected.Lease.TryGetMetadata(SharedQuota.Unavailable, out var unavailable))
+                {
+                    context.Response.Headers.RetryAfter = "1";
+                    var why = $"the shared quota store cannot be reached ({unavailable}); this replica refuses keyed requests until it can";
+                    Decisions.Refused(context, why);
+                    await Problems.Write(context, StatusCodes.Status503ServiceUnavailable, "Quota store unavailable", why).ConfigureAwait(false);
+                    return;
+                }
+                var retry = RetryAfter(rejected.Lease);
                 var seconds = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds));
                 context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
                 var detail = $"this API key's request rate is exhausted; retry after {seconds} s";
@@ -103,7 +111,11 @@ public static class ServiceHost
             TimeoutStatusCode = StatusCodes.Status504GatewayTimeout,
         });
 
+        if (options.SharesQuotas)
+            builder.Services.AddSingleton(services => SharedQuota.Connect(options.Redis!, options.RedisFailure, services.GetRequiredService<ILoggerFactory>().CreateLogger(ServiceLog.Category)));
+
         var app = builder.Build();
+        if (options.SharesQuotas) _ = app.Services.GetRequiredService<SharedQuota>(); // connect as the service starts, not at the first request
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             // Never a stack trace: a generic problem, with the request id to find the log line.
@@ -171,15 +183,32 @@ public static class ServiceHost
     {
         var keyId = context.User.FindFirst(ApiKeyAuthentication.KeyIdClaim)?.Value;
         var perMinute = int.TryParse(context.User.FindFirst(ApiKeyAuthentication.RateClaim)?.Value, CultureInfo.InvariantCulture, out var rate) ? rate : 60;
-        // A burst of a tenth of the per-minute budget, refilled one request at a time.
-        return RateLimitPartition.GetTokenBucketLimiter($"{keyId}:{perMinute}", _ => new TokenBucketRateLimiterOptions
+        // A burst of a tenth of the per-minute budget, refilled one request at a time: in Redis when replicas share quotas, else here.
+        var (burst, refill) = (Math.Max(1, perMinute / 10), TimeSpan.FromMinutes(1.0 / perMinute));
+        TokenBucketRateLimiter Local() => new(new TokenBucketRateLimiterOptions
         {
-            TokenLimit = Math.Max(1, perMinute / 10),
+            TokenLimit = burst,
             TokensPerPeriod = 1,
-            ReplenishmentPeriod = TimeSpan.FromMinutes(1.0 / perMinute),
+            ReplenishmentPeriod = refill,
             QueueLimit = 0,
             AutoReplenishment = true,
         });
+        var partition = $"{keyId}:{perMinute}";
+        return context.RequestServices.GetService<SharedQuota>() is { } shared
+            ? shared.Partition(partition, burst, refill, Local)
+            : RateLimitPartition.Get(partition, _ => Local());
+    }
+
+    /// <summary>When a refused key may retry: the in-process bucket says it as a time span, the Redis bucket in whole seconds.</summary>
+    private static TimeSpan RetryAfter(RateLimitLease lease)
+    {
+        if (lease.TryGetMetadata(MetadataName.RetryAfter.Name, out var value))
+            switch (value)
+            {
+                case TimeSpan span: return span;
+                case int seconds: return TimeSpan.FromSeconds(seconds);
+            }
+        return TimeSpan.FromSeconds(1);
     }
 
     /// <summary>The key that signs audit checkpoints; created on first start (private key owner-only, public key beside it).</summary>

@@ -26,4 +26,10 @@ public static partial class ServiceLog
 
     [LoggerMessage(EventId = 12, EventName = "Reloaded", Level = LogLevel.Warning, Message = "model reloaded: {Previous} -> {Current}")]
     public static partial void Reloaded(ILogger logger, string? previous, string current);
+
+    [LoggerMessage(EventId = 20, EventName = "QuotaStoreUnavailable", Level = LogLevel.Error, Message = "Redis, where the shared quotas live, cannot be reached ({Error}); failing {Mode}")]
+    public static partial void QuotaStoreUnavailable(ILogger logger, RedisFailureMode mode, string error);
+
+    [LoggerMessage(EventId = 21, EventName = "QuotaStoreRestored", Level = LogLevel.Warning, Message = "Redis reached again: quotas are shared across replicas")]
+    public static partial void QuotaStoreRestored(ILogger logger);
 }

@@ -17,7 +17,7 @@ public sealed class ServiceMetrics
     private readonly Counter<long> decisions;
     private readonly Histogram<double> duration;
 
-    public ServiceMetrics(IMeterFactory meters, ServiceState state)
+    public ServiceMetrics(IMeterFactory meters, ServiceState state, SharedQuota? quota = null)
     {
         ArgumentNullException.ThrowIfNull(meters);
         ArgumentNullException.ThrowIfNull(state);
@@ -30,6 +30,11 @@ public sealed class ServiceMetrics
         Meter.CreateObservableGauge("queue_length", () => state.Engine?.QueueLength ?? 0, "{input}", "Inputs waiting for or in a forward pass");
         Meter.CreateObservableGauge("ready", () => state.Readiness == Readiness.Ready ? 1 : 0, description: "1 once a signed model has loaded and the checks are calibrated");
         Meter.CreateObservableGauge("audit_records", () => state.Audit.Records, "{record}", "Records in the audit log");
+        if (quota is not null)
+        {
+            Meter.CreateObservableCounter("quota_store_failures", () => quota.Failures, "{check}", "Quota checks that could not reach Redis");
+            Meter.CreateObservableGauge("quota_store_up", () => quota.IsDown ? 0 : 1, description: "1 while the last quota check reached Redis");
+        }
     }
 
     public Meter Meter { get; }

@@ -21,6 +21,18 @@ public sealed record ServiceOptions
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
     /// <summary>Where the Prometheus metrics are served, on a listener of their own without a key (e.g. http://127.0.0.1:9464/metrics); null or empty: not served.</summary>
     public string? MetricsUrls { get; init; }
+    /// <summary>
+    /// Redis (HOST:PORT, or a StackExchange.Redis configuration string) that holds the per-key quotas every replica shares; null: each
+    /// process keeps its own, so N replicas grant a key N quotas.
+    /// </summary>
+    public string? Redis { get; init; }
+    /// <summary>What a replica does with keyed requests while Redis cannot be reached: closed (503) or open (this replica's own quotas).</summary>
+    public RedisFailureMode RedisFailure { get; init; } = RedisFailureMode.Closed;
+    /// <summary>
+    /// This replica's name: its audit log is the folder of that name inside <see cref="AuditDirectory"/>, so replicas sharing a volume each
+    /// keep their own hash chain. Null: the log is the audit folder itself, or, with <see cref="Redis"/>, the folder named by the host name.
+    /// </summary>
+    public string? ReplicaId { get; init; }
     /// <summary>The model's name on the Open Inference Protocol routes (/v2/models/NAME/...).</summary>
     public string ModelName { get; init; } = "mnist";
     public int MaxBodyBytes { get; init; } = 256 << 10;
@@ -66,11 +78,32 @@ public sealed record ServiceOptions
             throw new ArgumentException($"the metrics listener needs a port of its own, not the API's ({api.Port})", nameof(MetricsUrls));
         if (!System.Text.RegularExpressions.Regex.IsMatch(ModelName, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
             throw new ArgumentException($"the model name '{ModelName}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", nameof(ModelName));
+        if (SharesQuotas) SharedQuota.ParseConfiguration(Redis!);
+        if (ReplicaId is { Length: > 0 } && !System.Text.RegularExpressions.Regex.IsMatch(ReplicaId, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
+            throw new ArgumentException($"the replica id '{ReplicaId}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit (it names a folder)", nameof(ReplicaId));
         if (MaxBodyBytes is < 1024 or > 64 << 20) throw new ArgumentOutOfRangeException(nameof(MaxBodyBytes), MaxBodyBytes, "the body cap must be 1 KiB to 64 MiB");
         if (MaxBatchItems is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(MaxBatchItems), MaxBatchItems, "the batch cap must be 1 to 1024 items");
         if (RequestTimeoutSeconds is <= 0 or > 600) throw new ArgumentOutOfRangeException(nameof(RequestTimeoutSeconds), RequestTimeoutSeconds, "the request timeout must be in (0, 600] seconds");
         if (SqueezeCalibrationImages is < 100 or > 60_000) throw new ArgumentOutOfRangeException(nameof(SqueezeCalibrationImages), SqueezeCalibrationImages, "calibration needs 100 to 60,000 images");
         if (RequestsPerSecondPerAddress is < 0 or > 1_000_000) throw new ArgumentOutOfRangeException(nameof(RequestsPerSecondPerAddress), RequestsPerSecondPerAddress, "the per-address rate must be 0 (off) to 1,000,000 requests per second");
+    }
+
+    /// <summary>The replica's name in effect: <see cref="ReplicaId"/>, or with Redis and none given, the host name (made safe for a folder name).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? EffectiveReplicaId => ReplicaId is { Length: > 0 } ? ReplicaId : SharesQuotas ? HostReplicaId() : null;
+
+    /// <summary>True when a Redis address is set: the replicas share per-key quotas.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool SharesQuotas => !string.IsNullOrWhiteSpace(Redis);
+
+    /// <summary>The folder this replica's audit log is written to.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string AuditLogDirectory => EffectiveReplicaId is { } replica ? Path.Combine(AuditDirectory, replica) : AuditDirectory;
+
+    private static string HostReplicaId()
+    {
+        var safe = new string(Environment.MachineName.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '-').Take(64).ToArray()).TrimStart('-', '_', '.');
+        return safe.Length == 0 ? "replica" : safe;
     }
 
     /// <summary>Largest body of a batch request: one image's cap per item, bounded.</summary>

@@ -152,6 +152,9 @@ internal static class ServiceCommands
         var logFormat = new Option<ServiceLogFormat>("--log-format") { Description = "Operational log on standard output: json (one object per line, one event per decision), simple, or none", DefaultValueFactory = _ => ServiceLogFormat.Json };
         var logLevel = new Option<Microsoft.Extensions.Logging.LogLevel>("--log-level") { Description = "Least severe log events written (Information: one per decision; Warning: problems only)", DefaultValueFactory = _ => Microsoft.Extensions.Logging.LogLevel.Information };
         var metricsUrls = new Option<string>("--metrics-urls") { Description = "Where Prometheus scrapes the metrics, on a listener of their own without a key (loopback by default; none: off)", DefaultValueFactory = _ => "http://127.0.0.1:9464/metrics" };
+        var redis = new Option<string?>("--redis") { Description = "Redis (HOST:PORT) that holds the per-key quotas, shared by every replica pointed at it (default: each process keeps its own)" };
+        var redisFailure = new Option<RedisFailureMode>("--redis-failure") { Description = "While Redis cannot be reached: closed (keyed requests get 503) or open (this replica's own quotas; a key may get one quota per replica)", DefaultValueFactory = _ => RedisFailureMode.Closed };
+        var replicaId = new Option<string?>("--replica-id") { Description = "This replica's name: its audit log is --audit-dir/NAME (default with --redis: the host name; without: the audit folder itself)" };
         var config = new Option<string?>("--config") { Description = $"Settings file (default: {ServiceConfiguration.DefaultFile} in the current folder, when present); its \"Service\" section is overridden by SECUREMNIST__Service__* environment variables, and those by the flags given here" };
         var printConfig = new Option<bool>("--print-config") { Description = "Print the effective configuration (defaults, file, environment and flags merged; secrets redacted) as JSON and exit" };
         var command = new Command("serve", """
@@ -166,14 +169,16 @@ internal static class ServiceCommands
             Open Inference Protocol v2 on the same keys: POST /v2/models/mnist/infer; OpenAPI document: /openapi/v1.json.
             Configuration: appsettings.json {"Service": {"Urls": ..., "Policy": {"AbstainBelow": 0.9}}}, then SECUREMNIST__Service__Urls=...,
             then these flags; ./securemnist serve --print-config shows the result.
+            Replicas: ./securemnist serve --redis 127.0.0.1:6379 --replica-id r1 --urls http://0.0.0.0:8081 (and r2, r3, ...) share
+            every key's quota through Redis and each write their own audit log; ./securemnist audit verify runs/audit checks them all.
             """)
-        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, metricsUrls, config, printConfig };
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, metricsUrls, redis, redisFailure, replicaId, config, printConfig };
         command.SetAction(result =>
         {
-            static string Text(object? value) => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture)!;
+            static string? Text(object? value) => value is null ? null : Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture);
             // Each flag is a setting of the "Service" section: its default is the lowest layer, and it overrides the file and the
             // environment only when given.
-            var settings = new (Option Option, string Key, Func<object?, string> Value)[]
+            var settings = new (Option Option, string Key, Func<object?, string?> Value)[]
             {
                 (model, nameof(ServiceOptions.ModelDirectory), Text), (publicKey, nameof(ServiceOptions.PublicKeyPath), Text),
                 (apiKeys, nameof(ServiceOptions.ApiKeysPath), Text), (auditDir, nameof(ServiceOptions.AuditDirectory), Text),
@@ -185,6 +190,7 @@ internal static class ServiceCommands
                 (precision, nameof(ServiceOptions.Precision), Text), (addressRate, nameof(ServiceOptions.RequestsPerSecondPerAddress), Text),
                 (logFormat, nameof(ServiceOptions.LogFormat), Text), (logLevel, nameof(ServiceOptions.LogLevel), Text),
                 (metricsUrls, nameof(ServiceOptions.MetricsUrls), v => Text(v) is "none" ? "" : Text(v)),
+                (redis, nameof(ServiceOptions.Redis), Text), (redisFailure, nameof(ServiceOptions.RedisFailure), Text), (replicaId, nameof(ServiceOptions.ReplicaId), Text),
             };
             var defaults = settings.ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option) is { } r ? r.GetValueOrDefault<object?>() : null));
             var given = settings.Where(s => result.GetResult(s.Option) is { Implicit: false }).ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option)!.GetValueOrDefault<object?>()));
@@ -201,7 +207,7 @@ internal static class ServiceCommands
             {
                 await state.Settled.ConfigureAwait(false);
                 if (state.Engine is { } engine)
-                    Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditDirectory}");
+                    Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditLogDirectory}{(!options.SharesQuotas ? "" : $"; quotas shared through Redis at {options.Redis!.Split(',')[0]} (failing {options.RedisFailure.ToString().ToLowerInvariant()})")}");
                 else Ui.Error($"NOT ready: {state.NotReadyReason}");
             }));
             app.Run();
@@ -254,27 +260,45 @@ internal static class ServiceCommands
             Check the audit log's hash chain and signed checkpoints; names the first bad record and exits 1 on any edit,
             deletion, insertion, reordering or truncation. A checkpoint copied off the machine also catches a rewrite of
             the whole log.
+            A folder of replica logs (serve --replica-id) is checked log by log; any bad one fails the run.
             Example: ./securemnist audit verify runs/audit --checkpoint /safe/place/checkpoints.jsonl
             """)
         { log, checkpoint, publicKey, json };
         verify.SetAction(result =>
         {
             var path = result.GetValue(log)!;
-            var checkpointPath = result.GetValue(checkpoint);
-            if (checkpointPath is null && Directory.Exists(path) && File.Exists(Path.Combine(path, AuditCheckpoint.CheckpointsFile)))
+            var logs = AuditVerifier.Logs(path);
+            var given = result.GetValue(checkpoint);
+            if (given is not null && logs.Count > 1)
+                throw new ArgumentException($"{path} holds {logs.Count} replica logs, each with its own checkpoints; --checkpoint names one log's, so give that log's folder");
+            var verdicts = new List<(string Log, AuditVerification Verdict)>();
+            foreach (var one in logs)
             {
-                checkpointPath = Path.Combine(path, AuditCheckpoint.CheckpointsFile);
-                Ui.Info($"using the log's own {checkpointPath}; keep copies elsewhere to also catch a rewrite of the whole log");
+                var checkpointPath = given;
+                if (checkpointPath is null && Directory.Exists(one) && File.Exists(Path.Combine(one, AuditCheckpoint.CheckpointsFile)))
+                {
+                    checkpointPath = Path.Combine(one, AuditCheckpoint.CheckpointsFile);
+                    Ui.Info($"using the log's own {checkpointPath}; keep copies elsewhere to also catch a rewrite of the whole log");
+                }
+                var checkpoints = checkpointPath is null ? [] : AuditCheckpoint.ReadAll(checkpointPath);
+                var key = checkpoints.Count == 0 ? null : TrustedPublicKey.FromFile(result.GetValue(publicKey)!);
+                verdicts.Add((one, AuditVerifier.Verify(one, checkpoints, key)));
             }
-            var checkpoints = checkpointPath is null ? [] : AuditCheckpoint.ReadAll(checkpointPath);
-            var key = checkpoints.Count == 0 ? null : TrustedPublicKey.FromFile(result.GetValue(publicKey)!);
-            var verdict = AuditVerifier.Verify(path, checkpoints, key);
-            if (result.GetValue(json)) Ui.WriteJson(verdict);
-            else if (verdict.Intact)
-                Ui.Out.MarkupLineInterpolated($"[green]intact[/] {path}: {verdict.Records} records in {verdict.Segments} file(s), head {verdict.Head[..16]}..., {verdict.CheckpointsChecked} signed checkpoint(s) matched");
+            if (result.GetValue(json))
+            {
+                // One log: its verdict, as before; replica logs: every verdict with its folder, and whether all are intact.
+                if (verdicts.Count == 1) Ui.WriteJson(verdicts[0].Verdict);
+                else Ui.WriteJson(new { Intact = verdicts.All(v => v.Verdict.Intact), Logs = verdicts.Select(v => new { v.Log, v.Verdict }).ToList() });
+            }
             else
-                Ui.Out.MarkupLineInterpolated($"[red]TAMPERED[/] {path}: {verdict.Location}: {verdict.Problem} ({verdict.Records} records verified before it)");
-            return verdict.Intact ? 0 : 1;
+                foreach (var (one, verdict) in verdicts)
+                {
+                    if (verdict.Intact)
+                        Ui.Out.MarkupLineInterpolated($"[green]intact[/] {one}: {verdict.Records} records in {verdict.Segments} file(s), head {verdict.Head[..16]}..., {verdict.CheckpointsChecked} signed checkpoint(s) matched");
+                    else
+                        Ui.Out.MarkupLineInterpolated($"[red]TAMPERED[/] {one}: {verdict.Location}: {verdict.Problem} ({verdict.Records} records verified before it)");
+                }
+            return verdicts.All(v => v.Verdict.Intact) ? 0 : 1;
         });
         return new Command("audit", "Check the service's audit log") { verify };
     }

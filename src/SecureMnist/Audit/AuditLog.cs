@@ -27,6 +27,8 @@ public sealed class AuditLog : IAsyncDisposable
     public const string ActiveFile = "audit.jsonl";
     public const string SegmentPrefix = "audit-";
     public const string Extension = ".jsonl";
+    /// <summary>Held open exclusively while a process writes the log: a second writer (two replicas given one folder) is refused.</summary>
+    public const string LockFile = "audit.lock";
 
     private readonly string directory;
     private readonly SigningKey checkpointKey;
@@ -35,12 +37,14 @@ public sealed class AuditLog : IAsyncDisposable
         Channel.CreateUnbounded<(AuditRecord, TaskCompletionSource)>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Task writer;
     private FileStream active;
+    private readonly FileStream writerLock;
     private long recordsAtCheckpoint;
     private DateTimeOffset lastCheckpoint = DateTimeOffset.UtcNow;
 
-    private AuditLog(string directory, SigningKey checkpointKey, AuditLogOptions options, long records, string head)
+    private AuditLog(string directory, SigningKey checkpointKey, AuditLogOptions options, long records, string head, FileStream writerLock)
     {
         this.directory = directory;
+        this.writerLock = writerLock;
         this.checkpointKey = checkpointKey;
         this.options = options;
         Records = records;
@@ -66,6 +70,33 @@ public sealed class AuditLog : IAsyncDisposable
         options ??= new AuditLogOptions();
         options.Validate();
         System.IO.Directory.CreateDirectory(directory);
+        var writerLock = Lock(directory);
+        try
+        {
+            return Open(directory, checkpointKey, options, writerLock);
+        }
+        catch
+        {
+            writerLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The exclusive lock on the folder (an OS file lock, released when the process dies, so a crash never leaves it held).</summary>
+    private static FileStream Lock(string directory)
+    {
+        try
+        {
+            return new FileStream(Path.Combine(directory, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            throw new IOException($"the audit log in {directory} is in use by another process; give each replica its own folder (serve --replica-id)", e);
+        }
+    }
+
+    private static AuditLog Open(string directory, SigningKey checkpointKey, AuditLogOptions options, FileStream writerLock)
+    {
         long records = 0;
         var head = AuditChain.Genesis;
         var hasLog = File.Exists(Path.Combine(directory, ActiveFile)) || System.IO.Directory.EnumerateFiles(directory, $"{SegmentPrefix}*{Extension}").Any();
@@ -79,7 +110,7 @@ public sealed class AuditLog : IAsyncDisposable
                 throw new InvalidDataException($"the audit log in {directory} does not verify ({verdict.Location}: {verdict.Problem}); move it aside to start a new one");
             (records, head) = (verdict.Records, verdict.Head);
         }
-        var log = new AuditLog(directory, checkpointKey, options, records, head);
+        var log = new AuditLog(directory, checkpointKey, options, records, head, writerLock);
         if (repaired > 0)
             log.AppendAsync(new AuditRecord(DateTimeOffset.UtcNow, "startup", null, null, null, AuditOutcome.Recovered, null, null, 0,
                 $"removed an unterminated final line of {repaired} bytes (a write cut off by a crash; never acknowledged)")).GetAwaiter().GetResult();
@@ -187,5 +218,6 @@ public sealed class AuditLog : IAsyncDisposable
         await writer.ConfigureAwait(false);
         if (Records > recordsAtCheckpoint || Records == 0) WriteCheckpoint();
         await active.DisposeAsync().ConfigureAwait(false);
+        await writerLock.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -106,6 +106,23 @@ public static class AuditVerifier
     }
 
     /// <summary>The files of a log: a single file, or a folder's rotated segments in order followed by the active file.</summary>
+    /// <summary>
+    /// The logs at <paramref name="path"/>: the path itself when it is a log file or a folder holding a log; otherwise the folders
+    /// directly inside it that hold one (one per replica, as <c>serve --replica-id</c> writes them), in name order.
+    /// </summary>
+    public static IReadOnlyList<string> Logs(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (File.Exists(path) || (Directory.Exists(path) && HoldsLog(path))) return [path];
+        if (!Directory.Exists(path)) throw new FileNotFoundException($"audit log {path} not found", path);
+        var replicas = Directory.GetDirectories(path).Where(HoldsLog).Order(StringComparer.Ordinal).ToList();
+        if (replicas.Count == 0) throw new FileNotFoundException($"{path} holds no audit log ({AuditLog.ActiveFile}), neither itself nor in a replica folder", path);
+        return replicas;
+    }
+
+    private static bool HoldsLog(string folder) =>
+        File.Exists(Path.Combine(folder, AuditLog.ActiveFile)) || Directory.EnumerateFiles(folder, $"{AuditLog.SegmentPrefix}*{AuditLog.Extension}").Any();
+
     public static IReadOnlyList<string> Segments(string path)
     {
         if (File.Exists(path)) return [path];

@@ -181,6 +181,32 @@ public sealed class AuditLogTests : IDisposable
         Assert.Contains("does not verify", error.Message);
     }
 
+    [Fact]
+    public async Task A_second_writer_on_the_same_folder_is_refused_until_the_first_closes()
+    {
+        await using (var first = AuditLog.Open(directory, key))
+        {
+            await first.AppendAsync(Record(0));
+            var error = Assert.Throws<IOException>(() => AuditLog.Open(directory, key));
+            Assert.Contains("in use by another process", error.Message, StringComparison.Ordinal);
+            await first.AppendAsync(Record(1)); // the refused opener changed nothing
+        }
+        await using (var again = AuditLog.Open(directory, key)) Assert.Equal(2, again.Records);
+        Assert.True(AuditVerifier.Verify(directory, KeptCheckpoints(), key.PublicKey).Intact);
+    }
+
+    [Fact]
+    public async Task A_folder_of_replica_logs_lists_each_log_and_a_single_log_lists_itself()
+    {
+        foreach (var replica in new[] { "r2", "r1" })
+            await using (var log = AuditLog.Open(Path.Combine(directory, replica), key))
+                await log.AppendAsync(Record(0));
+        Directory.CreateDirectory(Path.Combine(directory, "empty"));
+        Assert.Equal([Path.Combine(directory, "r1"), Path.Combine(directory, "r2")], AuditVerifier.Logs(directory));
+        Assert.Equal([Path.Combine(directory, "r1")], AuditVerifier.Logs(Path.Combine(directory, "r1")));
+        Assert.Throws<FileNotFoundException>(() => AuditVerifier.Logs(Path.Combine(directory, "empty")));
+    }
+
     private static string HashOf(string line) =>
         System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("hash").GetString()!;
 

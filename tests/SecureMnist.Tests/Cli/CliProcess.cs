@@ -65,6 +65,14 @@ internal sealed class CliProcess : IDisposable
         process.WaitForExit();
     }
 
+    /// <summary>SIGTERM, as an orchestrator stops a replica: the process shuts down in order (serve writes its final audit checkpoint).</summary>
+    public int Stop(TimeSpan timeout)
+    {
+        if (!process.HasExited)
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+        return WaitForExit(timeout);
+    }
+
     /// <summary>SIGKILL now: no shutdown code runs.</summary>
     public void KillNow()
     {
@@ -73,6 +81,26 @@ internal sealed class CliProcess : IDisposable
     }
 
     public bool HasExited => process.HasExited;
+
+    /// <summary>For a <c>serve</c> process: polls /readyz until it answers 200; throws with the process's stderr when it exits or the time runs out.</summary>
+    public async Task WaitUntilReady(HttpClient client, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (HasExited) throw new InvalidOperationException($"serve exited: {Error}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"serve did not become ready: {Error}");
+            try
+            {
+                if ((await client.GetAsync("/readyz")).StatusCode == System.Net.HttpStatusCode.OK) return;
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+            await Task.Delay(100);
+        }
+    }
 
     public void Dispose()
     {

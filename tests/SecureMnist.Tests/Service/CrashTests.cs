@@ -22,25 +22,6 @@ public sealed class CrashTests(ServedModel model)
         "serve", "--model", model.PackageDirectory, "--public-key", model.PublicKeyPath, "--api-keys", model.ApiKeysPath,
         "--audit-dir", auditDirectory, "--audit-key", auditKey, "--urls", $"http://127.0.0.1:{port}");
 
-    private static async Task WaitUntilReady(HttpClient client, CliProcess process)
-    {
-        var deadline = DateTime.UtcNow.AddMinutes(2);
-        while (true)
-        {
-            if (process.HasExited) throw new InvalidOperationException($"serve exited: {process.Error}");
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"serve did not become ready: {process.Error}");
-            try
-            {
-                if ((await client.GetAsync("/readyz")).StatusCode == HttpStatusCode.OK) return;
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-            await Task.Delay(100);
-        }
-    }
-
     [Fact]
     public async Task After_kill_9_under_load_the_log_verifies_and_holds_every_answered_request()
     {
@@ -53,7 +34,7 @@ public sealed class CrashTests(ServedModel model)
 
         using (var first = Serve(auditDirectory, auditKey, port))
         {
-            await WaitUntilReady(client, first);
+            await first.WaitUntilReady(client, TimeSpan.FromMinutes(2));
             using var stop = new CancellationTokenSource();
             var workers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
             {
@@ -95,7 +76,7 @@ public sealed class CrashTests(ServedModel model)
 
         using (var second = Serve(auditDirectory, auditKey, port))
         {
-            await WaitUntilReady(client, second); // the restarted service verified the log before opening it
+            await second.WaitUntilReady(client, TimeSpan.FromMinutes(2)); // the restarted service verified the log before opening it
             second.KillNow();
         }
         var checkpointsPath = Path.Combine(auditDirectory, AuditCheckpoint.CheckpointsFile);

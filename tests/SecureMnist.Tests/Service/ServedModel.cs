@@ -138,7 +138,7 @@ public sealed class RunningService : IAsyncDisposable
     public static string PixelsJson(float[] pixels) => System.Text.Json.JsonSerializer.Serialize(new { pixels });
 
     public IReadOnlyList<SecureMnist.Audit.AuditRecord> AuditRecords() =>
-        File.ReadAllLines(Path.Combine(Options.AuditDirectory, SecureMnist.Audit.AuditLog.ActiveFile))
+        File.ReadAllLines(Path.Combine(Options.AuditLogDirectory, SecureMnist.Audit.AuditLog.ActiveFile))
             .Select(line => System.Text.Json.JsonSerializer.Deserialize<SecureMnist.Audit.AuditRecord>(System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("record"), SecureMnist.IO.JsonFormat.Documents)!)
             .ToList();
 

@@ -62,6 +62,12 @@ public sealed class ServiceConfigurationTests : IDisposable
         Assert.Contains("unknown setting(s) 'MaxBatchItem'", typo.Message, StringComparison.Ordinal);
         var word = Assert.Throws<ServiceConfigurationException>(() => Load(null, new() { ["SECUREMNIST__Service__MaxBatchItems"] = "many" }));
         Assert.Contains("Service:MaxBatchItems", word.Message, StringComparison.Ordinal);
+        var redis = Assert.Throws<ServiceConfigurationException>(() => Load(null, flags: new() { ["Redis"] = ",", ["RedisFailure"] = "open" }));
+        Assert.Contains(redis.Failures, f => f.StartsWith("Service:Redis: ", StringComparison.Ordinal) && f.Contains("HOST:PORT", StringComparison.Ordinal));
+        var replica = Assert.Throws<ServiceConfigurationException>(() => Load(null, flags: new() { ["Redis"] = "127.0.0.1:6379", ["ReplicaId"] = "../r1" }));
+        Assert.Contains(replica.Failures, f => f.StartsWith("Service:ReplicaId: ", StringComparison.Ordinal));
+        var mode = Assert.Throws<ServiceConfigurationException>(() => Load(null, new() { ["SECUREMNIST__Service__RedisFailure"] = "sometimes" }));
+        Assert.Contains("Service:RedisFailure", mode.Message, StringComparison.Ordinal);
         var broken = Assert.Throws<ServiceConfigurationException>(() => Load(Settings("""{"Service": """)));
         Assert.Contains("appsettings.json", broken.Message, StringComparison.Ordinal);
         Assert.Throws<FileNotFoundException>(() => Load(Path.Combine(directory, "missing.json")));
@@ -74,6 +80,9 @@ public sealed class ServiceConfigurationTests : IDisposable
         var printed = ServiceConfiguration.Describe(options);
         Assert.DoesNotContain("hunter2", printed, StringComparison.Ordinal);
         Assert.Contains("http://operator:***@127.0.0.1:9000", printed, StringComparison.Ordinal);
+        var redis = ServiceConfiguration.Describe(Load(null, flags: new() { ["Redis"] = "redis.internal:6379,password=s3cret,ssl=true" }));
+        Assert.DoesNotContain("s3cret", redis, StringComparison.Ordinal);
+        Assert.Contains("redis.internal:6379,password=***,ssl=true", redis, StringComparison.Ordinal);
         var clean = Load(null);
         var again = Load(Settings(ServiceConfiguration.Describe(clean)));
         Assert.Equal(clean, again with { Images = clean.Images, Policy = clean.Policy, Batching = clean.Batching, Squeezing = clean.Squeezing, Audit = clean.Audit, Refusals = clean.Refusals });
