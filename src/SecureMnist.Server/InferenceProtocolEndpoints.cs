@@ -97,20 +97,16 @@ public static class InferenceProtocolEndpoints
         var withheld = labelOnly ? request.Outputs.Where(InferenceProtocol.ScoreOutputs.Contains).ToList() : [];
         if (withheld.Count > 0 && withheld.Count == request.Outputs.Count)
             return Refuse(context, StatusCodes.Status403Forbidden, $"this API key is label-only: it may not read {string.Join(", ", withheld)}");
-        Prediction[] predictions;
-        try
+        return await EngineCall.Run(context, state, async () =>
         {
-            predictions = await Task.WhenAll(request.Images.Select(image => engine.PredictAsync(image, explain: false, context.RequestAborted))).ConfigureAwait(false);
-        }
-        catch (InferenceQueueFullException)
-        {
-            context.Response.Headers.RetryAfter = "1";
-            return Refuse(context, StatusCodes.Status503ServiceUnavailable, "the inference queue is full; retry shortly");
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            return Refuse(context, StatusCodes.Status504GatewayTimeout, $"no decision within {state.Options.RequestTimeoutSeconds:0.###} s");
-        }
+            var predictions = await Task.WhenAll(request.Images.Select(image => engine.PredictAsync(image, explain: false, context.RequestAborted))).ConfigureAwait(false);
+            return Respond(context, state, name, request, withheld, predictions);
+        }, (status, _, detail) => (Results<Ok<InferenceResponse>, JsonHttpResult<ProtocolError>>)Refuse(context, status, detail)).ConfigureAwait(false);
+    }
+
+    private static Results<Ok<InferenceResponse>, JsonHttpResult<ProtocolError>> Respond(
+        HttpContext context, ServiceState state, string name, InferenceRequest request, IReadOnlyList<string> withheld, Prediction[] predictions)
+    {
         if (predictions.Length == 1 && predictions[0].Outcome == AuditOutcome.Rejected)
         {
             Decisions.Describe(context, new Decision(AuditOutcome.Rejected, Reason: predictions[0].Reason));

@@ -63,24 +63,9 @@ public static class PredictEndpoints
         }).ConfigureAwait(false);
     }
 
-    /// <summary>Runs the model part of a request; a full queue becomes 503 and a timeout 504.</summary>
-    private static async Task<Results<Ok<T>, ProblemHttpResult>> Decide<T>(HttpContext context, ServiceState state, Func<Task<Results<Ok<T>, ProblemHttpResult>>> work)
-    {
-        try
-        {
-            return await work().ConfigureAwait(false);
-        }
-        catch (InferenceQueueFullException)
-        {
-            context.Response.Headers.RetryAfter = "1";
-            return Refuse(context, Problems.Busy());
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            return Refuse(context, Problems.Create(StatusCodes.Status504GatewayTimeout, "Timed out",
-                $"no decision within {state.Options.RequestTimeoutSeconds:0.###} s"));
-        }
-    }
+    /// <summary>Runs the model part of a request; a full queue becomes 503 and a timeout 504 (<see cref="EngineCall"/>).</summary>
+    private static Task<Results<Ok<T>, ProblemHttpResult>> Decide<T>(HttpContext context, ServiceState state, Func<Task<Results<Ok<T>, ProblemHttpResult>>> work) =>
+        EngineCall.Run(context, state, work, (status, title, detail) => (Results<Ok<T>, ProblemHttpResult>)Refuse(context, Problems.Create(status, title, detail)));
 
     private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> PredictBatch(HttpContext context, ServiceState state)
     {

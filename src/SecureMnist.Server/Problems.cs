@@ -17,8 +17,6 @@ public static class Problems
 
     public static ProblemHttpResult NotReady(string detail) => Create(StatusCodes.Status503ServiceUnavailable, "Not ready", detail);
 
-    public static ProblemHttpResult Busy() => Create(StatusCodes.Status503ServiceUnavailable, "Busy", "the inference queue is full; retry shortly");
-
     /// <summary>Writes a problem directly to the response, for middleware that runs outside endpoints. On the Open Inference Protocol's
     /// routes it is the protocol's <c>{"error": "..."}</c> instead, so a KServe or Triton client can read it.</summary>
     public static Task Write(HttpContext context, int status, string title, string detail)

@@ -66,8 +66,7 @@ public static partial class ServiceConfiguration
             throw new ServiceConfigurationException([BinderMessage(e)]);
         }
         if (options is null) throw new ServiceConfigurationException([$"the \"{Section}\" section is empty"]);
-        var result = new ServiceOptionsValidation().Validate(null, options);
-        if (result.Failed) throw new ServiceConfigurationException(result.Failures.ToList());
+        options.Validate();
         return options;
     }
 

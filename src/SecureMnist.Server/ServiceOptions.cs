@@ -52,16 +52,11 @@ public sealed record ServiceOptions
     /// <summary>How refused unauthenticated requests are aggregated in the audit log.</summary>
     public RefusalAggregation Refusals { get; init; } = new();
 
-    /// <summary>Throws with a message naming the setting when any value is out of range (<see cref="ServiceOptionsValidation"/> collects them all).</summary>
+    /// <summary>Throws <see cref="ServiceConfigurationException"/> naming every setting that is out of range (the checks of <see cref="ServiceOptionsValidation"/>).</summary>
     public void Validate()
     {
-        ValidateOwn();
-        Images.Validate();
-        Policy.Validate();
-        Batching.Validate();
-        Squeezing.Validate();
-        Audit.Validate();
-        Refusals.Validate();
+        var result = new ServiceOptionsValidation().Validate(null, this);
+        if (result.Failed) throw new ServiceConfigurationException([.. result.Failures]);
     }
 
     /// <summary>The checks of this record's own settings, not of its nested ones.</summary>
@@ -72,10 +67,13 @@ public sealed record ServiceOptions
             if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"the {name} path is empty", setting);
         if (!Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
             throw new ArgumentException($"--urls '{Urls}' is not an http(s) URL", nameof(Urls));
-        if (MetricsUrls is { Length: > 0 } metricsUrl && (!Uri.TryCreate(metricsUrl, UriKind.Absolute, out var metricsUri) || metricsUri.Scheme != "http" || metricsUri.Port <= 0 || metricsUrl.Contains(';', StringComparison.Ordinal)))
-            throw new ArgumentException($"the metrics listener '{metricsUrl}' must be one http URL with a port, e.g. http://127.0.0.1:9464/metrics", nameof(MetricsUrls));
-        if (MetricsUrls is { Length: > 0 } && Uri.TryCreate(Urls.Split(';')[0], UriKind.Absolute, out var api) && new Uri(MetricsUrls).Port == api.Port)
-            throw new ArgumentException($"the metrics listener needs a port of its own, not the API's ({api.Port})", nameof(MetricsUrls));
+        if (MetricsUrls is { Length: > 0 } metricsUrl)
+        {
+            if (!Uri.TryCreate(metricsUrl, UriKind.Absolute, out var metricsUri) || metricsUri.Scheme != "http" || metricsUri.Port <= 0 || metricsUrl.Contains(';', StringComparison.Ordinal))
+                throw new ArgumentException($"the metrics listener '{metricsUrl}' must be one http URL with a port, e.g. http://127.0.0.1:9464/metrics", nameof(MetricsUrls));
+            if (metricsUri.Port == uri.Port)
+                throw new ArgumentException($"the metrics listener needs a port of its own, not the API's ({uri.Port})", nameof(MetricsUrls));
+        }
         if (!System.Text.RegularExpressions.Regex.IsMatch(ModelName, "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
             throw new ArgumentException($"the model name '{ModelName}' must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", nameof(ModelName));
         if (SharesQuotas) SharedQuota.ParseConfiguration(Redis!);

@@ -93,7 +93,7 @@ public sealed class SharedQuota : IDisposable
             TokenLimit = tokenLimit,
             TokensPerPeriod = 1,
             ReplenishmentPeriod = refill,
-        }), local()));
+        }), local));
 
     private void Failed(Exception e)
     {
@@ -109,11 +109,16 @@ public sealed class SharedQuota : IDisposable
     public void Dispose() => redis.Dispose();
 
     /// <summary>One key's bucket in Redis, with this replica's own bucket behind it for when Redis is away and the mode is open.</summary>
-    private sealed class SharedBucket(SharedQuota owner, RateLimiter shared, RateLimiter local) : RateLimiter
+    /// <remarks>The local bucket, and its replenishment timer, is made on the first fall-back, so closed mode never makes one.</remarks>
+    private sealed class SharedBucket(SharedQuota owner, RateLimiter shared, Func<RateLimiter> makeLocal) : RateLimiter
     {
-        public override TimeSpan? IdleDuration => local.IdleDuration is { } idle && shared.IdleDuration is { } sharedIdle ? (idle < sharedIdle ? idle : sharedIdle) : null;
+        private readonly Lazy<RateLimiter> local = new(makeLocal, LazyThreadSafetyMode.ExecutionAndPublication);
 
-        public override RateLimiterStatistics? GetStatistics() => local.GetStatistics();
+        public override TimeSpan? IdleDuration =>
+            !local.IsValueCreated ? shared.IdleDuration
+            : local.Value.IdleDuration is { } idle && shared.IdleDuration is { } sharedIdle ? (idle < sharedIdle ? idle : sharedIdle) : null;
+
+        public override RateLimiterStatistics? GetStatistics() => local.IsValueCreated ? local.Value.GetStatistics() : shared.GetStatistics();
 
         // The Redis bucket cannot answer without a round trip, so the synchronous attempt always defers to AcquireAsync.
         protected override RateLimitLease AttemptAcquireCore(int permitCount) => Deferred.Instance;
@@ -129,7 +134,7 @@ public sealed class SharedQuota : IDisposable
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
                 owner.Failed(e);
-                if (owner.Mode == RedisFailureMode.Open) return await local.AcquireAsync(permitCount, cancellationToken).ConfigureAwait(false);
+                if (owner.Mode == RedisFailureMode.Open) return await local.Value.AcquireAsync(permitCount, cancellationToken).ConfigureAwait(false);
                 return new UnavailableLease(e.Message.Split('\n')[0]);
             }
         }
@@ -139,7 +144,7 @@ public sealed class SharedQuota : IDisposable
             if (disposing)
             {
                 shared.Dispose();
-                local.Dispose();
+                if (local.IsValueCreated) local.Value.Dispose();
             }
             base.Dispose(disposing);
         }

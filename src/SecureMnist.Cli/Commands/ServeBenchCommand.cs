@@ -24,7 +24,9 @@ internal static class ServeBenchCommand
         long AuditRecords, long AuditRecordsBound, long AuditedRequests, double KeyedRate, double KeyedP99Unloaded, double KeyedP99DuringFlood,
         int KeyedSent, int KeyedSucceeded);
 
-    public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, InferencePrecision Precision, int TorchThreads, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
+    /// <param name="Throughput">The closed-loop run with the median rate of <paramref name="ThroughputRuns"/>.</param>
+    public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, InferencePrecision Precision, int TorchThreads,
+        IReadOnlyList<double> ThroughputRuns, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
         AnonymousFloodResult AnonymousFlood, long AuditRecords, long AuditedRequests, long AnsweredRequests, bool AuditIntact, string? AuditProblem);
 
     public static Command Create()
@@ -33,6 +35,7 @@ internal static class ServeBenchCommand
         var publicKey = CommonOptions.PublicKey();
         var duration = new Option<double>("--duration") { Description = "Seconds of each load phase", DefaultValueFactory = _ => 10 };
         var concurrency = new Option<int>("--concurrency") { Description = "Workers of the closed-loop throughput phase", DefaultValueFactory = _ => 64 };
+        var runs = new Option<int>("--runs") { Description = "Closed-loop throughput runs (1 to 9); the median is reported and sets the latency phase's rate", DefaultValueFactory = _ => 3 };
         var floodRpm = new Option<int>("--flood-rpm") { Description = "Quota of the flooding key, requests per minute", DefaultValueFactory = _ => 1200 };
         var anonymousSeconds = new Option<double>("--anonymous-flood") { Description = "Seconds of the anonymous flood (no key, from 127.0.0.2, full speed) beside a keyed client", DefaultValueFactory = _ => 20 };
         var keyedRate = new Option<double>("--keyed-rate") { Description = "Requests/s of the keyed client measured before and during the anonymous flood", DefaultValueFactory = _ => 50 };
@@ -41,8 +44,8 @@ internal static class ServeBenchCommand
         var json = CommonOptions.Json();
         var command = new Command("serve", """
             Start the service in this process on a free loopback port (signed model, API keys, validation, micro-batching and
-            the durable audit log all on), then: closed-loop throughput (single-image PNG predictions/s); open-loop latency at
-            70% of that rate (p50/p99 from each request's scheduled time); a flood from one key against its quota while a
+            the durable audit log all on), then: closed-loop throughput (single-image PNG predictions/s, the median of
+            --runs runs); open-loop latency at 70% of that rate (p50/p99 from each request's scheduled time); a flood from one key against its quota while a
             second key sends 5 requests/s; an anonymous flood (no key, from a second loopback address, 64 workers at full
             speed) while a keyed client sends --keyed-rate requests/s, whose p99 is compared with the same client's alone;
             finally the audit log is verified and every answered request must be in it once (its own record, or counted in
@@ -50,10 +53,13 @@ internal static class ServeBenchCommand
             The floods come from 127.0.0.3 and 127.0.0.2, as from other hosts, so the per-address limit meets the flooders.
             Example: ./securemnist bench serve --model models/baseline
             """)
-        { model, publicKey, duration, concurrency, floodRpm, anonymousSeconds, keyedRate, onAdversarial, precision, json };
+        { model, publicKey, duration, concurrency, runs, floodRpm, anonymousSeconds, keyedRate, onAdversarial, precision, json };
         command.SetAction(async (result, cancellationToken) =>
         {
             var seconds = result.GetValue(duration);
+            var runCount = result.GetValue(runs);
+            if (runCount is < 1 or > 9) throw new ArgumentException($"--runs must be 1 to 9 (got {runCount})");
+            if (!(seconds is > 0 and <= 3600)) throw new ArgumentException($"--duration must be more than 0 and at most 3600 seconds (got {seconds})");
             var directory = Path.Combine(Path.GetTempPath(), $"securemnist-bench-serve-{Guid.NewGuid():N}");
             Directory.CreateDirectory(directory);
             try
@@ -87,8 +93,9 @@ internal static class ServeBenchCommand
 
                 LoadResult Phase(string title, Func<Task<LoadResult>> run) => Ui.Err.Status().Start(title, _ => run().GetAwaiter().GetResult());
                 var warmup = Phase("warm-up", () => LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: 16, DurationSeconds: 2), cancellationToken));
-                var throughput = Phase($"throughput: {result.GetValue(concurrency)} workers, {seconds} s", () =>
-                    LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: result.GetValue(concurrency), DurationSeconds: seconds), cancellationToken));
+                var throughputRuns = Enumerable.Range(1, runCount).Select(run => Phase($"throughput {run}/{runCount}: {result.GetValue(concurrency)} workers, {seconds} s", () =>
+                    LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: result.GetValue(concurrency), DurationSeconds: seconds), cancellationToken))).ToList();
+                var throughput = throughputRuns.OrderBy(r => r.SucceededPerSecond).ElementAt(runCount / 2);
                 var rate = 0.7 * throughput.SucceededPerSecond;
                 var latency = Phase($"latency: open loop at {rate:F0}/s, {seconds} s", () =>
                     LoadGenerator.Run(client, new LoadOptions(load, png, DurationSeconds: seconds, RatePerSecond: rate), cancellationToken));
@@ -121,7 +128,7 @@ internal static class ServeBenchCommand
                 var accepted = floodRun.StatusCounts.GetValueOrDefault(200);
                 var floodResult = new FloodResult(rpm, burst, floodRun.Seconds, floodRun.Sent, accepted, allowed, (accepted - allowed) / allowed,
                     steadyRun.Sent, steadyRun.StatusCounts.GetValueOrDefault(200));
-                var answered = new[] { warmup, throughput, latency, floodRun, steadyRun, alone, keyedRun }.Sum(r => (long)r.Answered);
+                var answered = new[] { warmup, latency, floodRun, steadyRun, alone, keyedRun }.Concat(throughputRuns).Sum(r => (long)r.Answered);
                 var checkpoints = AuditCheckpoint.ReadAll(Path.Combine(options.AuditDirectory, AuditCheckpoint.CheckpointsFile));
                 using var auditKey = SigningKey.FromFile(options.AuditKeyPath);
                 var verdict = AuditVerifier.Verify(options.AuditDirectory, checkpoints, auditKey.PublicKey);
@@ -134,7 +141,8 @@ internal static class ServeBenchCommand
                 // Every answered request is in the log once: as its own record, or counted in an aggregated one.
                 var audited = records.Sum(r => r.Count ?? 1);
                 var total = answered + anonymousRun.Answered;
-                var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(), throughput, latency,
+                var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(),
+                    [.. throughputRuns.Select(r => Math.Round(r.SucceededPerSecond, 1))], throughput, latency,
                     floodResult, anonymous, verdict.Records, audited, total, verdict.Intact, verdict.Problem);
                 var consistent = verdict.Intact && audited == total && anonymous.AuditedRequests == anonymous.Answered && anonymous.AuditRecords <= anonymous.AuditRecordsBound;
                 if (result.GetValue(json))
@@ -144,7 +152,7 @@ internal static class ServeBenchCommand
                 }
                 var table = new Table().AddColumns("measure", "value");
                 table.AddRow("set-up", $"detector {options.Policy.OnAdversarial.ToString().ToLowerInvariant()}, {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), {Environment.ProcessorCount} cores");
-                table.AddRow("throughput (closed loop)", $"{throughput.SucceededPerSecond:F0} predictions/s ({throughput.Answered} answered in {throughput.Seconds:F1} s; p50 {throughput.P50Milliseconds:F1} ms, p99 {throughput.P99Milliseconds:F1} ms)");
+                table.AddRow("throughput (closed loop)", $"{throughput.SucceededPerSecond:F0} predictions/s, median of {runCount} ({string.Join(", ", throughputRuns.Select(r => r.SucceededPerSecond.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)))}); that run: {throughput.Answered} answered in {throughput.Seconds:F1} s, p50 {throughput.P50Milliseconds:F1} ms, p99 {throughput.P99Milliseconds:F1} ms");
                 table.AddRow("latency at 70% of it", $"{latency.TargetRate:F0}/s offered, {latency.SucceededPerSecond:F0}/s answered OK: p50 {latency.P50Milliseconds:F1} ms, p99 {latency.P99Milliseconds:F1} ms, max {latency.MaxMilliseconds:F1} ms");
                 table.AddRow("flood key", $"{accepted} accepted of {floodRun.Sent} sent; quota {allowed:F0} ({burst} burst + {rpm}/min for {floodRun.Seconds:F1} s): {100 * floodResult.Deviation:+0.0;-0.0}%");
                 table.AddRow("other key during the flood", $"{steadyRun.StatusCounts.GetValueOrDefault(200)}/{steadyRun.Sent} succeeded");

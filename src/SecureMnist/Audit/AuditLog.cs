@@ -99,7 +99,7 @@ public sealed class AuditLog : IAsyncDisposable
     {
         long records = 0;
         var head = AuditChain.Genesis;
-        var hasLog = File.Exists(Path.Combine(directory, ActiveFile)) || System.IO.Directory.EnumerateFiles(directory, $"{SegmentPrefix}*{Extension}").Any();
+        var hasLog = AuditVerifier.HoldsLog(directory);
         var repaired = hasLog ? DropUnterminatedTail(Path.Combine(directory, ActiveFile)) : 0;
         if (hasLog)
         {

@@ -105,7 +105,6 @@ public static class AuditVerifier
         }
     }
 
-    /// <summary>The files of a log: a single file, or a folder's rotated segments in order followed by the active file.</summary>
     /// <summary>
     /// The logs at <paramref name="path"/>: the path itself when it is a log file or a folder holding a log; otherwise the folders
     /// directly inside it that hold one (one per replica, as <c>serve --replica-id</c> writes them), in name order.
@@ -120,9 +119,11 @@ public static class AuditVerifier
         return replicas;
     }
 
-    private static bool HoldsLog(string folder) =>
+    /// <summary>Whether <paramref name="folder"/> holds a log: an active file or at least one rotated segment.</summary>
+    public static bool HoldsLog(string folder) =>
         File.Exists(Path.Combine(folder, AuditLog.ActiveFile)) || Directory.EnumerateFiles(folder, $"{AuditLog.SegmentPrefix}*{AuditLog.Extension}").Any();
 
+    /// <summary>The files of a log: a single file, or a folder's rotated segments in order followed by the active file.</summary>
     public static IReadOnlyList<string> Segments(string path)
     {
         if (File.Exists(path)) return [path];

@@ -21,14 +21,7 @@ public static class InferenceProtocol
     public const string Confidence = "confidence";
     public const string Decision = "decision";
 
-    /// <summary>Every output, in the order a response lists them.</summary>
-    public static IReadOnlyList<string> OutputNames { get; } = [Label, Decision, Confidence, Probabilities];
-
-    /// <summary>Outputs that carry scores: withheld from label-only keys.</summary>
-    public static IReadOnlyList<string> ScoreOutputs { get; } = [Confidence, Probabilities];
-
-    public static TensorMetadata InputMetadata { get; } = new(InputName, "FP32", [-1, 1, DigitImage.Side, DigitImage.Side]);
-
+    /// <summary>Every output with its type and shape, in the order a response lists them.</summary>
     public static IReadOnlyList<TensorMetadata> OutputMetadata { get; } =
     [
         new(Label, "INT64", [-1]),
@@ -36,6 +29,14 @@ public static class InferenceProtocol
         new(Confidence, "FP32", [-1]),
         new(Probabilities, "FP32", [-1, 10]),
     ];
+
+    /// <summary>The names of <see cref="OutputMetadata"/>.</summary>
+    public static IReadOnlyList<string> OutputNames { get; } = [.. OutputMetadata.Select(o => o.Name)];
+
+    /// <summary>Outputs that carry scores: withheld from label-only keys.</summary>
+    public static IReadOnlyList<string> ScoreOutputs { get; } = [Confidence, Probabilities];
+
+    public static TensorMetadata InputMetadata { get; } = new(InputName, "FP32", [-1, 1, DigitImage.Side, DigitImage.Side]);
 
     private const string Accepted = "one FP32 tensor of shape [N,1,28,28], [N,28,28] or [N,784] with values in [0, 1]";
     private static readonly JsonDocumentOptions Parsing = new() { MaxDepth = 12 };
