@@ -6,6 +6,15 @@ using Spectre.Console;
 
 namespace SecureMnist.Cli.Commands;
 
+/// <summary>The DP-SGD recipe `train --dp` uses unless told otherwise: Tramèr and Boneh's end-to-end MNIST CNN settings (SGD with momentum, lr 0.5, batch 512, clipping 0.1).</summary>
+internal static class DpDefaults
+{
+    public const double TargetEpsilon = 3.0;
+    public const double LearningRate = 0.5;
+    public const int BatchSize = 512;
+    public const int Epochs = 40;
+}
+
 internal static class TrainCommand
 {
     public const string DefaultKey = "keys/signing.key";
@@ -43,6 +52,12 @@ internal static class TrainCommand
         var lateSteps = new Option<int?>("--late-steps") { Description = "Steps of the training attack (pgd, trades) in the last --late-epochs epochs, with step 2.5 eps / steps: a stronger inner attack at the end of training (off by default)" };
         var lateEpochs = new Option<int?>("--late-epochs") { Description = "How many final epochs use --late-steps" };
         var weightAverage = new Option<double?>("--ema") { Description = "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the average is validated, kept and packaged (off by default)" };
+        var dp = new Option<bool>("--dp") { Description = $"Differentially private training (DP-SGD): Poisson-sampled batches, each example's gradient clipped to --max-grad-norm, Gaussian noise, an RDP accountant. Unless given, it picks --arch {Architectures.DpCnn}, --optimizer sgd, --lr {DpDefaults.LearningRate}, --batch-size {DpDefaults.BatchSize}, --schedule constant and --epochs {DpDefaults.Epochs}" };
+        var targetEpsilon = new Option<double?>("--target-epsilon") { Description = $"DP-SGD privacy budget: the noise multiplier is set so the whole run spends at most this epsilon (default with --dp: {DpDefaults.TargetEpsilon}); implies --dp" };
+        var noiseMultiplier = new Option<double?>("--noise-multiplier") { Description = "DP-SGD noise multiplier sigma, instead of --target-epsilon (the epsilon spent is then reported); implies --dp" };
+        var delta = new Option<double?>("--delta") { Description = $"DP-SGD delta, below 1 / training images (default {new PrivacyOptions().Delta:G})" };
+        var maxGradNorm = new Option<double?>("--max-grad-norm") { Description = $"DP-SGD per-example clipping norm C (default {new PrivacyOptions().MaxGradientNorm:G})" };
+        var secureNoise = new Option<bool>("--secure-noise") { Description = "DP-SGD noise and batch sampling from the OS CSPRNG instead of the run's seed, each noise value a sum of four normals (as Opacus' secure mode); the run cannot then be repeated" };
         var output = new Option<string>("--out") { Description = "Model package folder to write", DefaultValueFactory = _ => "models/baseline" };
         var runDirectory = new Option<string?>("--run-dir") { Description = "Folder for checkpoints and the run record (default: runs/NAME-OF-OUT)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the interrupted run in --run-dir from its last completed epoch" };
@@ -55,10 +70,12 @@ internal static class TrainCommand
             A checkpoint is written after every epoch; --resume continues an interrupted run.
             Example: ./securemnist train --epochs 12 --out models/baseline
             Robust:  ./securemnist train --arch wide-cnn --defense trades --eps-ramp 2 --late-steps 40 --late-epochs 2 --ema 0.999 --out models/trades
+            Private: ./securemnist train --dp --target-epsilon 3 --delta 1e-5 --out models/dp
             """)
         {
             architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation, augmentShift,
             defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, lateSteps, lateEpochs, weightAverage, robustValidation, robustValidationSteps, keep,
+            dp, targetEpsilon, noiseMultiplier, delta, maxGradNorm, secureNoise,
             dataset, output, runDirectory, resume, key, json,
         };
         command.SetAction(result =>
@@ -75,6 +92,33 @@ internal static class TrainCommand
                 Keep = result.GetValue(keep) == "last" ? "last" : null,
                 LateSteps = result.GetValue(lateSteps), LateEpochs = result.GetValue(lateEpochs), WeightAverageDecay = result.GetValue(weightAverage),
             };
+            var isPrivate = result.GetValue(dp) || result.GetValue(targetEpsilon) is not null || result.GetValue(noiseMultiplier) is not null;
+            if (isPrivate)
+            {
+                bool Implicit(Option option) => result.GetResult(option) is null or { Implicit: true };
+                var privacy = new PrivacyOptions
+                {
+                    TargetEpsilon = result.GetValue(targetEpsilon) ?? (result.GetValue(noiseMultiplier) is null ? DpDefaults.TargetEpsilon : null),
+                    NoiseMultiplier = result.GetValue(noiseMultiplier),
+                    SecureNoise = result.GetValue(secureNoise),
+                };
+                if (result.GetValue(delta) is { } d) privacy = privacy with { Delta = d };
+                if (result.GetValue(maxGradNorm) is { } c) privacy = privacy with { MaxGradientNorm = c };
+                options = options with
+                {
+                    Privacy = privacy,
+                    Architecture = Implicit(architecture) ? Architectures.DpCnn : options.Architecture,
+                    Optimizer = Implicit(optimizer) ? "sgd" : options.Optimizer,
+                    LearningRate = Implicit(learningRate) ? DpDefaults.LearningRate : options.LearningRate,
+                    BatchSize = Implicit(batchSize) ? DpDefaults.BatchSize : options.BatchSize,
+                    Schedule = Implicit(schedule) ? "constant" : options.Schedule,
+                    Epochs = Implicit(epochs) ? DpDefaults.Epochs : options.Epochs,
+                };
+            }
+            else if (result.GetValue(delta) is not null || result.GetValue(maxGradNorm) is not null || result.GetValue(secureNoise))
+            {
+                throw new ArgumentException("--delta, --max-grad-norm and --secure-noise are DP-SGD settings: add --dp (with --target-epsilon or --noise-multiplier)");
+            }
             // A defended run validates robustness on held-out images unless told otherwise.
             var robustCount = result.GetValue(robustValidation) ?? (options.Defense == "none" ? 0 : 1000);
             options = options with
@@ -101,12 +145,14 @@ internal static class TrainCommand
                 Ui.WriteJson(new { package = packageDirectory, runDirectory = runs, testAccuracy = outcome.Training.Test.Accuracy, testLoss = outcome.Training.Test.Loss, record });
                 return 0;
             }
-            var table = new Table().Title("training run").AddColumns("epoch", "lr", "eps", "train loss", "train acc", "val acc", "PGD val acc", "test acc", "seconds", "images/s");
+            var table = new Table().Title("training run").AddColumns("epoch", "lr", record.Privacy is null ? "eps" : "DP epsilon spent", "train loss", "train acc", "val acc", "PGD val acc", "test acc", "seconds", "images/s");
             foreach (var e in record.Epochs)
-                table.AddRow($"{e.Epoch}{(record.SelectedEpoch == e.Epoch ? " *" : "")}", $"{e.LearningRate:G3}", $"{e.DefenseEpsilon:F3}", $"{e.TrainLoss:F4}", Ui.Percent(e.TrainAccuracy),
+                table.AddRow($"{e.Epoch}{(record.SelectedEpoch == e.Epoch ? " *" : "")}", $"{e.LearningRate:G3}", record.Privacy is null ? $"{e.DefenseEpsilon:F3}" : $"{e.PrivacyEpsilon:F3}", $"{e.TrainLoss:F4}", Ui.Percent(e.TrainAccuracy),
                     e.ValidationAccuracy is { } v ? Ui.Percent(v) : "-", e.RobustValidationAccuracy is { } r ? Ui.Percent(r) : "-",
                     e.TestAccuracy is { } t ? Ui.Percent(t) : "-", $"{e.Seconds:F1}", $"{e.ImagesPerSecond:F0}");
             Ui.Out.Write(table);
+            if (record.Privacy is { } guarantee)
+                Ui.Out.MarkupLineInterpolated($"differential privacy: [bold]({guarantee.Epsilon:F3}, {guarantee.Delta:G3})-DP[/] per training example: noise multiplier {guarantee.NoiseMultiplier:F4}, sampling rate {guarantee.SampleRate:G4}, {guarantee.Steps} steps, clipping norm {guarantee.MaxGradientNorm:G}{(guarantee.SecureNoise ? ", secure noise" : "")}");
             if (record.SelectedEpoch is { } selected) Ui.Out.MarkupLineInterpolated($"kept epoch {selected} (*), best PGD accuracy on held-out images {Ui.Percent(record.BestRobustValidationAccuracy ?? 0)}");
             if (record.CollapsedEpochs is { Count: > 0 } collapsed) Ui.Warning($"catastrophic overfitting: robust validation accuracy collapsed in epoch(s) {string.Join(", ", collapsed)}; the best earlier epoch was kept");
             Ui.Out.MarkupLineInterpolated($"test accuracy [bold]{Ui.Percent(outcome.Training.Test.Accuracy)}[/] (loss {outcome.Training.Test.Loss:F4}) on {outcome.Training.Test.Images} images; training took {record.Epochs.Sum(e => e.Seconds):F0} s");

@@ -9,22 +9,28 @@ public static class Architectures
     public const string SeedCnn = "seed-cnn";
     public const string WideCnn = "wide-cnn";
     public const string LinearSoftmax = "linear";
+    public const string DpCnn = "dp-cnn";
     public const string Default = SeedCnn;
 
     public static IReadOnlyDictionary<string, string> Descriptions { get; } = new Dictionary<string, string>
     {
         [SeedCnn] = "the seeds' CNN: conv 1-32 3x3, conv 32-64 3x3, max-pool, dropout .25, fc 9216-128, dropout .5, fc 128-10",
         [WideCnn] = "Madry et al.'s MNIST CNN: conv 32 5x5, pool, conv 64 5x5, pool, fc 3136-1024, fc 1024-10",
+        [DpCnn] = "a small tanh CNN for DP-SGD (Papernot et al.): conv 16 8x8/2, pool, conv 32 4x4/2, pool, fc 512-32, fc 32-10; 26,010 parameters",
         [LinearSoftmax] = "a linear softmax classifier on raw pixels (784-10), for tests and closed-form checks",
     };
 
     public static IEnumerable<string> Names => Descriptions.Keys;
+
+    /// <summary>The architectures DP-SGD can train: their forward pass records the taps per-example gradients need.</summary>
+    public static IReadOnlyList<string> PrivateTrainable { get; } = [DpCnn];
 
     public static Module<Tensor, Tensor> Create(string name) => name switch
     {
         SeedCnn => new SeedCnn(),
         WideCnn => new WideCnn(),
         LinearSoftmax => new LinearSoftmax(),
+        DpCnn => new DpCnn(),
         _ => throw new ArgumentException($"unknown architecture '{name}'; known: {string.Join(", ", Names)}", nameof(name)),
     };
 

@@ -11,7 +11,7 @@ namespace SecureMnist.Modeling;
 /// with tanh activations (bounded activations keep clipped gradients informative). No batch statistics, so each example's
 /// gradient depends on that example alone, as DP-SGD's accounting requires.
 /// </summary>
-public sealed class DpCnn : Module<Tensor, Tensor>
+public sealed class DpCnn : Module<Tensor, Tensor>, IRecordingNetwork
 {
     private static readonly ConvolutionGeometry First = new(8, 2, 3);
     private static readonly ConvolutionGeometry Second = new(4, 2, 0);

@@ -22,6 +22,13 @@ public sealed record LayerTap(Parameter Weight, Parameter? Bias, Tensor Input, T
     }
 }
 
+/// <summary>A network that can record its trainable layers during a forward pass, so DP-SGD can take per-example gradients.</summary>
+public interface IRecordingNetwork
+{
+    /// <summary>The logits, with every trainable layer recorded: the taps must cover all of the network's parameters.</summary>
+    (Tensor Logits, IReadOnlyList<LayerTap> Taps) ForwardRecorded(Tensor input);
+}
+
 /// <summary>
 /// Per-example gradients in one backward pass over the batch, as Opacus' grad samplers compute them: for a linear layer the
 /// outer product of each example's backprop and activation; for a convolution the backprop times the unfolded input

@@ -64,9 +64,34 @@ public static class ProvenanceVerifier
                 : new("run record on disk", CheckStatus.Failed, $"{runFile} differs from the embedded record (SHA-256 {onDisk}); the run was redone or edited after packaging"));
         }
 
+        if (record.Privacy is { } privacy) checks.Add(PrivacyCheck(privacy, record.Options.Privacy));
         checks.Add(DatasetCheck(manifest, record, dataRoot));
         checks.Add(CodeCheck(manifest.CodeVersion, record.CodeVersion, repository));
         return new ProvenanceReport(package, checks);
+    }
+
+    /// <summary>
+    /// A DP-SGD model's guarantee: its recorded epsilon must be what the RDP accountant computes again from the recorded noise multiplier,
+    /// sampling rate, steps and delta, and within the budget the run asked for.
+    /// </summary>
+    internal static ProvenanceCheck PrivacyCheck(PrivacyRecord privacy, PrivacyOptions? asked)
+    {
+        const string name = "differential privacy";
+        var settings = $"noise multiplier {privacy.NoiseMultiplier:G6}, sampling rate {privacy.SampleRate:G6}, {privacy.Steps} steps, clipping norm {privacy.MaxGradientNorm:G}, {(privacy.SecureNoise ? "secure noise" : "seeded noise")}";
+        double recomputed;
+        try
+        {
+            recomputed = privacy.RecomputedEpsilon();
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            return new(name, CheckStatus.Failed, $"the recorded DP settings are not valid ({e.Message})");
+        }
+        if (Math.Abs(recomputed - privacy.Epsilon) > 1e-6 * Math.Max(1, recomputed))
+            return new(name, CheckStatus.Failed, $"the record claims epsilon {privacy.Epsilon:G6}, but its settings ({settings}) spend {recomputed:G6} at delta {privacy.Delta:G3}");
+        if (asked?.TargetEpsilon is { } budget && recomputed > budget)
+            return new(name, CheckStatus.Failed, $"epsilon {recomputed:G6} exceeds the run's budget of {budget:G}");
+        return new(name, CheckStatus.Passed, $"({recomputed:F3}, {privacy.Delta:G3})-DP recomputed by the RDP accountant from {settings}");
     }
 
     /// <summary>Run folders are named after the package; the record inside names the run.</summary>

@@ -7,7 +7,29 @@ namespace SecureMnist.Training;
 public sealed record EpochRecord(
     int Epoch, double LearningRate, double TrainLoss, double TrainAccuracy,
     double? ValidationAccuracy, double? TestAccuracy, double Seconds, double ImagesPerSecond,
-    double DefenseEpsilon = 0, double? RobustValidationAccuracy = null);
+    double DefenseEpsilon = 0, double? RobustValidationAccuracy = null,
+    /// <summary>With DP-SGD, the privacy spent by the end of this epoch (at the run's delta); null otherwise.</summary>
+    double? PrivacyEpsilon = null);
+
+/// <summary>
+/// What a DP-SGD run guarantees, as its accountant measured it: (<see cref="Epsilon"/>, <see cref="Delta"/>)-differential privacy
+/// for each training example, from <see cref="Steps"/> steps of the sampled Gaussian mechanism with this noise multiplier, Poisson
+/// sampling rate and clipping norm, composed in Rényi DP (best order <see cref="Order"/>).
+/// </summary>
+public sealed record PrivacyRecord(
+    double Epsilon, double Delta, double NoiseMultiplier, double SampleRate, long Steps, double MaxGradientNorm, double Order,
+    string Accountant, bool SecureNoise)
+{
+    public const string RdpAccountant = "rdp (sampled Gaussian, Mironov et al. 2019; Balle et al. 2020 conversion)";
+
+    /// <summary>The epsilon these settings spend, recomputed from scratch.</summary>
+    public double RecomputedEpsilon()
+    {
+        var accountant = new Privacy.RdpAccountant();
+        accountant.Step(NoiseMultiplier, SampleRate, Steps);
+        return accountant.Epsilon(Delta).Epsilon;
+    }
+}
 
 /// <summary>The machine a run used.</summary>
 public sealed record MachineInfo(string Os, string Cpu, int LogicalCores, int TorchThreads, string DotnetVersion, string TorchSharpVersion)
@@ -56,7 +78,9 @@ public sealed record RunRecord(
     int? SelectedEpoch = null,
     double? BestRobustValidationAccuracy = null,
     /// <summary>Epochs where robust validation accuracy fell more than 20 points below the best so far (catastrophic overfitting).</summary>
-    IReadOnlyList<int>? CollapsedEpochs = null)
+    IReadOnlyList<int>? CollapsedEpochs = null,
+    /// <summary>The differential-privacy guarantee of a DP-SGD run; null for ordinary training.</summary>
+    PrivacyRecord? Privacy = null)
 {
     /// <summary>The held-out robust accuracy of every epoch that measured one, in epoch order.</summary>
     public IReadOnlyList<(int Epoch, double RobustValidationAccuracy)> RobustValidationByEpoch() =>

@@ -69,10 +69,18 @@ public sealed class Trainer
         using var labels = train.LabelsTensor();
         var robustValidation = options.RobustValidationSize > 0 ? validation!.Take(options.RobustValidationSize) : null;
         var batches = (train.Count + options.BatchSize - 1) / options.BatchSize;
+        PrivateTraining? privately = null;
+        if (options.Privacy is { } privacy)
+        {
+            privately = PrivateTraining.Plan(privacy, train.Count, options.BatchSize, options.Epochs);
+            privately.AccountCompletedEpochs(firstEpoch - 1);
+            batches = privately.StepsPerEpoch;
+        }
         for (var epoch = firstEpoch; epoch <= options.Epochs; epoch++)
         {
-            var objective = TrainingObjectives.For(options, epoch);
-            var epochRecord = RunEpoch(network, average, optimizer, objective, images, labels, epoch, batches, validation, progress, cancellationToken);
+            var epochRecord = privately is null
+                ? RunEpoch(network, average, optimizer, TrainingObjectives.For(options, epoch), images, labels, epoch, batches, validation, progress, cancellationToken)
+                : RunPrivateEpoch(privately, network, average, optimizer, images, labels, epoch, validation, progress, cancellationToken);
             if (robustValidation is not null)
             {
                 progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, epochRecord.TrainLoss, epochRecord.TrainAccuracy, epochRecord.ImagesPerSecond, TimeSpan.Zero, "robust validation"));
@@ -96,7 +104,7 @@ public sealed class Trainer
         }
         progress?.Report(new TrainingProgress(options.Epochs, options.Epochs, 0, 0, 0, 0, 0, TimeSpan.Zero, "testing"));
         var test = Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken);
-        record = record with { FinishedUtc = DateTimeOffset.UtcNow, TestAccuracy = test.Accuracy, TestLoss = test.Loss };
+        record = record with { FinishedUtc = DateTimeOffset.UtcNow, TestAccuracy = test.Accuracy, TestLoss = test.Loss, Privacy = privately?.Record() };
         IO.AtomicFile.WriteAllBytes(Path.Combine(runDirectory, RunRecordFile),
             System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(record, Security.SecurityJsonContext.Default.RunRecord));
         network.eval();
@@ -182,13 +190,58 @@ public sealed class Trainer
                     TimeSpan.FromSeconds(remainingImages / Math.Max(rate, 1)), "training"));
             }
         }
-        var seconds = stopwatch.Elapsed.TotalSeconds;
+        return FinishEpoch(network, average, epoch, batches, learningRate, lossSum, correct, seen, stopwatch.Elapsed.TotalSeconds, validation, progress, cancellationToken)
+            with { DefenseEpsilon = epsilon };
+    }
+
+    /// <summary>
+    /// One DP-SGD epoch: <see cref="PrivateTraining.StepsPerEpoch"/> steps, each on a fresh Poisson sample. The sampler and the noise
+    /// are seeded from (seed, epoch), so a resumed run computes what an uninterrupted one would (unless the noise is secure).
+    /// </summary>
+    private EpochRecord RunPrivateEpoch(PrivateTraining privately, Module<Tensor, Tensor> network, WeightAverage? average, optim.Optimizer optimizer,
+        Tensor images, Tensor labels, int epoch, LabeledImages? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var sampler = privately.Mechanism.NewSampler(options.Seed * 1000 + epoch);
+        privately.Mechanism.SeedNoise(options.Seed * 1_000_003L + epoch);
+        var parameters = network.parameters().ToList();
+        var steps = privately.StepsPerEpoch;
+        network.train();
+        var stopwatch = Stopwatch.StartNew();
+        double lossSum = 0;
+        long correct = 0, seen = 0;
+        var learningRate = options.LearningRate;
+        for (var step = 0; step < steps; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            learningRate = LearningRateAt(epoch - 1 + (double)step / steps, epoch);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+            var (loss, right, count) = privately.Step(network, optimizer, parameters, images, labels, sampler);
+            average?.Update(network, (long)(epoch - 1) * steps + step);
+            lossSum += loss;
+            correct += right;
+            seen += count;
+            if (progress is not null && (step % 10 == 0 || step == steps - 1))
+            {
+                var rate = seen / stopwatch.Elapsed.TotalSeconds;
+                var remainingImages = (steps - step - 1 + (options.Epochs - epoch) * (double)steps) * privately.SampleRate * privately.TrainImages;
+                progress.Report(new TrainingProgress(epoch, options.Epochs, step + 1, steps, lossSum / Math.Max(seen, 1), (double)correct / Math.Max(seen, 1), rate,
+                    TimeSpan.FromSeconds(remainingImages / Math.Max(rate, 1)), "training (DP-SGD)"));
+            }
+        }
+        return FinishEpoch(network, average, epoch, steps, learningRate, lossSum, correct, Math.Max(seen, 1), stopwatch.Elapsed.TotalSeconds, validation, progress, cancellationToken)
+            with { PrivacyEpsilon = privately.EpsilonSpent };
+    }
+
+    /// <summary>Validates (or tests, without a validation set) the epoch's weights and records the epoch.</summary>
+    private EpochRecord FinishEpoch(Module<Tensor, Tensor> network, WeightAverage? average, int epoch, int batches, double learningRate, double lossSum, long correct, long seen,
+        double seconds, LabeledImages? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
         progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, lossSum / seen, (double)correct / seen, seen / seconds, TimeSpan.Zero,
             validation is null ? "testing" : "validating"));
         var evaluated = average?.Network ?? network;
         double? validationAccuracy = validation is null ? null : Evaluator.Evaluate(evaluated, validation, cancellationToken: cancellationToken).Accuracy;
         double? testAccuracy = validation is null ? Evaluator.Evaluate(evaluated, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
-        return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds, epsilon);
+        return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds);
     }
 
     /// <summary>Learning rate at a fractional epoch position (0 = start of training).</summary>

@@ -2,6 +2,29 @@ using SecureMnist.Modeling;
 
 namespace SecureMnist.Training;
 
+/// <summary>
+/// DP-SGD's settings as asked for: a privacy budget (<see cref="TargetEpsilon"/>, from which the noise multiplier is found) or a
+/// noise multiplier, delta, and the per-example clipping norm. The sampling rate is the batch size over the training set's size.
+/// </summary>
+public sealed record PrivacyOptions
+{
+    public double? TargetEpsilon { get; init; }
+    public double? NoiseMultiplier { get; init; }
+    public double Delta { get; init; } = 1e-5;
+    public double MaxGradientNorm { get; init; } = 0.1;
+    /// <summary>Noise and Poisson samples from the OS CSPRNG instead of the run's seed (the run can then not be repeated).</summary>
+    public bool SecureNoise { get; init; }
+
+    public void Validate()
+    {
+        if ((TargetEpsilon is null) == (NoiseMultiplier is null)) throw new ArgumentException("DP-SGD needs a privacy budget or a noise multiplier: give --target-epsilon or --noise-multiplier, not both");
+        if (TargetEpsilon is { } epsilon && !(epsilon > 0 && epsilon <= 100)) throw new ArgumentOutOfRangeException(nameof(TargetEpsilon), epsilon, "the target epsilon must be in (0, 100]");
+        if (NoiseMultiplier is { } sigma && !(sigma > 0 && sigma <= 1000)) throw new ArgumentOutOfRangeException(nameof(NoiseMultiplier), sigma, "the noise multiplier must be in (0, 1000]");
+        if (!(Delta is > 0 and < 1)) throw new ArgumentOutOfRangeException(nameof(Delta), Delta, "delta must be in (0, 1), and well below 1 / (training set size)");
+        if (!(MaxGradientNorm > 0 && MaxGradientNorm <= 1000)) throw new ArgumentOutOfRangeException(nameof(MaxGradientNorm), MaxGradientNorm, "the clipping norm must be in (0, 1000]");
+    }
+}
+
 /// <summary>Everything that decides what a training run computes. Recorded in run records and packages.</summary>
 public sealed record TrainingOptions
 {
@@ -56,6 +79,8 @@ public sealed record TrainingOptions
     /// <summary>Decay of an exponential moving average of the weights (e.g. 0.999): the average, not the raw weights, is validated, kept
     /// and packaged. Null: off (and not written, so older records keep their digests).</summary>
     public double? WeightAverageDecay { get; init; }
+    /// <summary>Differentially private training (DP-SGD) with these settings; null: ordinary training (and not written, so older records keep their digests).</summary>
+    public PrivacyOptions? Privacy { get; init; }
 
     /// <summary>Whether <paramref name="epoch"/> (1-based) is one of the late epochs.</summary>
     public bool IsLateEpoch(int epoch) => LateSteps is not null && LateEpochs is { } late && epoch > Epochs - late;
@@ -110,6 +135,14 @@ public sealed record TrainingOptions
         }
         if (WeightAverageDecay is { } decay && !(decay > 0 && decay < 1))
             throw new ArgumentOutOfRangeException(nameof(WeightAverageDecay), decay, "the weight-average decay must be between 0 and 1, e.g. 0.999");
+        if (Privacy is { } privacy)
+        {
+            privacy.Validate();
+            if (!Architectures.PrivateTrainable.Contains(Architecture))
+                throw new ArgumentException($"DP-SGD needs per-example gradients, which architecture '{Architecture}' does not record; use --arch {string.Join(" or ", Architectures.PrivateTrainable)}");
+            if (Defense != "none") throw new ArgumentException($"DP-SGD and adversarial training ('{Defense}') do not combine here: the privacy accounting covers the clean per-example gradients only");
+            if (RobustValidationSize > 0) throw new ArgumentException("robust validation selects an epoch on held-out data; with DP-SGD the last epoch is kept");
+        }
         if (RobustValidationSize > ValidationSize)
             throw new ArgumentException($"robust validation uses {RobustValidationSize} held-out images but only {ValidationSize} are held out (--validation)");
     }
