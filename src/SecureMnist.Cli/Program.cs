@@ -22,6 +22,8 @@ root.Subcommands.Add(EvaluateCommand.Create());
 root.Subcommands.Add(AttackCommand.Create());
 root.Subcommands.Add(CompareCommand.Create());
 root.Subcommands.Add(RobustnessChecksCommand.Create());
+root.Subcommands.Add(MembershipCommand.Create());
+root.Subcommands.Add(InvertCommand.Create());
 foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in InteropCommands.Create()) root.Subcommands.Add(command);

@@ -40,6 +40,15 @@ public sealed class LabeledImages
         return new LabeledImages(pixels, labels, Rows, Columns);
     }
 
+    /// <summary>The images of <paramref name="first"/> followed by those of <paramref name="second"/> (same image size).</summary>
+    public static LabeledImages Concat(LabeledImages first, LabeledImages second)
+    {
+        ArgumentNullException.ThrowIfNull(first);
+        ArgumentNullException.ThrowIfNull(second);
+        if (first.Rows != second.Rows || first.Columns != second.Columns) throw new ArgumentException("images of different sizes cannot be joined");
+        return new LabeledImages([.. first.Pixels, .. second.Pixels], [.. first.Labels, .. second.Labels], first.Rows, first.Columns);
+    }
+
     public LabeledImages Take(int count) => count >= Count ? this : Select(Enumerable.Range(0, count).ToArray());
 
     /// <summary>Splits off the last <paramref name="validationCount"/> images of a seeded shuffle as a validation set.</summary>

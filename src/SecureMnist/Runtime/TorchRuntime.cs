@@ -7,6 +7,7 @@ public static class TorchRuntime
 {
     private const int MallocTrimThreshold = -1;
     private const int MallocTopPad = -2;
+    private const int MallocMmapMax = -4;
 
     /// <summary>
     /// Sets libtorch's thread count and keeps freed heap memory in the process: without it glibc returns the
@@ -35,6 +36,10 @@ public static class TorchRuntime
             {
                 _ = mallopt(MallocTrimThreshold, keep ? int.MaxValue : 128 * 1024);
                 _ = mallopt(MallocTopPad, keep ? 512 << 20 : 0);
+                // Setting the trim threshold also freezes glibc's mmap threshold at 128 KiB, so every larger tensor would be a fresh
+                // mmap, page-faulted in and unmapped again on every step. Serving large blocks from the retained heap instead measured
+                // 3.7x faster DP-SGD steps (1,176 -> 4,379 images/s, one thread; `train --dp --epochs 1`).
+                _ = mallopt(MallocMmapMax, keep ? 0 : 65536);
             }
             catch (DllNotFoundException)
             {

@@ -27,7 +27,10 @@ public sealed class Trainer
     private readonly Dataset dataset;
     private readonly string runDirectory;
 
-    public Trainer(TrainingOptions options, Dataset dataset, string runDirectory)
+    private readonly bool testEachEpoch;
+
+    /// <param name="testEachEpoch">Without a validation set, whether each epoch is scored on the test set (shadow models skip it: nobody reads it).</param>
+    public Trainer(TrainingOptions options, Dataset dataset, string runDirectory, bool testEachEpoch = true)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(dataset);
@@ -35,12 +38,13 @@ public sealed class Trainer
         this.options = options;
         this.dataset = dataset;
         this.runDirectory = runDirectory;
+        this.testEachEpoch = testEachEpoch;
     }
 
     public TrainingResult Run(bool resume, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         Directory.CreateDirectory(runDirectory);
-        var (train, validation) = SplitData();
+        var (train, validation) = Split(options, dataset);
         manual_seed(options.Seed);
         var network = Architectures.Create(options.Architecture);
         using var optimizer = CreateOptimizer(network);
@@ -240,7 +244,7 @@ public sealed class Trainer
             validation is null ? "testing" : "validating"));
         var evaluated = average?.Network ?? network;
         double? validationAccuracy = validation is null ? null : Evaluator.Evaluate(evaluated, validation, cancellationToken: cancellationToken).Accuracy;
-        double? testAccuracy = validation is null ? Evaluator.Evaluate(evaluated, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
+        double? testAccuracy = validation is null && testEachEpoch ? Evaluator.Evaluate(evaluated, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
         return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds);
     }
 
@@ -268,8 +272,14 @@ public sealed class Trainer
         _ => throw new ArgumentException($"unknown optimizer {options.Optimizer}"),
     };
 
-    private (LabeledImages Train, LabeledImages? Validation) SplitData()
+    /// <summary>
+    /// The images a run trains on and the ones it holds out for validation, as <paramref name="options"/> decide them (seeded): what
+    /// membership inference needs to know which images are a model's members.
+    /// </summary>
+    public static (LabeledImages Train, LabeledImages? Validation) Split(TrainingOptions options, Dataset dataset)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(dataset);
         var all = dataset.Train;
         LabeledImages? validation = null;
         if (options.ValidationSize > 0)
