@@ -52,6 +52,9 @@ public sealed record AssessmentProfile(
     int RobustnessCheckImages,
     RobustnessCheckOptions RobustnessChecks)
 {
+    /// <summary>The privacy stage's DP-SGD recipe and attacks.</summary>
+    public PrivacySettings Privacy { get; init; } = PrivacySettings.Quick;
+
     /// <summary>
     /// The trigger the assessment's attacker plants: the seeds' 3x3 size, drawn as a checkerboard in the top-left corner.
     /// No digit stroke contains the pattern and MNIST's digits almost never reach the corner, so nothing in a clean image resembles
@@ -77,7 +80,7 @@ public sealed record AssessmentProfile(
                 Architecture: Architectures.WideCnn, TradesBeta: 6, RobustValidation: 1000),
         ],
         PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true,
-        RobustnessCheckImages: 1000, RobustnessChecks: new RobustnessCheckOptions());
+        RobustnessCheckImages: 1000, RobustnessChecks: new RobustnessCheckOptions()) { Privacy = PrivacySettings.Full };
 
     public static AssessmentProfile Named(string name) => name switch
     {

@@ -128,8 +128,11 @@ public static class Lira
         -0.5 * ((x - mean) / deviation) * ((x - mean) / deviation) - Math.Log(deviation);
 }
 
+/// <summary>A point of a ROC curve sampled at a chosen false-positive rate: the best true-positive rate at or below it.</summary>
+public readonly record struct RocSample(double FalsePositiveRate, double TruePositiveRate);
+
 /// <summary>One attack's success on a balanced set: ROC AUC, the true-positive rate at 0.1% and 1% false positives, and the ROC curve sampled on a log grid.</summary>
-public sealed record MembershipAttackResult(string Attack, double Auc, double TprAtFpr0001, double TprAtFpr001, double BalancedAccuracy, IReadOnlyList<RocPoint> Curve)
+public sealed record MembershipAttackResult(string Attack, double Auc, double TprAtFpr0001, double TprAtFpr001, double BalancedAccuracy, IReadOnlyList<RocSample> Curve)
 {
     /// <summary>Scores of members (positives) and non-members (negatives) summarised.</summary>
     public static MembershipAttackResult Of(string attack, IReadOnlyList<double> memberScores, IReadOnlyList<double> nonMemberScores)
@@ -137,7 +140,7 @@ public sealed record MembershipAttackResult(string Attack, double Auc, double Tp
         var curve = Roc.Curve(memberScores, nonMemberScores);
         double TprAt(double fpr) => curve.Where(p => p.FalsePositiveRate <= fpr).Max(p => p.TruePositiveRate);
         var grid = Enumerable.Range(0, 41).Select(i => Math.Pow(10, -4 + i / 10.0)).ToArray();
-        var sampled = grid.Select(f => new RocPoint(double.NaN, f, TprAt(f))).ToList();
+        var sampled = grid.Select(f => new RocSample(f, TprAt(f))).ToList();
         var accuracy = curve.Max(p => (p.TruePositiveRate + 1 - p.FalsePositiveRate) / 2);
         return new MembershipAttackResult(attack, Roc.Auc(memberScores, nonMemberScores), TprAt(0.001), TprAt(0.01), accuracy, sampled);
     }
