@@ -33,9 +33,17 @@ public static class LoadGenerator
     /// An HTTP client whose connections leave from <paramref name="localAddress"/> (say 127.0.0.2, another loopback
     /// address), so a load can play a second client host on one machine.
     /// </summary>
-    public static HttpClient ClientFrom(System.Net.IPAddress localAddress, Uri baseAddress)
+    public static HttpClient ClientFrom(System.Net.IPAddress localAddress, Uri baseAddress) => ClientFrom([localAddress], baseAddress);
+
+    /// <summary>
+    /// An HTTP client whose connections leave from <paramref name="localAddresses"/> in turn (say 127.0.0.10 to 127.0.0.13), so a load
+    /// plays several client hosts: the service's per-address limit then caps each of them, as it would real clients behind one balancer.
+    /// </summary>
+    public static HttpClient ClientFrom(IReadOnlyList<System.Net.IPAddress> localAddresses, Uri baseAddress)
     {
-        ArgumentNullException.ThrowIfNull(localAddress);
+        ArgumentNullException.ThrowIfNull(localAddresses);
+        if (localAddresses.Count == 0) throw new ArgumentException("at least one local address is needed", nameof(localAddresses));
+        var next = 0;
         var handler = new SocketsHttpHandler
         {
             MaxConnectionsPerServer = 4096,
@@ -44,7 +52,7 @@ public static class LoadGenerator
                 var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
                 try
                 {
-                    socket.Bind(new System.Net.IPEndPoint(localAddress, 0));
+                    socket.Bind(new System.Net.IPEndPoint(localAddresses[(int)((uint)Interlocked.Increment(ref next) % localAddresses.Count)], 0));
                     await socket.ConnectAsync(context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
                     return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
                 }
