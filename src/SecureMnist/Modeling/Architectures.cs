@@ -8,6 +8,7 @@ public static class Architectures
 {
     public const string SeedCnn = "seed-cnn";
     public const string WideCnn = "wide-cnn";
+    public const string SmallCnn = "small-cnn";
     public const string LinearSoftmax = "linear";
     public const string DpCnn = "dp-cnn";
     public const string Default = SeedCnn;
@@ -16,6 +17,7 @@ public static class Architectures
     {
         [SeedCnn] = "the seeds' CNN: conv 1-32 3x3, conv 32-64 3x3, max-pool, dropout .25, fc 9216-128, dropout .5, fc 128-10",
         [WideCnn] = "Madry et al.'s MNIST CNN: conv 32 5x5, pool, conv 64 5x5, pool, fc 3136-1024, fc 1024-10",
+        [SmallCnn] = "the TRADES reference's MNIST CNN: conv 32, 32, pool, conv 64, 64, pool (3x3), fc 1024-200, dropout .5, fc 200-200, fc 200-10",
         [DpCnn] = "a small tanh CNN for DP-SGD (Papernot et al.): conv 16 8x8/2, pool, conv 32 4x4/2, pool, fc 512-32, fc 32-10; 26,010 parameters",
         [LinearSoftmax] = "a linear softmax classifier on raw pixels (784-10), for tests and closed-form checks",
     };
@@ -29,6 +31,7 @@ public static class Architectures
     {
         SeedCnn => new SeedCnn(),
         WideCnn => new WideCnn(),
+        SmallCnn => new SmallCnn(),
         LinearSoftmax => new LinearSoftmax(),
         DpCnn => new DpCnn(),
         _ => throw new ArgumentException($"unknown architecture '{name}'; known: {string.Join(", ", Names)}", nameof(name)),

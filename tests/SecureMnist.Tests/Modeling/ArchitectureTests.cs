@@ -8,6 +8,7 @@ public sealed class ArchitectureTests
     [Theory]
     [InlineData(Architectures.SeedCnn, 1_199_882)]
     [InlineData(Architectures.WideCnn, 3_274_634)]
+    [InlineData(Architectures.SmallCnn, 312_202)]
     [InlineData(Architectures.LinearSoftmax, 7_850)]
     public void Architectures_have_their_documented_size_and_output(string name, long parameters)
     {
