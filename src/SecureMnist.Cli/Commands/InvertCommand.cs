@@ -40,13 +40,7 @@ internal static class InvertCommand
             if (verified.Manifest.Training is null) Ui.Warning($"{verified.Directory} has no training record; the whole training set stands in for its members");
             var report = ModelInversion.Run(verified.Network, members, data.Test, options);
             var path = result.GetValue(output)!;
-            ImageGrid.Save(path, $"model inversion of {verified.Manifest.Architecture} ({options.Steps} steps, TV {options.TotalVariation:G})",
-                [.. report.Classes.Select(c => $"{c.Label}")],
-                [
-                    new SecureMnist.Reporting.GridRow("reconstruction", [.. report.Classes.Select(c => (c.Pixels, false, $"p {c.Probability:F2}"))]),
-                    new SecureMnist.Reporting.GridRow("nearest member", [.. report.Classes.Select(c => (c.NearestMember, false, $"L2 {c.NearestMemberL2:F1}"))]),
-                    new SecureMnist.Reporting.GridRow("nearest non-member", [.. report.Classes.Select(c => (c.NearestNonMember, false, $"L2 {c.NearestNonMemberL2:F1}"))]),
-                ]);
+            InversionGrid.Save(path, $"model inversion of {verified.Manifest.Architecture} ({options.Steps} steps, TV {options.TotalVariation:G})", report);
             Ui.Info($"reconstructions written to {path}");
             if (result.GetValue(json))
             {

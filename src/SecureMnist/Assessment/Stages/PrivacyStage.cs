@@ -69,12 +69,7 @@ public sealed class PrivacyStage : AssessmentStage
         var members = Trainer.Split(baseline.Manifest.Training!.Options, context.Mnist).Train;
         var inversion = ModelInversion.Run(baseline.Network, members, context.Mnist.Test, new InversionOptions(Steps: settings.InversionSteps));
         var grid = Path.Combine(directory, "inversion.png");
-        ImageGrid.Save(grid, $"model inversion of the baseline ({settings.InversionSteps} steps)", [.. inversion.Classes.Select(c => $"{c.Label}")],
-        [
-            new GridRow("reconstruction", [.. inversion.Classes.Select(c => (c.Pixels, false, $"p {c.Probability:F2}"))]),
-            new GridRow("nearest member", [.. inversion.Classes.Select(c => (c.NearestMember, false, $"L2 {c.NearestMemberL2:F1}"))]),
-            new GridRow("nearest non-member", [.. inversion.Classes.Select(c => (c.NearestNonMember, false, $"L2 {c.NearestNonMemberL2:F1}"))]),
-        ]);
+        InversionGrid.Save(grid, $"model inversion of the baseline ({settings.InversionSteps} steps)", inversion);
 
         var json = Path.Combine(directory, "privacy.json");
         JsonFormat.Save(json, new
