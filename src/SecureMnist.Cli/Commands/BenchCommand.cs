@@ -1,6 +1,8 @@
 using System.CommandLine;
 using SecureMnist.Attacks.Evasion;
 using SecureMnist.Data;
+using SecureMnist.Serving;
+using TorchSharp;
 using SecureMnist.Training;
 using Spectre.Console;
 
@@ -52,7 +54,7 @@ internal static class BenchCommand
                 if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
             }
         });
-        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack(), ServeBenchCommand.Create() };
+        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack(), ServeBenchCommand.Create(), Precision() };
     }
 
     private static Command Attack()
@@ -159,6 +161,69 @@ internal static class BenchCommand
             }
             Ui.Out.Write(table);
             return identical ? 0 : 1;
+        });
+        return command;
+    }
+
+    private static Command Precision()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var subset = new Option<int?>("--subset") { Description = "Use the first N test images (default: all 10,000)" };
+        var eps = new Option<double>("--eps") { Description = "L-inf budget of the FGSM and PGD-40 examples", DefaultValueFactory = _ => 0.3 };
+        var tolerance = new Option<double>("--tolerance") { Description = "Largest accuracy or detector-rate gap, in points, for bfloat16 to count as equivalent", DefaultValueFactory = _ => 0.1 };
+        var json = CommonOptions.Json();
+        var command = new Command("precision", """
+            bfloat16 against float32, as `serve --precision` runs them: the model and its adversarial-input detector (feature
+            squeezing, calibrated at each precision as the service calibrates it) decide the same inputs: clean test digits,
+            FGSM and PGD-40 examples crafted on the float32 model, and Fashion-MNIST. Reports each precision's accuracy and
+            rate (feature squeezing alone, and refused as not a digit or flagged), how often the two agree, and the speed of the
+            serving forward pass in each.
+            Exit code: 0 when every accuracy and rate is within --tolerance points, 1 when one is not.
+            Example: ./securemnist bench precision --model models/baseline
+            """)
+        { model, publicKey, allowUnsigned, subset, eps, tolerance, json };
+        command.SetAction(result =>
+        {
+            var points = result.GetValue(tolerance);
+            if (points is < 0 or > 100) throw new ArgumentException($"--tolerance is in points, 0 to 100 (got {points})");
+            var options = new PrecisionEquivalenceOptions(result.GetValue(eps), Tolerance: points / 100);
+            options.Validate();
+            var n = result.GetValue(subset);
+            if (n is < 1) throw new ArgumentException($"--subset must be at least 1 (got {n})");
+            using var fp32 = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            using var bf16 = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            bf16.Network.to(TorchSharp.torch.ScalarType.BFloat16);
+            var store = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!);
+            var mnist = store.Load("mnist");
+            LabeledImages? fashion = null;
+            try
+            {
+                fashion = store.Load("fashion-mnist").Test;
+            }
+            catch (DatasetException e)
+            {
+                Ui.Warning($"Fashion-MNIST not available ({e.Message}); its row is skipped");
+            }
+            var test = n is { } count ? mnist.Test.Take(count) : mnist.Test;
+            var report = Ui.Err.Status().Start("comparing precisions", status => PrecisionEquivalence.Run(fp32.Network, bf16.Network, mnist.Train, test,
+                n is { } m && fashion is not null ? fashion.Take(Math.Min(m, fashion.Count)) : fashion, options, new Progress<string>(message => status.Status(message)), CommandRunner.Cancellation.Token));
+            var exit = report.Equivalent ? 0 : 1;
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { model = fp32.Directory, report.Equivalent, toleranceInPoints = points, report.ThresholdFp32, report.ThresholdBf16, report.ImagesPerSecondFp32, report.ImagesPerSecondBf16, report.Seconds, rows = report.Rows });
+                return exit;
+            }
+            static string Pair(double? a, double? b) => a is { } x && b is { } y ? $"{100 * x:F2} / {100 * y:F2}" : "-";
+            var table = new Table().Title("fp32 / bf16, in %").AddColumns("inputs", "n", "accuracy", "squeezing flags", "refused or flagged", "same label", "largest gap");
+            foreach (var r in report.Rows)
+                table.AddRow(Markup.Escape(r.Inputs), $"{r.Count}", Pair(r.AccuracyFp32, r.AccuracyBf16), Pair(r.SqueezedFp32, r.SqueezedBf16), Pair(r.HeldBackFp32, r.HeldBackBf16),
+                    Ui.Percent(r.PredictionsAgree), r.LargestGap <= report.Tolerance + 1e-12 ? $"[green]{100 * r.LargestGap:F2} pt[/]" : $"[red]{100 * r.LargestGap:F2} pt[/]");
+            Ui.Out.Write(table);
+            Ui.Out.MarkupLineInterpolated($"detector thresholds: fp32 {report.ThresholdFp32:F4}, bf16 {report.ThresholdBf16:F4}; serving forward pass: fp32 {report.ImagesPerSecondFp32:F0} images/s, bf16 {report.ImagesPerSecondBf16:F0} images/s");
+            Ui.Out.MarkupLine(report.Equivalent ? $"[green]bf16 is equivalent[/]: every accuracy and detector rate within {points:G} points" : $"[red]bf16 is not equivalent[/]: a gap above {points:G} points");
+            return exit;
         });
         return command;
     }

@@ -175,7 +175,7 @@ public static class InputGuardEvaluation
         return new UncertaintyScores([.. parts.SelectMany(p => p.MaxSoftmax)], [.. parts.SelectMany(p => p.Entropy)], [.. parts.SelectMany(p => p.MutualInformation)]);
     }
 
-    private static Tensor Chunks(Tensor images, Tensor labels, int size, Func<Tensor, Tensor, Tensor> generate)
+    internal static Tensor Chunks(Tensor images, Tensor labels, int size, Func<Tensor, Tensor, Tensor> generate)
     {
         var parts = new List<Tensor>();
         for (long start = 0; start < images.shape[0]; start += size)

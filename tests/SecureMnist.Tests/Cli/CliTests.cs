@@ -88,6 +88,8 @@ public sealed class CliTests : IDisposable
     [InlineData("input-checks --uncertainty mc-dropout --mc-samples 1", "--mc-samples must be 2 to 1000")]
     [InlineData("input-checks --ensemble models/b", "--ensemble needs --uncertainty ensemble")]
     [InlineData("serve --max-batch 0 --print-config", "Service:MaxBatchItems")]
+    [InlineData("bench precision --tolerance -1", "--tolerance is in points")]
+    [InlineData("bench precision --subset 0", "--subset must be at least 1")]
     [InlineData("train --epochs 0", "Epochs")]
     [InlineData("train --optimizer rmsprop", "rmsprop")]
     [InlineData("evaluate --model does-not-exist --public-key missing.pub", "missing.pub")]
