@@ -9,6 +9,11 @@ public sealed record ServiceOptions
 {
     public required string ModelDirectory { get; init; }
     public required string PublicKeyPath { get; init; }
+    /// <summary>
+    /// The key-encryption key of a sealed model package: a file, or env:NAME for an environment variable holding it. Null: the
+    /// SECUREMNIST_KEK variable when set. The weights are opened in memory only.
+    /// </summary>
+    public string? KekLocation { get; init; }
     public required string ApiKeysPath { get; init; }
     public required string AuditDirectory { get; init; }
     public required string AuditKeyPath { get; init; }

@@ -125,7 +125,8 @@ public sealed class ServiceState : IAsyncDisposable
         try
         {
             var key = TrustedPublicKey.FromFile(Options.PublicKeyPath);
-            model = ModelPackage.Load(Options.ModelDirectory, key);
+            using (var kek = KeyEncryptionKey.LoadOrFromEnvironment(Options.KekLocation))
+                model = ModelPackage.Load(Options.ModelDirectory, key, kek);
             // Verified in float32 above; converted after, so the digest checks saw the signed bytes. The input checks are
             // calibrated below on the converted model, so the detector's threshold matches what serves.
             if (Options.Precision == InferencePrecision.Bf16) model.Network.to(TorchSharp.torch.ScalarType.BFloat16);

@@ -11,11 +11,50 @@ internal static class PackageCommands
     {
         yield return Keys();
         yield return Sign();
+        yield return Seal();
         yield return Verify();
         yield return Inspect();
     }
 
     private const string DefaultEcKey = "keys/model-signing.key";
+    private const string DefaultKek = "keys/weights.kek";
+
+    private static Option<string?> Kek(string description) => new("--kek") { Description = description };
+
+    private static Command Seal()
+    {
+        var package = new Argument<string>("package") { Description = "Model package folder (signed by --public-key)" };
+        var kek = Kek($"Key-encryption key: a file, or env:NAME (default: ${KeyEncryptionKey.EnvironmentVariable} when set)");
+        var publicKey = CommonOptions.PublicKey();
+        var key = new Option<string>("--key") { Description = "Ed25519 private key that signs the sealed package", DefaultValueFactory = _ => TrainCommand.DefaultKey };
+        var output = new Option<string?>("--out") { Description = "Folder for the sealed package (default: replace the package in place)" };
+        var json = CommonOptions.Json();
+        var command = new Command("seal", $"""
+            Encrypt a package's weights at rest: AES-256-GCM under a fresh data key, the data key wrapped (AES-256-GCM) by the
+            key-encryption key (KEK). The new manifest records the sealed file's SHA-256 and the wrapped key, and is signed, so a
+            changed ciphertext, a swapped wrapped key or a wrong KEK is refused before anything is decrypted. The plaintext
+            weights file is not part of the sealed package. serve opens the weights in memory only (--kek, or ${KeyEncryptionKey.EnvironmentVariable});
+            verify checks the signature and the sealed file without the KEK, and everything with it.
+            Example: ./securemnist keys generate-kek && ./securemnist seal models/baseline --kek keys/weights.kek --out models/baseline-sealed
+            """) { package, kek, publicKey, key, output, json };
+        command.SetAction(result =>
+        {
+            var path = result.GetValue(package)!;
+            using var keyEncryptionKey = KeyEncryptionKey.LoadOrFromEnvironment(result.GetValue(kek))
+                ?? throw new ArgumentException($"seal needs a key-encryption key: --kek FILE, --kek env:NAME or ${KeyEncryptionKey.EnvironmentVariable} (make one with ./securemnist keys generate-kek)");
+            using var signingKey = SigningKey.FromFile(result.GetValue(key)!);
+            var target = result.GetValue(output) ?? path;
+            var manifest = ModelPackage.Seal(path, TrustedPublicKey.FromFile(result.GetValue(publicKey)!), signingKey, keyEncryptionKey, target);
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { package = target, sealedFrom = path, kekId = manifest.Sealed!.KekId, algorithm = manifest.Sealed.Algorithm, weights = manifest.Weights, signer = signingKey.Id });
+                return 0;
+            }
+            Ui.Out.MarkupLineInterpolated($"sealed {path} into {target}: {manifest.Weights.File} ({manifest.Weights.Bytes:N0} bytes), KEK [bold]{manifest.Sealed!.KekId}[/], signed by [bold]{signingKey.Id}[/]");
+            return 0;
+        });
+        return command;
+    }
 
     private static Command Keys()
     {
@@ -36,7 +75,19 @@ internal static class PackageCommands
             Ui.Out.MarkupLineInterpolated($"key [bold]{key.Id}[/]: private {privatePath}, public {publicPath}");
             return 0;
         });
-        return new Command("keys", "Manage signing keys") { generate };
+        var kekOutput = new Option<string>("--out") { Description = "KEK file (one line of base64, readable by the owner only; never overwritten)", DefaultValueFactory = _ => DefaultKek };
+        var generateKek = new Command("generate-kek", $"""
+            Create a key-encryption key (32 random bytes) for sealing packages. Keep it apart from the packages it seals; a service
+            can instead take it from an environment variable: export {KeyEncryptionKey.EnvironmentVariable}="$(cat keys/weights.kek)".
+            """) { kekOutput };
+        generateKek.SetAction(result =>
+        {
+            using var kek = KeyEncryptionKey.Generate();
+            kek.Save(result.GetValue(kekOutput)!);
+            Ui.Out.MarkupLineInterpolated($"key-encryption key [bold]{kek.Id}[/] written to {result.GetValue(kekOutput)}");
+            return 0;
+        });
+        return new Command("keys", "Manage signing keys and key-encryption keys") { generate, generateKek };
     }
 
     private static Option<string> Format()
@@ -91,12 +142,14 @@ internal static class PackageCommands
         var format = Format();
         var provenance = new Option<bool>("--provenance") { Description = "Also follow the chain: signer, embedded training record and its digest, the run record on disk, the dataset re-hashed against the digests the model was trained on, the code commit in this repository" };
         var runs = new Option<string>("--runs") { Description = "Folder of training run records", DefaultValueFactory = _ => "runs" };
+        var kek = Kek($"Key-encryption key of a sealed package (a file, or env:NAME; default: ${KeyEncryptionKey.EnvironmentVariable} when set): with it the weights are opened in memory and checked in full");
         var json = CommonOptions.Json();
         var command = new Command("verify", """
             Check a package's signature, weights digest, safetensors structure and tensor shapes; exit 1 if it is not trusted.
             --format model-signing checks model.sig (OpenSSF model-signing v1.0) instead of our Ed25519 signature.
             Example: ./securemnist verify models/baseline --provenance
-            """) { package, publicKey, ecPublicKey, format, provenance, runs, json };
+            A sealed package verifies without its KEK (signature and the sealed file's digest), and says so.
+            """) { package, publicKey, ecPublicKey, format, provenance, runs, kek, json };
         command.SetAction(result =>
         {
             var path = result.GetValue(package)!;
@@ -119,7 +172,8 @@ internal static class PackageCommands
                 }
                 return report.Ok ? 0 : 1;
             }
-            var verification = ModelPackage.Verify(path, key);
+            using var keyEncryptionKey = KeyEncryptionKey.LoadOrFromEnvironment(result.GetValue(kek));
+            var verification = ModelPackage.Verify(path, key, keyEncryptionKey);
             if (result.GetValue(json)) Ui.WriteJson(new { package = path, trusted = verification.Trusted, reason = verification.Reason, signer = verification.SignerKeyId });
             else if (verification.Trusted) Ui.Out.MarkupLineInterpolated($"[green]trusted[/] {path}: {verification.Reason}");
             else Ui.Out.MarkupLineInterpolated($"[red]NOT trusted[/] {path}: {verification.Reason}");
@@ -169,6 +223,7 @@ internal static class PackageCommands
             var grid = new Grid().AddColumn().AddColumn();
             grid.AddRow("architecture", $"{manifest.Architecture} ({manifest.ParameterCount:N0} parameters)");
             grid.AddRow("weights", $"{manifest.Weights.File}, {manifest.Weights.Bytes:N0} bytes, SHA-256 {manifest.Weights.Sha256}");
+            if (manifest.Sealed is { } seal) grid.AddRow("sealed", $"{seal.Algorithm}; KEK id {seal.KekId}");
             grid.AddRow("created", $"{manifest.CreatedUtc:u}");
             grid.AddRow("code version", manifest.CodeVersion);
             grid.AddRow("dataset", manifest.Dataset ?? "-");

@@ -155,6 +155,7 @@ internal static class ServiceCommands
         var redis = new Option<string?>("--redis") { Description = "Redis (HOST:PORT) that holds the per-key quotas, shared by every replica pointed at it (default: each process keeps its own)" };
         var redisFailure = new Option<RedisFailureMode>("--redis-failure") { Description = "While Redis cannot be reached: closed (keyed requests get 503) or open (this replica's own quotas; a key may get one quota per replica)", DefaultValueFactory = _ => RedisFailureMode.Closed };
         var replicaId = new Option<string?>("--replica-id") { Description = "This replica's name: its audit log is --audit-dir/NAME (default with --redis: the host name; without: the audit folder itself)" };
+        var kek = new Option<string?>("--kek") { Description = $"Key-encryption key of a sealed package: a file, or env:NAME (default: ${KeyEncryptionKey.EnvironmentVariable} when set); the weights are opened in memory only" };
         var config = new Option<string?>("--config") { Description = $"Settings file (default: {ServiceConfiguration.DefaultFile} in the current folder, when present); its \"Service\" section is overridden by SECUREMNIST__Service__* environment variables, and those by the flags given here" };
         var printConfig = new Option<bool>("--print-config") { Description = "Print the effective configuration (defaults, file, environment and flags merged; secrets redacted) as JSON and exit" };
         var command = new Command("serve", """
@@ -172,7 +173,7 @@ internal static class ServiceCommands
             Replicas: ./securemnist serve --redis 127.0.0.1:6379 --replica-id r1 --urls http://0.0.0.0:8081 (and r2, r3, ...) share
             every key's quota through Redis and each write their own audit log; ./securemnist audit verify runs/audit checks them all.
             """)
-        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, metricsUrls, redis, redisFailure, replicaId, config, printConfig };
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, metricsUrls, redis, redisFailure, replicaId, kek, config, printConfig };
         command.SetAction(result =>
         {
             static string? Text(object? value) => value is null ? null : Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture);
@@ -191,6 +192,7 @@ internal static class ServiceCommands
                 (logFormat, nameof(ServiceOptions.LogFormat), Text), (logLevel, nameof(ServiceOptions.LogLevel), Text),
                 (metricsUrls, nameof(ServiceOptions.MetricsUrls), v => Text(v) is "none" ? "" : Text(v)),
                 (redis, nameof(ServiceOptions.Redis), Text), (redisFailure, nameof(ServiceOptions.RedisFailure), Text), (replicaId, nameof(ServiceOptions.ReplicaId), Text),
+                (kek, nameof(ServiceOptions.KekLocation), Text),
             };
             var defaults = settings.ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option) is { } r ? r.GetValueOrDefault<object?>() : null));
             var given = settings.Where(s => result.GetResult(s.Option) is { Implicit: false }).ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option)!.GetValueOrDefault<object?>()));

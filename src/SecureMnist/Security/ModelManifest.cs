@@ -28,7 +28,8 @@ public sealed record ModelManifest(
     string? TrainingRecordSha256,
     ModelMetrics? Metrics,
     string? SignerKeyId,
-    ImportSource? ImportedFrom = null)
+    ImportSource? ImportedFrom = null,
+    SealInfo? Sealed = null)
 {
     public const string CurrentFormat = "securemnist-package/1";
 }

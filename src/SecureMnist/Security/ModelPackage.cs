@@ -82,6 +82,7 @@ public sealed record PackageVerification(bool Trusted, string Reason, ModelManif
 public static class ModelPackage
 {
     public const string WeightsFile = "weights.safetensors";
+    public const string SealedWeightsFile = "weights.sealed";
     public const string ManifestFile = "manifest.json";
     public const string SignatureFile = "signature.json";
     public const long MaxManifestBytes = 4 << 20;
@@ -143,14 +144,58 @@ public static class ModelPackage
         return manifest;
     }
 
+    /// <summary>
+    /// Encrypts a trusted package's weights at rest (<see cref="WeightsSeal"/>) and signs the result: the new manifest names the
+    /// sealed file's digest and the wrapped data key, so the signature covers both. Written to <paramref name="output"/> (the
+    /// package's own folder when null), whole or not at all; the plaintext weights file is not part of the result.
+    /// </summary>
+    public static ModelManifest Seal(string directory, TrustedPublicKey trustedKey, SigningKey key, KeyEncryptionKey kek, string? output = null)
+    {
+        ArgumentNullException.ThrowIfNull(trustedKey);
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(kek);
+        if (Inspect(directory).Sealed is { } already) throw new ModelPackageException($"{directory} is already sealed (KEK id {already.KekId})");
+        var (_, manifest, network) = LoadChecked(directory, trustedKey, kek: null);
+        network.Dispose();
+        var plaintext = CheckWeightsDigest(directory, manifest);
+        try
+        {
+            var (sealedBytes, info) = WeightsSeal.Seal(plaintext, kek);
+            var sealedManifest = manifest with { Weights = new WeightsInfo(SealedWeightsFile, Sha256(sealedBytes), sealedBytes.LongLength), Sealed = info, SignerKeyId = key.Id };
+            var bytes = ManifestJson.Serialize(sealedManifest);
+            AtomicDirectory.Write(output ?? directory, staging =>
+            {
+                AtomicFile.WriteAllBytes(Path.Combine(staging, SealedWeightsFile), sealedBytes);
+                AtomicFile.WriteAllBytes(Path.Combine(staging, ManifestFile), bytes);
+                AtomicFile.WriteAllBytes(Path.Combine(staging, SignatureFile), SignatureFor(bytes, key));
+            });
+            return sealedManifest;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(plaintext);
+        }
+    }
+
     /// <summary>Every check that a load makes, without keeping the network. Never throws for an untrusted package.</summary>
-    public static PackageVerification Verify(string directory, TrustedPublicKey? trustedKey)
+    /// <param name="kek">For a sealed package: without it the signature and the sealed file's digest are checked, and the reason says
+    /// the weights' structure was not; with it the weights are opened in memory and checked like any others.</param>
+    public static PackageVerification Verify(string directory, TrustedPublicKey? trustedKey, KeyEncryptionKey? kek = null)
     {
         try
         {
             if (trustedKey is null) throw new ModelPackageException("no trusted public key given");
-            using var model = Load(directory, trustedKey);
-            return new PackageVerification(true, $"signature by key {model.Manifest.SignerKeyId} verified; weights SHA-256 {model.Manifest.Weights.Sha256} matches; {model.Manifest.Tensors.Count} tensors match architecture {model.Manifest.Architecture}", model.Manifest, model.Manifest.SignerKeyId);
+            if (kek is null && System.IO.Directory.Exists(directory) && File.Exists(Path.Combine(directory, ManifestFile)) && Inspect(directory).Sealed is not null)
+            {
+                var (bytes, _) = ReadManifestBytes(directory);
+                CheckSignature(directory, bytes, trustedKey);
+                var sealedManifest = ManifestJson.ParseManifest(bytes);
+                CheckWeightsDigest(directory, sealedManifest);
+                return new PackageVerification(true, $"signature by key {sealedManifest.SignerKeyId} verified; sealed weights SHA-256 {sealedManifest.Weights.Sha256} matches; weights sealed ({sealedManifest.Sealed!.Algorithm}, KEK id {sealedManifest.Sealed.KekId}): their structure and shapes are checked when opened with the KEK (--kek)", sealedManifest, sealedManifest.SignerKeyId);
+            }
+            using var model = Load(directory, trustedKey, kek);
+            var opened = model.Manifest.Sealed is { } seal ? $"; sealed weights opened in memory with KEK {seal.KekId}" : "";
+            return new PackageVerification(true, $"signature by key {model.Manifest.SignerKeyId} verified; weights SHA-256 {model.Manifest.Weights.Sha256} matches; {model.Manifest.Tensors.Count} tensors match architecture {model.Manifest.Architecture}{opened}", model.Manifest, model.Manifest.SignerKeyId);
         }
         catch (Exception e) when (e is ModelPackageException or SafetensorsException or IOException or UnauthorizedAccessException)
         {
@@ -162,29 +207,44 @@ public static class ModelPackage
     /// Verifies the signature against <paramref name="trustedKey"/>, then the weights digest, safetensors structure and
     /// tensor shapes, in that order, and only then creates tensors from the file.
     /// </summary>
-    public static VerifiedModel Load(string directory, TrustedPublicKey trustedKey)
+    /// <param name="kek">The key-encryption key of a sealed package: its weights are opened in memory only, after the signature and
+    /// the sealed file's digest are checked.</param>
+    public static VerifiedModel Load(string directory, TrustedPublicKey trustedKey, KeyEncryptionKey? kek = null)
     {
         if (trustedKey is null) throw new ModelPackageException("no trusted public key given; pass --public-key, or --allow-unsigned to skip the signature check");
-        var (manifestBytes, manifest, network) = LoadChecked(directory, trustedKey);
+        var (manifestBytes, manifest, network) = LoadChecked(directory, trustedKey, kek);
         return new VerifiedModel(directory, manifest, network, Sha256(manifestBytes));
     }
 
     /// <summary>Every check of <see cref="Load"/> but the signature (<c>--allow-unsigned</c>); the type says so wherever the model goes.</summary>
-    public static UnverifiedModel LoadUnsigned(string directory)
+    public static UnverifiedModel LoadUnsigned(string directory, KeyEncryptionKey? kek = null)
     {
-        var (manifestBytes, manifest, network) = LoadChecked(directory, trustedKey: null);
+        var (manifestBytes, manifest, network) = LoadChecked(directory, trustedKey: null, kek);
         return new UnverifiedModel(directory, manifest, network, Sha256(manifestBytes));
     }
 
-    private static (byte[] ManifestBytes, ModelManifest Manifest, Module<Tensor, Tensor> Network) LoadChecked(string directory, TrustedPublicKey? trustedKey)
+    private static (byte[] ManifestBytes, ModelManifest Manifest, Module<Tensor, Tensor> Network) LoadChecked(string directory, TrustedPublicKey? trustedKey, KeyEncryptionKey? kek)
     {
         if (!System.IO.Directory.Exists(directory)) throw new ModelPackageException($"model package {directory} not found");
         var (manifestBytes, _) = ReadManifestBytes(directory);
         if (trustedKey is not null) CheckSignature(directory, manifestBytes, trustedKey);
         var manifest = ManifestJson.ParseManifest(manifestBytes);
         if (manifest.Format != ModelManifest.CurrentFormat) throw new ModelPackageException($"manifest format '{manifest.Format}' is not supported (expected {ModelManifest.CurrentFormat})");
-        if (manifest.Weights.File != WeightsFile) throw new ModelPackageException($"manifest names weights file '{manifest.Weights.File}'; packages keep weights in {WeightsFile}");
         var weights = CheckWeightsDigest(directory, manifest);
+        if (manifest.Sealed is { } seal) weights = WeightsSeal.Open(weights, seal, kek);
+        try
+        {
+            return (manifestBytes, manifest, Build(manifest, weights));
+        }
+        finally
+        {
+            // Opened weights live in this array only: cleared once they are tensors.
+            if (manifest.Sealed is not null) CryptographicOperations.ZeroMemory(weights);
+        }
+    }
+
+    private static Module<Tensor, Tensor> Build(ModelManifest manifest, byte[] weights)
+    {
         var file = Safetensors.Parse(weights);
         var declared = manifest.Tensors.Select(t => $"{t.Name}:{t.DType}:{string.Join(",", t.Shape)}").Order(StringComparer.Ordinal);
         var present = file.Entries.Select(e => $"{e.Name}:{e.DType}:{string.Join(",", e.Shape)}").Order(StringComparer.Ordinal);
@@ -207,7 +267,7 @@ public static class ModelPackage
         }
         ModelWeights.Load(network, file);
         network.eval();
-        return (manifestBytes, manifest, network);
+        return network;
     }
 
     internal static byte[] SignatureFor(byte[] manifestBytes, SigningKey key) =>
@@ -236,14 +296,18 @@ public static class ModelPackage
             throw new ModelPackageException($"signature does not verify: {ManifestFile} was changed after signing, or the signature is corrupt");
     }
 
+    /// <summary>Reads the weights file the manifest names (plain or sealed, nothing else) and checks its digest: for sealed weights, before any decryption.</summary>
     private static byte[] CheckWeightsDigest(string directory, ModelManifest manifest)
     {
-        var path = Path.Combine(directory, WeightsFile);
-        if (!File.Exists(path)) throw new ModelPackageException($"{WeightsFile} is missing");
+        var expected = manifest.Sealed is null ? WeightsFile : SealedWeightsFile;
+        if (manifest.Weights.File != expected)
+            throw new ModelPackageException($"manifest names weights file '{manifest.Weights.File}'; {(manifest.Sealed is null ? "packages keep weights" : "sealed packages keep weights")} in {expected}");
+        var path = Path.Combine(directory, expected);
+        if (!File.Exists(path)) throw new ModelPackageException($"{expected} is missing");
         var weights = ReadCapped(path, MaxWeightsBytes);
         var digest = Sha256(weights);
         if (weights.LongLength != manifest.Weights.Bytes || digest != manifest.Weights.Sha256)
-            throw new ModelPackageException($"{WeightsFile} does not match the manifest: expected SHA-256 {manifest.Weights.Sha256} ({manifest.Weights.Bytes} bytes), found {digest} ({weights.LongLength} bytes)");
+            throw new ModelPackageException($"{expected} does not match the manifest: expected SHA-256 {manifest.Weights.Sha256} ({manifest.Weights.Bytes} bytes), found {digest} ({weights.LongLength} bytes){(manifest.Sealed is null ? "" : "; nothing was decrypted")}");
         return weights;
     }
 

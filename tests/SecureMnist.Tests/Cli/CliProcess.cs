@@ -10,7 +10,12 @@ internal sealed class CliProcess : IDisposable
     private readonly StringBuilder output = new();
     private readonly StringBuilder error = new();
 
-    public CliProcess(string workingDirectory, params string[] arguments)
+    public CliProcess(string workingDirectory, params string[] arguments) : this(workingDirectory, null, arguments)
+    {
+    }
+
+    /// <summary>Starts the CLI with extra environment variables (e.g. a KEK, or TMPDIR).</summary>
+    public CliProcess(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -22,6 +27,7 @@ internal sealed class CliProcess : IDisposable
         start.ArgumentList.Add("--data-root");
         start.ArgumentList.Add(TestPaths.DataRoot);
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         process = new Process { StartInfo = start };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (error) error.AppendLine(e.Data); };
@@ -29,6 +35,8 @@ internal sealed class CliProcess : IDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
     }
+
+    public int Id => process.Id;
 
     public string Output { get { lock (output) return output.ToString(); } }
     public string Error { get { lock (error) return error.ToString(); } }

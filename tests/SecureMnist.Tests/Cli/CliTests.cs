@@ -90,6 +90,8 @@ public sealed class CliTests : IDisposable
     [InlineData("serve --max-batch 0 --print-config", "Service:MaxBatchItems")]
     [InlineData("bench precision --tolerance -1", "--tolerance is in points")]
     [InlineData("bench precision --subset 0", "--subset must be at least 1")]
+    [InlineData("seal models/baseline", "seal needs a key-encryption key")]
+    [InlineData("seal models/baseline --kek missing.kek", "missing.kek not found")]
     [InlineData("train --epochs 0", "Epochs")]
     [InlineData("train --optimizer rmsprop", "rmsprop")]
     [InlineData("evaluate --model does-not-exist --public-key missing.pub", "missing.pub")]

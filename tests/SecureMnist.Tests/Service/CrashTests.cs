@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using SecureMnist.Audit;
 using SecureMnist.Security;
 using SecureMnist.Tests.Cli;
@@ -11,13 +10,6 @@ namespace SecureMnist.Tests.Service;
 [Collection(ServedModelCollection.Name)]
 public sealed class CrashTests(ServedModel model)
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     private CliProcess Serve(string auditDirectory, string auditKey, int port) => new(model.Directory,
         "serve", "--model", model.PackageDirectory, "--public-key", model.PublicKeyPath, "--api-keys", model.ApiKeysPath,
         "--audit-dir", auditDirectory, "--audit-key", auditKey, "--urls", $"http://127.0.0.1:{port}");
@@ -27,7 +19,7 @@ public sealed class CrashTests(ServedModel model)
     {
         var auditDirectory = Path.Combine(model.Directory, "crash-audit-" + Guid.NewGuid().ToString("N"));
         var auditKey = Path.Combine(model.Directory, "crash-audit-" + Guid.NewGuid().ToString("N") + ".key");
-        var port = FreePort();
+        var port = RunningService.FreePort();
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
         var png = ServedModel.Png(model.TestPixels(0));
         var answered = new System.Collections.Concurrent.ConcurrentBag<string>();
