@@ -17,4 +17,6 @@ public sealed class SeededRandom(int seed)
     public double NextDouble() => random.NextDouble();
 
     public void Shuffle<T>(Span<T> values) => random.Shuffle(values);
+
+    public void NextBytes(Span<byte> buffer) => random.NextBytes(buffer);
 }
