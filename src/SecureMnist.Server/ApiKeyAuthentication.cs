@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using SecureMnist.Audit;
+using SecureMnist.Serving;
 
 namespace SecureMnist.Server;
 
@@ -21,6 +22,8 @@ public sealed class ApiKeyAuthentication(
     public const string ScopeClaim = "scope";
     public const string LabelOnlyClaim = "label_only";
     public const string RateClaim = "requests_per_minute";
+    /// <summary>Present (with the monitor's reason) when the key is blocked for suspected model extraction.</summary>
+    public const string ExtractionBlockedClaim = "extraction_blocked";
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
@@ -28,13 +31,17 @@ public sealed class ApiKeyAuthentication(
         if (presented is null) return Task.FromResult(AuthenticateResult.NoResult());
         var entry = state.Keys.Authenticate(presented);
         if (entry is null) return Task.FromResult(AuthenticateResult.Fail("unknown API key"));
+        // A key the extraction monitor flagged loses its scores (label-only) or its predict scope (block), as configured.
+        var standing = state.Extraction?.Status(entry.Id);
+        var action = standing is { Flagged: true } ? state.Options.Extraction.Action : ExtractionAction.Off;
         var claims = new List<Claim>
         {
             new(KeyIdClaim, entry.Id),
-            new(LabelOnlyClaim, entry.LabelOnly ? "true" : "false"),
+            new(LabelOnlyClaim, entry.LabelOnly || action == ExtractionAction.LabelOnly ? "true" : "false"),
             new(RateClaim, entry.RequestsPerMinute.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         };
-        claims.AddRange(entry.Scopes.Select(s => new Claim(ScopeClaim, s)));
+        claims.AddRange(entry.Scopes.Where(s => action != ExtractionAction.Block || s != ApiScopes.Predict).Select(s => new Claim(ScopeClaim, s)));
+        if (action == ExtractionAction.Block) claims.Add(new Claim(ExtractionBlockedClaim, standing!.Reason ?? "flagged"));
         var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName)));
     }
@@ -56,7 +63,9 @@ public sealed class ApiKeyAuthentication(
 
     protected override async Task HandleForbiddenAsync(AuthenticationProperties properties)
     {
-        const string detail = "this API key does not have the scope this endpoint needs";
+        var blocked = Context.User.FindFirst(ExtractionBlockedClaim)?.Value;
+        var detail = blocked is null ? "this API key does not have the scope this endpoint needs"
+            : $"this API key is blocked: model extraction suspected ({blocked}). An administrator can clear it: ./securemnist api-keys clear-flag --id {Context.User.FindFirst(KeyIdClaim)?.Value}, then restart the service";
         Decisions.Refused(Context, detail);
         await Problems.Write(Context, StatusCodes.Status403Forbidden, "Forbidden", detail).ConfigureAwait(false);
     }

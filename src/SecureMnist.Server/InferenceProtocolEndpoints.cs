@@ -109,10 +109,14 @@ public static class InferenceProtocolEndpoints
     {
         if (predictions.Length == 1 && predictions[0].Outcome == AuditOutcome.Rejected)
         {
-            Decisions.Describe(context, new Decision(AuditOutcome.Rejected, Reason: predictions[0].Reason));
+            Decisions.Describe(context, new Decision(AuditOutcome.Rejected, Reason: ServiceState.WithExtraction(predictions[0].Reason, state.ObserveForExtraction(context, request.Images[0], predictions[0]))));
             return Error(StatusCodes.Status422UnprocessableEntity, $"input rejected: {predictions[0].Reason}");
         }
-        foreach (var p in predictions) Decisions.Describe(context, new Decision(p.Outcome, p.Label, p.Confidence, p.Reason));
+        for (var i = 0; i < predictions.Length; i++)
+        {
+            var p = predictions[i];
+            Decisions.Describe(context, new Decision(p.Outcome, p.Label, p.Confidence, ServiceState.WithExtraction(p.Reason, state.ObserveForExtraction(context, request.Images[i], p))));
+        }
         var outputs = request.Outputs.Where(o => !withheld.Contains(o)).Select(o => Output(o, predictions)).ToList();
         var parameters = new Dictionary<string, string> { ["request_id"] = context.TraceIdentifier, ["model_sha256"] = state.ModelDigest ?? "" };
         if (withheld.Count > 0) parameters["withheld"] = $"{string.Join(", ", withheld)} (label-only key)";

@@ -56,7 +56,8 @@ public static class PredictEndpoints
         return await Decide<PredictResponse>(context, state, async () =>
         {
             var prediction = await engine.PredictAsync(pixels, explain == true, context.RequestAborted).ConfigureAwait(false);
-            Decisions.Describe(context, new Decision(prediction.Outcome, prediction.Label, prediction.Confidence, prediction.Reason));
+            var extraction = state.ObserveForExtraction(context, pixels, prediction);
+            Decisions.Describe(context, new Decision(prediction.Outcome, prediction.Label, prediction.Confidence, ServiceState.WithExtraction(prediction.Reason, extraction)));
             if (prediction.Outcome == AuditOutcome.Rejected)
                 return Problems.Create(StatusCodes.Status422UnprocessableEntity, "Input rejected", prediction.Reason ?? "rejected");
             return TypedResults.Ok(Respond(context, state, prediction));
@@ -98,7 +99,8 @@ public static class PredictEndpoints
             for (var i = 0; i < predictions.Length; i++)
             {
                 var p = predictions[i];
-                Decisions.Describe(context, new Decision(p.Outcome, p.Label, p.Confidence, p.Reason, items[i].Sha256));
+                var extraction = items[i].Pixels is { } itemPixels ? state.ObserveForExtraction(context, itemPixels, p) : null;
+                Decisions.Describe(context, new Decision(p.Outcome, p.Label, p.Confidence, ServiceState.WithExtraction(p.Reason, extraction), items[i].Sha256));
                 responses.Add(Respond(context, state, p) with { RequestId = $"{context.TraceIdentifier}/{i}" });
             }
             return TypedResults.Ok(new BatchResponse(context.TraceIdentifier, responses));

@@ -83,10 +83,21 @@ public static partial class ServiceConfiguration
     private static partial Regex UnknownSettings();
 
     /// <summary>The effective configuration as JSON, secrets redacted: what <c>serve --print-config</c> shows.</summary>
+    /// <summary>Enum values by their names (LabelOnly, not label-only), which the configuration binder reads back.</summary>
+    private static readonly JsonSerializerOptions Printed = EnumsByName();
+
+    private static JsonSerializerOptions EnumsByName()
+    {
+        var options = new JsonSerializerOptions(IO.JsonFormat.Documents);
+        options.Converters.Clear();
+        options.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter());
+        return options;
+    }
+
     public static string Describe(ServiceOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var node = JsonSerializer.SerializeToNode(options, IO.JsonFormat.Documents)!;
+        var node = JsonSerializer.SerializeToNode(options, Printed)!;
         Redact(node);
         return new JsonObject { [Section] = node }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
@@ -146,6 +157,7 @@ public sealed class ServiceOptionsValidation : IValidateOptions<ServiceOptions>
         Check("Policy", options.Policy.Validate);
         Check("Batching", options.Batching.Validate);
         Check("Squeezing", options.Squeezing.Validate);
+        Check("Extraction", options.Extraction.Validate);
         Check("Audit", options.Audit.Validate);
         Check("Refusals", options.Refusals.Validate);
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);

@@ -49,6 +49,8 @@ public sealed record ServiceOptions
     public BatchingOptions Batching { get; init; } = new();
     public InferencePrecision Precision { get; init; } = InferencePrecision.Fp32;
     public SqueezingOptions Squeezing { get; init; } = new();
+    /// <summary>Per-key model-extraction monitoring (PRADA and two query-pattern signals) and what happens to a flagged key.</summary>
+    public ExtractionMonitorOptions Extraction { get; init; } = new();
     public AuditLogOptions Audit { get; init; } = new();
     /// <summary>Requests per second one client address may send before authentication (a token bucket of one second's worth); 0 turns the limit off.</summary>
     public int RequestsPerSecondPerAddress { get; init; } = DefaultRequestsPerSecondPerAddress;

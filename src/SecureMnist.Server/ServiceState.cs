@@ -35,6 +35,46 @@ public sealed class ServiceState : IAsyncDisposable
         Keys = keys;
         Audit = audit;
         Refusals = new RefusalAggregator(audit, options.Refusals);
+        if (options.Extraction.Action != ExtractionAction.Off)
+        {
+            Extraction = new ExtractionMonitor(options.Extraction);
+            Extraction.Restore(ExtractionStatusFile.Load(ExtractionStatusPath));
+        }
+    }
+
+    /// <summary>The per-key extraction monitor; null when monitoring is off.</summary>
+    public ExtractionMonitor? Extraction { get; }
+
+    /// <summary>Where flagged keys are kept (beside the API key file).</summary>
+    public string ExtractionStatusPath => ExtractionStatusFile.For(Options.ApiKeysPath);
+
+    private readonly Lock extractionFile = new();
+
+    /// <summary>
+    /// Feeds one decided input of a key to the monitor. Returns the reason when this input got the key flagged (for the audit record),
+    /// after writing the flag beside the API key file.
+    /// </summary>
+    public string? ObserveForExtraction(Microsoft.AspNetCore.Http.HttpContext context, ReadOnlySpan<float> pixels, Prediction prediction) =>
+        ObserveForExtraction(context?.User.FindFirst(ApiKeyAuthentication.KeyIdClaim)?.Value, pixels, prediction);
+
+    /// <summary>Joins a decision's own reason and the monitor's (either may be null).</summary>
+    public static string? WithExtraction(string? reason, string? extraction) => extraction is null ? reason : reason is null ? extraction : $"{reason}; {extraction}";
+
+    public string? ObserveForExtraction(string? keyId, ReadOnlySpan<float> pixels, Prediction prediction)
+    {
+        if (Extraction is not { } monitor || keyId is null || pixels.Length != DigitImage.Pixels) return null;
+        var wasFlagged = monitor.Status(keyId).Flagged;
+        int? predicted = prediction.Label;
+        if (predicted is null && prediction.Probabilities.Count == 10)
+        {
+            var best = 0;
+            for (var i = 1; i < 10; i++) if (prediction.Probabilities[i] > prediction.Probabilities[best]) best = i;
+            predicted = best;
+        }
+        var status = monitor.Observe(keyId, pixels, predicted, prediction.Outcome is AuditOutcome.Rejected or AuditOutcome.Flagged);
+        if (wasFlagged || !status.Flagged) return null;
+        lock (extractionFile) ExtractionStatusFile.Save(ExtractionStatusPath, monitor.Statuses());
+        return $"model extraction suspected ({status.Signal}): {status.Reason}; action: {Options.Extraction.Action.ToString().ToLowerInvariant()}";
     }
 
     public ServiceOptions Options { get; }

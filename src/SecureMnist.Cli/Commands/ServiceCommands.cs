@@ -155,6 +155,12 @@ internal static class ServiceCommands
         var redis = new Option<string?>("--redis") { Description = "Redis (HOST:PORT) that holds the per-key quotas, shared by every replica pointed at it (default: each process keeps its own)" };
         var redisFailure = new Option<RedisFailureMode>("--redis-failure") { Description = "While Redis cannot be reached: closed (keyed requests get 503) or open (this replica's own quotas; a key may get one quota per replica)", DefaultValueFactory = _ => RedisFailureMode.Closed };
         var replicaId = new Option<string?>("--replica-id") { Description = "This replica's name: its audit log is --audit-dir/NAME (default with --redis: the host name; without: the audit folder itself)" };
+        var extraction = new Option<string>("--extraction-monitor")
+        {
+            Description = "Per-key model-extraction monitoring (PRADA, small-step and refusal shares) and what a flagged key gets: off, flag (audit only), label-only (no scores) or block (403)",
+            DefaultValueFactory = _ => "label-only",
+        };
+        extraction.AcceptOnlyFromAmong("off", "flag", "label-only", "block");
         var kek = new Option<string?>("--kek") { Description = $"Key-encryption key of a sealed package: a file, or env:NAME (default: ${KeyEncryptionKey.EnvironmentVariable} when set); the weights are opened in memory only" };
         var config = new Option<string?>("--config") { Description = $"Settings file (default: {ServiceConfiguration.DefaultFile} in the current folder, when present); its \"Service\" section is overridden by SECUREMNIST__Service__* environment variables, and those by the flags given here" };
         var printConfig = new Option<bool>("--print-config") { Description = "Print the effective configuration (defaults, file, environment and flags merged; secrets redacted) as JSON and exit" };
@@ -173,7 +179,7 @@ internal static class ServiceCommands
             Replicas: ./securemnist serve --redis 127.0.0.1:6379 --replica-id r1 --urls http://0.0.0.0:8081 (and r2, r3, ...) share
             every key's quota through Redis and each write their own audit log; ./securemnist audit verify runs/audit checks them all.
             """)
-        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, metricsUrls, redis, redisFailure, replicaId, kek, config, printConfig };
+        { model, publicKey, apiKeys, auditDir, auditKey, urls, modelName, abstain, onAdversarial, colour, maxBody, maxBatch, timeout, queue, addressRate, precision, logFormat, logLevel, metricsUrls, redis, redisFailure, replicaId, extraction, kek, config, printConfig };
         command.SetAction(result =>
         {
             static string? Text(object? value) => value is null ? null : Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture);
@@ -193,6 +199,7 @@ internal static class ServiceCommands
                 (metricsUrls, nameof(ServiceOptions.MetricsUrls), v => Text(v) is "none" ? "" : Text(v)),
                 (redis, nameof(ServiceOptions.Redis), Text), (redisFailure, nameof(ServiceOptions.RedisFailure), Text), (replicaId, nameof(ServiceOptions.ReplicaId), Text),
                 (kek, nameof(ServiceOptions.KekLocation), Text),
+                (extraction, "Extraction:Action", v => Text(v) switch { "label-only" => nameof(ExtractionAction.LabelOnly), var other => other }),
             };
             var defaults = settings.ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option) is { } r ? r.GetValueOrDefault<object?>() : null));
             var given = settings.Where(s => result.GetResult(s.Option) is { Implicit: false }).ToDictionary(s => s.Key, s => (string?)s.Value(result.GetResult(s.Option)!.GetValueOrDefault<object?>()));
@@ -239,17 +246,33 @@ internal static class ServiceCommands
         list.SetAction(result =>
         {
             var keys = ApiKeyStore.Load(result.GetValue(listFile)!).Keys;
+            var flagged = ExtractionStatusFile.Load(ExtractionStatusFile.For(result.GetValue(listFile)!)).ToDictionary(f => f.KeyId, StringComparer.Ordinal);
             if (result.GetValue(json))
             {
-                Ui.WriteJson(keys.Select(k => new { k.Id, k.Scopes, k.LabelOnly, k.RequestsPerMinute }));
+                Ui.WriteJson(keys.Select(k => new { k.Id, k.Scopes, k.LabelOnly, k.RequestsPerMinute, extraction = flagged.TryGetValue(k.Id, out var f) ? f : null }));
                 return 0;
             }
-            var table = new Table().AddColumns("id", "scopes", "label-only", "requests/min");
-            foreach (var k in keys) table.AddRow(Markup.Escape(k.Id), string.Join(",", k.Scopes), k.LabelOnly ? "yes" : "no", $"{k.RequestsPerMinute}");
+            var table = new Table().AddColumns("id", "scopes", "label-only", "requests/min", "extraction monitor");
+            foreach (var k in keys)
+                table.AddRow(Markup.Escape(k.Id), string.Join(",", k.Scopes), k.LabelOnly ? "yes" : "no", $"{k.RequestsPerMinute}",
+                    flagged.TryGetValue(k.Id, out var f) ? $"[red]flagged[/] {f.Since:u}: {Markup.Escape(f.Reason ?? f.Signal ?? "")}" : "ok");
             Ui.Out.Write(table);
             return 0;
         });
-        return new Command("api-keys", "Manage the service's API keys") { add, list };
+        var clearFile = new Option<string>("--file") { Description = "API key file", DefaultValueFactory = _ => DefaultApiKeys };
+        var clearId = new Option<string>("--id") { Description = "The flagged key", Required = true };
+        var clear = new Command("clear-flag", "Clear a key the extraction monitor flagged (its history starts afresh when the service restarts)") { clearFile, clearId };
+        clear.SetAction(result =>
+        {
+            var path = ExtractionStatusFile.For(result.GetValue(clearFile)!);
+            var flagged = ExtractionStatusFile.Load(path);
+            var id = result.GetValue(clearId)!;
+            if (!flagged.Any(f => f.KeyId == id)) throw new ArgumentException($"key '{id}' is not flagged (see ./securemnist api-keys list)");
+            ExtractionStatusFile.Save(path, flagged.Where(f => f.KeyId != id));
+            Ui.Success($"cleared the extraction flag of '{id}'; restart the service for it to take effect");
+            return 0;
+        });
+        return new Command("api-keys", "Manage the service's API keys") { add, list, clear };
     }
 
     private static Command AuditCommand()

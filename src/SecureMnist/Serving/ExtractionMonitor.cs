@@ -98,6 +98,17 @@ public sealed class ExtractionMonitor(ExtractionMonitorOptions options, TimeProv
 
     public IReadOnlyList<ExtractionStatus> Statuses() => [.. keys.Values.Select(s => { lock (s) return s.Snapshot(); }).OrderBy(s => s.KeyId, StringComparer.Ordinal)];
 
+    /// <summary>Marks keys flagged in an earlier run (from <see cref="ExtractionStatusFile"/>) as flagged again, with their reasons.</summary>
+    public void Restore(IEnumerable<ExtractionStatus> flagged)
+    {
+        ArgumentNullException.ThrowIfNull(flagged);
+        foreach (var status in flagged.Where(s => s.Flagged))
+        {
+            var state = keys.GetOrAdd(status.KeyId, id => new KeyState(id, Options));
+            lock (state) state.Restore(status);
+        }
+    }
+
     /// <summary>Earlier queries kept for a key (bounded by <see cref="ExtractionMonitorOptions.StoredPerKey"/>).</summary>
     internal int StoredImages(string keyId)
     {
@@ -241,6 +252,13 @@ public sealed class ExtractionMonitor(ExtractionMonitorOptions options, TimeProv
             }
         }
 
+        public void Restore(ExtractionStatus status)
+        {
+            since = status.Since ?? DateTimeOffset.UnixEpoch;
+            signal = status.Signal;
+            reason = status.Reason;
+        }
+
         private void Flag(DateTimeOffset now, string name, string detail)
         {
             since = now;
@@ -248,4 +266,32 @@ public sealed class ExtractionMonitor(ExtractionMonitorOptions options, TimeProv
             reason = detail;
         }
     }
+}
+
+/// <summary>
+/// The flagged keys, kept beside the API key file (<c>NAME.extraction.json</c>) so that a flag survives a restart and
+/// <c>api-keys list</c> can show it. Written whole and atomically whenever a key is flagged or cleared.
+/// </summary>
+public static class ExtractionStatusFile
+{
+    private static readonly System.Text.Json.JsonSerializerOptions Json = new(System.Text.Json.JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public static string For(string apiKeysPath) => Path.ChangeExtension(apiKeysPath, ".extraction.json");
+
+    public static IReadOnlyList<ExtractionStatus> Load(string path)
+    {
+        if (!File.Exists(path)) return [];
+        if (new FileInfo(path).Length > 16 << 20) throw new InvalidDataException($"{path} is over 16 MiB; it holds one line per flagged key");
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize<List<ExtractionStatus>>(File.ReadAllBytes(path), Json) ?? [];
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new InvalidDataException($"{path} is not an extraction status file: {e.Message}", e);
+        }
+    }
+
+    public static void Save(string path, IEnumerable<ExtractionStatus> flagged) =>
+        IO.AtomicFile.WriteAllBytes(path, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(flagged.Where(s => s.Flagged).OrderBy(s => s.KeyId, StringComparer.Ordinal).ToList(), Json));
 }
