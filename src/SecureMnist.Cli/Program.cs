@@ -24,6 +24,7 @@ root.Subcommands.Add(CompareCommand.Create());
 root.Subcommands.Add(RobustnessChecksCommand.Create());
 root.Subcommands.Add(MembershipCommand.Create());
 root.Subcommands.Add(InvertCommand.Create());
+root.Subcommands.Add(ExtractCommand.Create());
 foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in InteropCommands.Create()) root.Subcommands.Add(command);

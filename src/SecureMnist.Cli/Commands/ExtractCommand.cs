@@ -1,0 +1,115 @@
+using System.CommandLine;
+using SecureMnist.Attacks.Extraction;
+using SecureMnist.Data;
+using SecureMnist.Modeling;
+using SecureMnist.Security;
+using SecureMnist.Training;
+using Spectre.Console;
+
+namespace SecureMnist.Cli.Commands;
+
+/// <summary>extract: steal a copy of a model through its query interface and measure what the copy is worth.</summary>
+internal static class ExtractCommand
+{
+    public const string ApiKeyVariable = "SECUREMNIST_API_KEY";
+
+    public static Command Create()
+    {
+        var target = new Option<string>("--target") { Description = "The victim: a running service's base URL (http://127.0.0.1:8080) or a model package folder", Required = true };
+        var apiKey = new Option<string?>("--api-key") { Description = $"API key for a URL target (default: ${ApiKeyVariable}); the attack stays within its quota, waiting out 429s" };
+        var budget = new Option<string>("--budget") { Description = "Query budgets, ascending and comma-separated; the queries of a smaller budget are the first of a larger one", DefaultValueFactory = _ => "500,2000" };
+        var access = new Option<string>("--access") { Description = "labels (the label only) or scores (the probabilities as well; soft-label training)", DefaultValueFactory = _ => "labels" };
+        access.AcceptOnlyFromAmong("labels", "scores");
+        var seedData = new Option<string>("--seed-data") { Description = "The attacker's own images: mnist-test (the first 5,000 test images), fashion-mnist, or noise (uniform)", DefaultValueFactory = _ => "mnist-test" };
+        seedData.AcceptOnlyFromAmong("mnist-test", "fashion-mnist", "noise");
+        var strategy = new Option<string>("--strategy") { Description = "knockoff (random queries from the pool) or jacobian (Papernot et al.: seed images, then steps along the substitute's gradient sign)", DefaultValueFactory = _ => "knockoff" };
+        strategy.AcceptOnlyFromAmong("knockoff", "jacobian");
+        var arch = new Option<string>("--arch") { Description = "The substitute's network", DefaultValueFactory = _ => Architectures.SeedCnn };
+        arch.AcceptOnlyFromAmong([.. Architectures.Names]);
+        var reference = new Option<string?>("--reference") { Description = "The victim's own package, to measure fidelity and transfer (the defender's side; never queried). Default: --target when it is a package" };
+        var transferImages = new Option<int>("--transfer-images") { Description = "Test images (from the last 5,000) attacked with PGD-40 on the copy to measure transfer to the victim", DefaultValueFactory = _ => 1000 };
+        var output = new Option<string?>("--out") { Description = "Write the largest budget's copy as a signed package here" };
+        var key = new Option<string>("--key") { Description = "Ed25519 key that signs --out", DefaultValueFactory = _ => TrainCommand.DefaultKey };
+        var publicKey = CommonOptions.PublicKey();
+        var seed = new Option<int>("--seed") { Description = "Seed of the query choice and the substitute's training", DefaultValueFactory = _ => 1 };
+        var json = CommonOptions.Json();
+        var command = new Command("extract", $"""
+            Model extraction through the query interface. Queries the victim (a running service over HTTP with an API key, or a
+            package) within each budget, trains a substitute on the answers, and reports per budget: the copy's test accuracy,
+            its fidelity (agreement with the victim on the test set), the transfer rate (PGD examples crafted on the copy that
+            fool the victim: what a stolen copy is for), and the wall time, including waits for the key's rate limit.
+            Test figures use the last 5,000 test images; the mnist-test pool is the first 5,000, so no query is a test image.
+            Example: ./securemnist extract --target http://127.0.0.1:8080 --api-key $KEY --reference models/baseline --budget 500,2000 --access scores
+            Example: ./securemnist extract --target models/baseline --strategy jacobian --budget 500,2000,10000 --json
+            """) { target, apiKey, budget, access, seedData, strategy, arch, reference, transferImages, output, key, publicKey, seed, json };
+        command.SetAction(result =>
+        {
+            var budgets = result.GetValue(budget)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(b => int.TryParse(b, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : throw new ArgumentException($"--budget: '{b}' is not a whole number")).ToList();
+            var options = new ExtractionOptions(result.GetValue(strategy) == "jacobian" ? ExtractionStrategy.Jacobian : ExtractionStrategy.Knockoff, budgets,
+                Architecture: result.GetValue(arch)!, TransferImages: result.GetValue(transferImages), Seed: result.GetValue(seed));
+            options.Validate();
+            var scores = result.GetValue(access) == "scores";
+            var targetValue = result.GetValue(target)!;
+            var isUrl = Uri.TryCreate(targetValue, UriKind.Absolute, out var url) && url.Scheme is "http" or "https";
+            var referencePath = result.GetValue(reference) ?? (isUrl ? throw new ArgumentException("a URL target needs --reference PKG (the victim's own package) to measure fidelity and transfer") : targetValue);
+            var store = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!);
+            var mnist = store.Load("mnist");
+            var test = mnist.Test.Select([.. Enumerable.Range(5000, 5000)]);
+            var pool = Pool(result.GetValue(seedData)!, store, mnist, result.GetValue(seed));
+            using var trusted = ModelPackage.Load(referencePath, TrustedPublicKey.FromFile(result.GetValue(publicKey)!));
+            using var http = isUrl ? new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromSeconds(60) } : null;
+            IVictim victim;
+            if (isUrl)
+            {
+                var secret = result.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable)
+                    ?? throw new ArgumentException($"a URL target needs an API key: --api-key KEY or ${ApiKeyVariable}");
+                victim = new HttpVictim(http!, secret, scores);
+            }
+            else victim = new PackageVictim(trusted.Network, scores);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var saved = result.GetValue(output);
+            var report = Ui.Err.Status().Start("extracting", status => ModelExtraction.RunAsync(victim, pool, result.GetValue(seedData)!, test, trusted.Network, options,
+                new Progress<string>(m => status.Status(Markup.Escape(m))), CommandRunner.Cancellation.Token, keepLast: saved is null ? null : copy =>
+                {
+                    var (signingKey, _) = TrainingPipeline.OpenOrCreateKey(result.GetValue(key)!, createIfMissing: result.GetValue(key) == TrainCommand.DefaultKey);
+                    using (signingKey) ModelPackage.Write(saved, options.Architecture, copy, new ModelPackage.Provenance(null, null, null, null), signingKey);
+                }).GetAwaiter().GetResult());
+            var wall = started.Elapsed.TotalSeconds;
+            var waited = victim is HttpVictim h ? (h.RateLimited, h.WaitedSeconds) : (0, 0.0);
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(new { target = targetValue, reference = referencePath, access = scores ? "scores" : "labels", seedData = report.Pool, strategy = result.GetValue(strategy), report.VictimAccuracy,
+                    points = report.Points, wallSeconds = wall, rateLimited = waited.Item1, waitedSeconds = waited.Item2, output = saved });
+                return 0;
+            }
+            var table = new Table().Title($"{result.GetValue(strategy)} extraction of {Markup.Escape(targetValue)} ({(scores ? "scores" : "labels")}, pool {Markup.Escape(report.Pool)}); victim accuracy {Ui.Percent(report.VictimAccuracy)}")
+                .AddColumns("queries", "answered", "copy accuracy", "fidelity", "transfer (PGD on the copy fools the victim)", "query s", "train s");
+            foreach (var p in report.Points)
+                table.AddRow($"{p.Budget}", $"{p.Answered}", Ui.Percent(p.SubstituteAccuracy), Ui.Percent(p.Fidelity), $"{Ui.Percent(p.TransferRate)} of {p.TransferImages}", $"{p.QuerySeconds:F1}", $"{p.TrainSeconds:F1}");
+            Ui.Out.Write(table);
+            if (waited.Item1 > 0) Ui.Info($"{waited.Item1} requests were rate limited; {waited.Item2:F0} s spent waiting");
+            if (saved is not null) Ui.Info($"the largest budget's copy is in {saved}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static List<float[]> Pool(string name, DatasetStore store, Dataset mnist, int seed) => name switch
+    {
+        "mnist-test" => [.. Enumerable.Range(0, 5000).Select(i => Pixels(mnist.Test, i))],
+        "fashion-mnist" => All(store.Load("fashion-mnist").Test),
+        "noise" => Noise(seed),
+        _ => throw new ArgumentException($"unknown seed data '{name}'"),
+    };
+
+    private static List<float[]> All(LabeledImages images) => [.. Enumerable.Range(0, images.Count).Select(i => Pixels(images, i))];
+
+    private static List<float[]> Noise(int seed)
+    {
+        var random = new SeededRandom(seed);
+        return [.. Enumerable.Range(0, 5000).Select(_ => Enumerable.Range(0, 784).Select(_ => (float)random.NextDouble()).ToArray())];
+    }
+
+    private static float[] Pixels(LabeledImages images, int index) => [.. images.Image(index).ToArray().Select(b => b / 255f)];
+}

@@ -1,0 +1,76 @@
+using SecureMnist.Attacks.Extraction;
+using SecureMnist.Modeling;
+using SecureMnist.Serving;
+
+namespace SecureMnist.Tests.Service;
+
+[Collection(ServedModelCollection.Name)]
+public sealed class ModelExtractionTests(ServedModel model)
+{
+    private List<float[]> Pool(int count) => [.. Enumerable.Range(5000, count).Select(model.TestPixels)];
+
+    private static ExtractionOptions Small(ExtractionStrategy strategy) =>
+        new(strategy, [100, 300], SeedImages: 50, Architecture: Architectures.LinearSoftmax, TransferImages: 200, MinimumTrainingSteps: 300);
+
+    [Theory]
+    [InlineData(ExtractionStrategy.Knockoff, true)]
+    [InlineData(ExtractionStrategy.Jacobian, false)]
+    public async Task A_local_victim_is_copied_within_each_budget_and_the_copy_is_measured(ExtractionStrategy strategy, bool scores)
+    {
+        using var victim = SecureMnist.Security.ModelPackage.Load(model.PackageDirectory, SecureMnist.Security.TrustedPublicKey.FromFile(model.PublicKeyPath));
+        var counting = new CountingVictim(new PackageVictim(victim.Network, scores));
+        var report = await ModelExtraction.RunAsync(counting, Pool(2000), "mnist-test", model.Mnist.Test.Take(1000), victim.Network, Small(strategy));
+        Assert.Equal([100, 300], report.Points.Select(p => p.Budget));
+        Assert.Equal(300, counting.Queries); // never more than the largest budget
+        Assert.All(report.Points, p => Assert.Equal(p.Budget, p.Answered));
+        Assert.All(report.Points, p => Assert.InRange(p.Fidelity, 0.5, 1.0));
+        Assert.All(report.Points, p => Assert.InRange(p.TransferRate, 0.0, 1.0));
+        Assert.True(report.Points[1].Fidelity >= report.Points[0].Fidelity - 0.05, $"fidelity {report.Points[0].Fidelity:P1} -> {report.Points[1].Fidelity:P1}");
+        Assert.Equal(scores, report.Scores);
+    }
+
+    [Fact]
+    public async Task The_attack_runs_against_the_real_service_and_waits_out_its_rate_limit()
+    {
+        var folder = Path.Combine(model.Directory, "extract-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        var keys = Path.Combine(folder, "api-keys.json");
+        // 60 requests a minute: a burst of 6, then one a second.
+        var secret = ApiKeyStore.Add(keys, "thief", [ApiScopes.Predict], labelOnly: false, requestsPerMinute: 60);
+        await using var service = await RunningService.Start(model.Options() with { ApiKeysPath = keys, Extraction = new ExtractionMonitorOptions(Action: ExtractionAction.Flag) });
+        var victim = new HttpVictim(service.Client, secret, scores: true);
+        using var reference = SecureMnist.Security.ModelPackage.Load(model.PackageDirectory, SecureMnist.Security.TrustedPublicKey.FromFile(model.PublicKeyPath));
+        var options = Small(ExtractionStrategy.Knockoff) with { Budgets = [100, 500], BatchSize = 32 };
+        var report = await ModelExtraction.RunAsync(victim, Pool(2000), "mnist-test", model.Mnist.Test.Take(500), reference.Network, options);
+        Assert.Equal(2, report.Points.Count);
+        Assert.True(report.Points[1].Answered >= 450, $"{report.Points[1].Answered} of 500 answered with a label");
+        Assert.True(report.Points[1].Fidelity > 0.6, $"fidelity {report.Points[1].Fidelity:P1}");
+        Assert.True(victim.RateLimited > 0, "the 12 batch requests of the second budget should exceed a burst of 6");
+        // 100 queries in 4 requests of up to 32, then 400 more in 13: each answered request audited once.
+        Assert.Equal(4 + 13, service.AuditRecords().Where(r => r.KeyId == "thief" && r.Outcome != SecureMnist.Audit.AuditOutcome.RateLimited).Select(r => r.RequestId.Split('/')[0]).Distinct().Count());
+    }
+
+    [Fact]
+    public void Bad_options_are_refused()
+    {
+        Assert.Throws<ArgumentException>(() => new ExtractionOptions(Budgets: [2000, 500]).Validate());
+        Assert.Throws<ArgumentException>(() => new ExtractionOptions(Budgets: []).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ExtractionOptions(Budgets: [5]).Validate());
+        Assert.Throws<ArgumentException>(() => new ExtractionOptions(ExtractionStrategy.Jacobian, [100], SeedImages: 150).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ExtractionOptions(Lambda: 0).Validate());
+        Assert.Throws<ArgumentException>(() => new ExtractionOptions(Architecture: "vgg").Validate());
+    }
+
+    private sealed class CountingVictim(IVictim inner) : IVictim
+    {
+        public int Queries { get; private set; }
+
+        public bool Scores => inner.Scores;
+
+        public Task<IReadOnlyList<VictimAnswer>> QueryAsync(IReadOnlyList<float[]> images, CancellationToken cancellationToken)
+        {
+            Queries += images.Count;
+            return inner.QueryAsync(images, cancellationToken);
+        }
+    }
+}
