@@ -54,7 +54,7 @@ internal static class BenchCommand
                 if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
             }
         });
-        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack(), ServeBenchCommand.Create(), Precision() };
+        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack(), ServeBenchCommand.Create(), Precision(), ExtractionMonitorBench() };
     }
 
     private static Command Attack()
@@ -223,6 +223,61 @@ internal static class BenchCommand
             Ui.Out.Write(table);
             Ui.Out.MarkupLineInterpolated($"detector thresholds: fp32 {report.ThresholdFp32:F4}, bf16 {report.ThresholdBf16:F4}; serving forward pass: fp32 {report.ImagesPerSecondFp32:F0} images/s, bf16 {report.ImagesPerSecondBf16:F0} images/s");
             Ui.Out.MarkupLine(report.Equivalent ? $"[green]bf16 is equivalent[/]: every accuracy and detector rate within {points:G} points" : $"[red]bf16 is not equivalent[/]: a gap above {points:G} points");
+            return exit;
+        });
+        return command;
+    }
+
+    private static Command ExtractionMonitorBench()
+    {
+        var model = CommonOptions.Model();
+        var publicKey = CommonOptions.PublicKey();
+        var allowUnsigned = CommonOptions.AllowUnsigned();
+        var benignKeys = new Option<int>("--benign-keys") { Description = "Benign keys, each sending --benign-queries random MNIST test digits", DefaultValueFactory = _ => 20 };
+        var benignQueries = new Option<int>("--benign-queries") { Description = "Queries per benign key", DefaultValueFactory = _ => 2000 };
+        var budget = new Option<int>("--attack-budget") { Description = "Queries each extraction attack may send", DefaultValueFactory = _ => 2000 };
+        var json = CommonOptions.Json();
+        var command = new Command("extraction-monitor", """
+            The service's extraction monitor, fed exactly as serve feeds it (the model's class, the digit statistics and feature
+            squeezing calibrated as the service calibrates them, with the default monitor settings): the queries until
+            Papernot et al.'s Jacobian-based attack is flagged, whether knockoff attacks from MNIST test digits, Fashion-MNIST
+            and noise are, the false alarms on benign keys sending random MNIST test digits, and the monitor's cost per query.
+            Exit code: 0, or 1 when a benign key was flagged.
+            Example: ./securemnist bench extraction-monitor --model models/baseline
+            """) { model, publicKey, allowUnsigned, benignKeys, benignQueries, budget, json };
+        command.SetAction(result =>
+        {
+            var options = new SecureMnist.Attacks.Extraction.MonitorEvaluationOptions(result.GetValue(benignKeys), result.GetValue(benignQueries), result.GetValue(budget));
+            options.Validate();
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var store = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!);
+            var mnist = store.Load("mnist");
+            static List<float[]> All(LabeledImages images, int count) => [.. Enumerable.Range(0, Math.Min(count, images.Count)).Select(i => images.Image(i).ToArray().Select(b => b / 255f).ToArray())];
+            var pools = new Dictionary<string, IReadOnlyList<float[]>> { ["mnist-test"] = All(mnist.Test, 5000) };
+            try
+            {
+                pools["fashion-mnist"] = All(store.Load("fashion-mnist").Test, 5000);
+            }
+            catch (DatasetException e)
+            {
+                Ui.Warning($"Fashion-MNIST not available ({e.Message}); its knockoff attack is skipped");
+            }
+            var noise = new SeededRandom(7);
+            pools["noise"] = [.. Enumerable.Range(0, 5000).Select(_ => Enumerable.Range(0, 784).Select(_ => (float)noise.NextDouble()).ToArray())];
+            var guard = InputGuard.Calibrate(verified.Network, mnist.Train, 2000, new SecureMnist.Defenses.SqueezingOptions());
+            var report = Ui.Err.Status().Start("measuring the extraction monitor", status => SecureMnist.Attacks.Extraction.MonitorEvaluation.RunAsync(verified.Network, guard, mnist.Test, pools,
+                new ExtractionMonitorOptions(), options, new Progress<string>(m => status.Status(Markup.Escape(m))), CommandRunner.Cancellation.Token).GetAwaiter().GetResult());
+            var exit = report.BenignFlagged == 0 ? 0 : 1;
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(report);
+                return exit;
+            }
+            var table = new Table().Title("extraction monitor (PRADA W, small steps, refusals) as the service runs it").AddColumns("query stream", "queries", "flagged at", "signal", "last W");
+            foreach (var s in report.Attacks.Concat(report.Benign.Where(b => b.FlaggedAt is not null)))
+                table.AddRow(Markup.Escape(s.Name), $"{s.Queries}", s.FlaggedAt is { } at ? $"query {at}" : "[yellow]missed[/]", s.Signal ?? "-", s.LastW is { } w ? $"{w:F3}" : "-");
+            Ui.Out.Write(table);
+            Ui.Out.MarkupLineInterpolated($"benign keys flagged: {report.BenignFlagged} of {report.Benign.Count} ({options.BenignQueries} random test digits each; lowest final W {report.Benign.Min(b => b.LastW ?? 1):F3}); monitor cost {report.MicrosecondsPerQuery:F1} µs per query; {report.Seconds:F0} s");
             return exit;
         });
         return command;

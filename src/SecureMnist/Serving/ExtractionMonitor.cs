@@ -28,8 +28,8 @@ public enum ExtractionAction
 /// earlier queries, which augmentation-based attacks make and real digits rarely are (exact repeats are not counted anywhere).
 /// </summary>
 public sealed record ExtractionMonitorOptions(
-    ExtractionAction Action = ExtractionAction.LabelOnly, double Delta = 0.90, int MinimumQueries = 100, int Window = 2048, int StoredPerKey = 512,
-    double RefusedShare = 0.5, int RefusedWindow = 200, int RefusedMinimum = 50, double NearDistance = 2.5, double NearShare = 0.2, int NearWindow = 100)
+    ExtractionAction Action = ExtractionAction.LabelOnly, double Delta = 0.85, int MinimumQueries = 100, int Window = 2048, int StoredPerKey = 512,
+    double RefusedShare = 0.5, int RefusedWindow = 200, int RefusedMinimum = 50, double NearDistance = 3.0, double NearShare = 0.25, int NearWindow = 100)
 {
     /// <summary>The most memory one key's state takes, in bytes (stored queries, distances and the two flag windows).</summary>
     public long BytesPerKey => (long)StoredPerKey * DigitImage.Pixels + Window * sizeof(double) + RefusedWindow + NearWindow;

@@ -55,7 +55,7 @@ public sealed class ExtractionMonitorTests
     }
 
     [Theory]
-    [InlineData(150, 0.2, null)]
+    [InlineData(150, 0.25, null)]
     [InlineData(10, 1.0, "prada")] // the small-step signal off: PRADA's normality test alone
     public void Small_steps_from_seed_digits_are_flagged_within_a_few_hundred_queries(int seeds, double nearShare, string? signal)
     {
