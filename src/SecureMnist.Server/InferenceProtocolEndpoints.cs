@@ -71,7 +71,7 @@ public static class InferenceProtocolEndpoints
         return TypedResults.Ok(new ModelMetadata(name, [engine.Model.ManifestSha256], $"securemnist_{engine.Model.Manifest.Architecture}", [InferenceProtocol.InputMetadata], outputs));
     }
 
-    private static async Task<Results<Ok<InferenceResponse>, JsonHttpResult<ProtocolError>>> Infer(HttpContext context, ServiceState state, string name)
+    private static async Task<Results<Ok<InferenceResponse>, JsonHttpResult<ProtocolError>>> Infer(HttpContext context, ServiceState state, KeyQuotas quotas, string name)
     {
         if (name != state.Options.ModelName) return Refuse(context, StatusCodes.Status404NotFound, UnknownModel(state, name));
         if (state.Engine is not { } engine) return Refuse(context, StatusCodes.Status503ServiceUnavailable, $"not ready: {state.NotReadyReason ?? "loading"}");
@@ -92,6 +92,11 @@ public static class InferenceProtocolEndpoints
         catch (InputRejectedException e)
         {
             return Refuse(context, StatusCodes.Status400BadRequest, e.Message);
+        }
+        if (await quotas.ChargeRest(context, request.Images.Count).ConfigureAwait(false) is { } refused)
+        {
+            if (refused.RetryAfter > TimeSpan.Zero) context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(refused.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Refuse(context, refused.Status, refused.Detail);
         }
         var labelOnly = LabelOnly(context);
         var withheld = labelOnly ? request.Outputs.Where(InferenceProtocol.ScoreOutputs.Contains).ToList() : [];

@@ -68,7 +68,7 @@ public static class PredictEndpoints
     private static Task<Results<Ok<T>, ProblemHttpResult>> Decide<T>(HttpContext context, ServiceState state, Func<Task<Results<Ok<T>, ProblemHttpResult>>> work) =>
         EngineCall.Run(context, state, work, (status, title, detail) => (Results<Ok<T>, ProblemHttpResult>)Refuse(context, Problems.Create(status, title, detail)));
 
-    private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> PredictBatch(HttpContext context, ServiceState state)
+    private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> PredictBatch(HttpContext context, ServiceState state, KeyQuotas quotas)
     {
         if (state.Engine is not { } engine) return Refuse(context, Problems.NotReady(state.NotReadyReason ?? "not ready"));
         var (body, tooLarge) = await RequestBody.Read(context, state.Options.MaxBatchBodyBytes).ConfigureAwait(false);
@@ -89,6 +89,8 @@ public static class PredictEndpoints
         {
             return Refuse(context, Problems.BadInput(e.Message));
         }
+        if (await quotas.ChargeRest(context, items.Count).ConfigureAwait(false) is { } refused)
+            return Refuse(context, refused.Status == StatusCodes.Status413PayloadTooLarge ? Problems.TooLarge(refused.Detail) : Problems.QuotaExhausted(context, refused.Detail, refused.RetryAfter));
         return await Decide<BatchResponse>(context, state, async () =>
         {
             var pending = items.Select(item => item.Pixels is null

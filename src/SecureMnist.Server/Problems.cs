@@ -11,6 +11,14 @@ public static class Problems
 
     public static ProblemHttpResult BadInput(string detail) => Create(StatusCodes.Status400BadRequest, "Invalid input", detail);
 
+    /// <summary>429 for a key whose quota (counted in images) cannot pay for this request, with Retry-After when waiting helps.</summary>
+    public static ProblemHttpResult QuotaExhausted(HttpContext context, string detail, TimeSpan retryAfter)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (retryAfter > TimeSpan.Zero) context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Create(StatusCodes.Status429TooManyRequests, "Too many requests", detail);
+    }
+
     public static ProblemHttpResult TooLarge(string detail) => Create(StatusCodes.Status413PayloadTooLarge, "Request body too large", detail);
 
     public static ProblemHttpResult UnsupportedType(string detail) => Create(StatusCodes.Status415UnsupportedMediaType, "Unsupported content type", detail);

@@ -72,6 +72,7 @@ public static class ServiceHost
         builder.Services.AddSingleton(options);
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ServiceMetrics>();
+        builder.Services.AddSingleton<KeyQuotas>();
         builder.Services.AddHostedService<MetricsListener>();
         builder.Services.AddProblemDetails();
         builder.Services.AddApiDocument();
@@ -179,25 +180,7 @@ public static class ServiceHost
         return new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
 
-    private static RateLimitPartition<string> PerKeyBucket(HttpContext context)
-    {
-        var keyId = context.User.FindFirst(ApiKeyAuthentication.KeyIdClaim)?.Value;
-        var perMinute = int.TryParse(context.User.FindFirst(ApiKeyAuthentication.RateClaim)?.Value, CultureInfo.InvariantCulture, out var rate) ? rate : 60;
-        // A burst of a tenth of the per-minute budget, refilled one request at a time: in Redis when replicas share quotas, else here.
-        var (burst, refill) = (Math.Max(1, perMinute / 10), TimeSpan.FromMinutes(1.0 / perMinute));
-        TokenBucketRateLimiter Local() => new(new TokenBucketRateLimiterOptions
-        {
-            TokenLimit = burst,
-            TokensPerPeriod = 1,
-            ReplenishmentPeriod = refill,
-            QueueLimit = 0,
-            AutoReplenishment = true,
-        });
-        var partition = $"{keyId}:{perMinute}";
-        return context.RequestServices.GetService<SharedQuota>() is { } shared
-            ? shared.Partition(partition, burst, refill, Local)
-            : RateLimitPartition.Get(partition, _ => Local());
-    }
+    private static RateLimitPartition<string> PerKeyBucket(HttpContext context) => context.RequestServices.GetRequiredService<KeyQuotas>().Partition(context);
 
     /// <summary>When a refused key may retry: the in-process bucket says it as a time span, the Redis bucket in whole seconds.</summary>
     private static TimeSpan RetryAfter(RateLimitLease lease)

@@ -83,17 +83,17 @@ public sealed class SharedQuota : IDisposable
         System.Text.RegularExpressions.Regex.Replace(configuration, "(password|user)=[^,]*", "$1=***", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
 
     /// <summary>
-    /// The partition of one key: a token bucket of <paramref name="tokenLimit"/> refilled one token per <paramref name="refill"/>, kept in
+    /// The bucket of one key: <paramref name="tokenLimit"/> tokens refilled one per <paramref name="refill"/>, kept in
     /// Redis under the key's id and rate; <paramref name="local"/> makes the same bucket in this process, for <see cref="RedisFailureMode.Open"/>.
     /// </summary>
-    public RateLimitPartition<string> Partition(string key, int tokenLimit, TimeSpan refill, Func<RateLimiter> local) =>
-        RateLimitPartition.Get(key, partition => new SharedBucket(this, new RedisTokenBucketRateLimiter<string>($"securemnist:quota:{partition}", new RedisTokenBucketRateLimiterOptions
+    public RateLimiter Bucket(string partition, int tokenLimit, TimeSpan refill, Func<RateLimiter> local) =>
+        new SharedBucket(this, new RedisTokenBucketRateLimiter<string>($"securemnist:quota:{partition}", new RedisTokenBucketRateLimiterOptions
         {
             ConnectionMultiplexerFactory = () => redis,
             TokenLimit = tokenLimit,
             TokensPerPeriod = 1,
             ReplenishmentPeriod = refill,
-        }), local));
+        }), local);
 
     private void Failed(Exception e)
     {

@@ -231,7 +231,7 @@ internal static class ServiceCommands
         var id = new Option<string>("--id") { Description = "Name of the key (letters, digits, - _ .)", Required = true };
         var scopes = new Option<string[]>("--scope") { Description = "predict and/or admin (repeat the option)", DefaultValueFactory = _ => [ApiScopes.Predict], AllowMultipleArgumentsPerToken = false };
         var labelOnly = new Option<bool>("--label-only") { Description = "Answers carry the label and decision only: no confidence, probabilities or saliency" };
-        var rpm = new Option<int>("--rpm") { Description = "Requests per minute (token bucket; bursts of a tenth)", DefaultValueFactory = _ => 120 };
+        var rpm = new Option<int>("--rpm") { Description = "Images per minute: each image of a batch counts (token bucket; bursts of a tenth, which is also the largest batch the key may send)", DefaultValueFactory = _ => 120 };
         var add = new Command("add", "Create a key; the secret is printed once and only its SHA-256 is stored") { file, id, scopes, labelOnly, rpm };
         add.SetAction(result =>
         {
@@ -252,7 +252,7 @@ internal static class ServiceCommands
                 Ui.WriteJson(keys.Select(k => new { k.Id, k.Scopes, k.LabelOnly, k.RequestsPerMinute, extraction = flagged.TryGetValue(k.Id, out var f) ? f : null }));
                 return 0;
             }
-            var table = new Table().AddColumns("id", "scopes", "label-only", "requests/min", "extraction monitor");
+            var table = new Table().AddColumns("id", "scopes", "label-only", "images/min", "extraction monitor");
             foreach (var k in keys)
                 table.AddRow(Markup.Escape(k.Id), string.Join(",", k.Scopes), k.LabelOnly ? "yes" : "no", $"{k.RequestsPerMinute}",
                     flagged.TryGetValue(k.Id, out var f) ? $"[red]flagged[/] {f.Since:u}: {Markup.Escape(f.Reason ?? f.Signal ?? "")}" : "ok");

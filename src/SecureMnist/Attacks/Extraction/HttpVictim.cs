@@ -38,6 +38,14 @@ public sealed class HttpVictim(HttpClient client, string apiKey, bool scores) : 
                 await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
                 continue;
             }
+            if (response.StatusCode == HttpStatusCode.RequestEntityTooLarge && images.Count > 1)
+            {
+                // The key's quota cannot hold this many images at once: halve the batch, as an attacker would.
+                var half = images.Count / 2;
+                var first = await QueryAsync(images.Take(half).ToList(), cancellationToken).ConfigureAwait(false);
+                var second = await QueryAsync(images.Skip(half).ToList(), cancellationToken).ConfigureAwait(false);
+                return [.. first, .. second];
+            }
             if (!response.IsSuccessStatusCode) throw new HttpRequestException($"the victim answered {(int)response.StatusCode}: {text[..Math.Min(text.Length, 300)]}");
             using var document = JsonDocument.Parse(text);
             var answers = new List<VictimAnswer>(images.Count);
