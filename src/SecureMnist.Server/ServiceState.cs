@@ -73,7 +73,7 @@ public sealed class ServiceState : IAsyncDisposable
         }
         var status = monitor.Observe(keyId, pixels, predicted, prediction.Outcome is AuditOutcome.Rejected or AuditOutcome.Flagged);
         if (wasFlagged || !status.Flagged) return null;
-        lock (extractionFile) ExtractionStatusFile.Save(ExtractionStatusPath, monitor.Statuses());
+        lock (extractionFile) ExtractionStatusFile.Merge(ExtractionStatusPath, monitor.Statuses());
         return $"model extraction suspected ({status.Signal}): {status.Reason}; action: {Options.Extraction.Action.ToString().ToLowerInvariant()}";
     }
 

@@ -14,6 +14,8 @@ public sealed class SeededRandom(int seed)
 
     public int Next(int maxExclusive) => random.Next(maxExclusive);
 
+    public int Next(int minInclusive, int maxExclusive) => random.Next(minInclusive, maxExclusive);
+
     public double NextDouble() => random.NextDouble();
 
     public void Shuffle<T>(Span<T> values) => random.Shuffle(values);

@@ -252,18 +252,18 @@ internal static class BenchCommand
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var store = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!);
             var mnist = store.Load("mnist");
-            static List<float[]> All(LabeledImages images, int count) => [.. Enumerable.Range(0, Math.Min(count, images.Count)).Select(i => images.Image(i).ToArray().Select(b => b / 255f).ToArray())];
-            var pools = new Dictionary<string, IReadOnlyList<float[]>> { ["mnist-test"] = All(mnist.Test, 5000) };
-            try
+            var pools = new Dictionary<string, IReadOnlyList<float[]>>();
+            foreach (var name in SecureMnist.Attacks.Extraction.SurrogatePools.Names)
             {
-                pools["fashion-mnist"] = All(store.Load("fashion-mnist").Test, 5000);
+                try
+                {
+                    pools[name] = SecureMnist.Attacks.Extraction.SurrogatePools.Load(name, store, seed: 7);
+                }
+                catch (DatasetException e) when (name == SecureMnist.Attacks.Extraction.SurrogatePools.FashionMnist)
+                {
+                    Ui.Warning($"Fashion-MNIST not available ({e.Message}); its knockoff attack is skipped");
+                }
             }
-            catch (DatasetException e)
-            {
-                Ui.Warning($"Fashion-MNIST not available ({e.Message}); its knockoff attack is skipped");
-            }
-            var noise = new SeededRandom(7);
-            pools["noise"] = [.. Enumerable.Range(0, 5000).Select(_ => Enumerable.Range(0, 784).Select(_ => (float)noise.NextDouble()).ToArray())];
             var guard = InputGuard.Calibrate(verified.Network, mnist.Train, 2000, new SecureMnist.Defenses.SqueezingOptions());
             var report = Ui.Err.Status().Start("measuring the extraction monitor", status => SecureMnist.Attacks.Extraction.MonitorEvaluation.RunAsync(verified.Network, guard, mnist.Test, pools,
                 new ExtractionMonitorOptions(), options, new Progress<string>(m => status.Status(Markup.Escape(m))), CommandRunner.Cancellation.Token).GetAwaiter().GetResult());

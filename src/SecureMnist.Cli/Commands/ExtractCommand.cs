@@ -21,13 +21,14 @@ internal static class ExtractCommand
         var access = new Option<string>("--access") { Description = "labels (the label only) or scores (the probabilities as well; soft-label training)", DefaultValueFactory = _ => "labels" };
         access.AcceptOnlyFromAmong("labels", "scores");
         var seedData = new Option<string>("--seed-data") { Description = "The attacker's own images: mnist-test (the first 5,000 test images), fashion-mnist, or noise (uniform)", DefaultValueFactory = _ => "mnist-test" };
-        seedData.AcceptOnlyFromAmong("mnist-test", "fashion-mnist", "noise");
+        seedData.AcceptOnlyFromAmong([.. SurrogatePools.Names]);
         var strategy = new Option<string>("--strategy") { Description = "knockoff (random queries from the pool) or jacobian (Papernot et al.: seed images, then steps along the substitute's gradient sign)", DefaultValueFactory = _ => "knockoff" };
         strategy.AcceptOnlyFromAmong("knockoff", "jacobian");
         var arch = new Option<string>("--arch") { Description = "The substitute's network", DefaultValueFactory = _ => Architectures.SeedCnn };
         arch.AcceptOnlyFromAmong([.. Architectures.Names]);
         var reference = new Option<string?>("--reference") { Description = "The victim's own package, to measure fidelity and transfer (the defender's side; never queried). Default: --target when it is a package" };
         var transferImages = new Option<int>("--transfer-images") { Description = "Test images (from the last 5,000) attacked with PGD-40 on the copy to measure transfer to the victim", DefaultValueFactory = _ => 1000 };
+        var plot = new Option<string?>("--plot") { Description = "Draw fidelity and transfer rate against the queries as a PNG here" };
         var output = new Option<string?>("--out") { Description = "Write the largest budget's copy as a signed package here" };
         var key = new Option<string>("--key") { Description = "Ed25519 key that signs --out", DefaultValueFactory = _ => TrainCommand.DefaultKey };
         var publicKey = CommonOptions.PublicKey();
@@ -38,10 +39,12 @@ internal static class ExtractCommand
             package) within each budget, trains a substitute on the answers, and reports per budget: the copy's test accuracy,
             its fidelity (agreement with the victim on the test set), the transfer rate (PGD examples crafted on the copy that
             fool the victim: what a stolen copy is for), and the wall time, including waits for the key's rate limit.
-            Test figures use the last 5,000 test images; the mnist-test pool is the first 5,000, so no query is a test image.
+            Test figures use the last 5,000 test images; the mnist-test pool is the first 5,000, so no query is a test image. A knockoff
+            budget beyond the pool's size goes round it again with each image shifted by up to 2 pixels, an offset it has not
+            had yet, so no query repeats up to 25 times the pool.
             Example: ./securemnist extract --target http://127.0.0.1:8080 --api-key $KEY --reference models/baseline --budget 500,2000 --access scores
-            Example: ./securemnist extract --target models/baseline --strategy jacobian --budget 500,2000,10000 --json
-            """) { target, apiKey, budget, access, seedData, strategy, arch, reference, transferImages, output, key, publicKey, seed, json };
+            Example: ./securemnist extract --target models/baseline --strategy jacobian --budget 500,2000,10000 --plot extraction.png --json
+            """) { target, apiKey, budget, access, seedData, strategy, arch, reference, transferImages, plot, output, key, publicKey, seed, json };
         command.SetAction(result =>
         {
             var budgets = result.GetValue(budget)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -56,7 +59,7 @@ internal static class ExtractCommand
             var store = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!);
             var mnist = store.Load("mnist");
             var test = mnist.Test.Select([.. Enumerable.Range(5000, 5000)]);
-            var pool = Pool(result.GetValue(seedData)!, store, mnist, result.GetValue(seed));
+            var pool = SurrogatePools.Load(result.GetValue(seedData)!, store, result.GetValue(seed), size: 10_000);
             using var trusted = ModelPackage.Load(referencePath, TrustedPublicKey.FromFile(result.GetValue(publicKey)!));
             using var http = isUrl ? new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromSeconds(60) } : null;
             IVictim victim;
@@ -76,11 +79,13 @@ internal static class ExtractCommand
                     using (signingKey) ModelPackage.Write(saved, options.Architecture, copy, new ModelPackage.Provenance(null, null, null, null), signingKey);
                 }).GetAwaiter().GetResult());
             var wall = started.Elapsed.TotalSeconds;
+            if (result.GetValue(plot) is { } plotPath)
+                SecureMnist.Reporting.ExtractionPlot.Save(plotPath, $"{result.GetValue(strategy)} extraction of {targetValue} (pool {report.Pool})", [report]);
             var waited = victim is HttpVictim h ? (h.RateLimited, h.WaitedSeconds) : (0, 0.0);
             if (result.GetValue(json))
             {
                 Ui.WriteJson(new { target = targetValue, reference = referencePath, access = scores ? "scores" : "labels", seedData = report.Pool, strategy = result.GetValue(strategy), report.VictimAccuracy,
-                    points = report.Points, wallSeconds = wall, rateLimited = waited.Item1, waitedSeconds = waited.Item2, output = saved });
+                    points = report.Points, wallSeconds = wall, rateLimited = waited.Item1, waitedSeconds = waited.Item2, output = saved, plot = result.GetValue(plot) });
                 return 0;
             }
             var table = new Table().Title($"{result.GetValue(strategy)} extraction of {Markup.Escape(targetValue)} ({(scores ? "scores" : "labels")}, pool {Markup.Escape(report.Pool)}); victim accuracy {Ui.Percent(report.VictimAccuracy)}")
@@ -90,26 +95,9 @@ internal static class ExtractCommand
             Ui.Out.Write(table);
             if (waited.Item1 > 0) Ui.Info($"{waited.Item1} requests were rate limited; {waited.Item2:F0} s spent waiting");
             if (saved is not null) Ui.Info($"the largest budget's copy is in {saved}");
+            if (result.GetValue(plot) is { } drawn) Ui.Info($"plot: {drawn}");
             return 0;
         });
         return command;
     }
-
-    private static List<float[]> Pool(string name, DatasetStore store, Dataset mnist, int seed) => name switch
-    {
-        "mnist-test" => [.. Enumerable.Range(0, 5000).Select(i => Pixels(mnist.Test, i))],
-        "fashion-mnist" => All(store.Load("fashion-mnist").Test),
-        "noise" => Noise(seed),
-        _ => throw new ArgumentException($"unknown seed data '{name}'"),
-    };
-
-    private static List<float[]> All(LabeledImages images) => [.. Enumerable.Range(0, images.Count).Select(i => Pixels(images, i))];
-
-    private static List<float[]> Noise(int seed)
-    {
-        var random = new SeededRandom(seed);
-        return [.. Enumerable.Range(0, 5000).Select(_ => Enumerable.Range(0, 784).Select(_ => (float)random.NextDouble()).ToArray())];
-    }
-
-    private static float[] Pixels(LabeledImages images, int index) => [.. images.Image(index).ToArray().Select(b => b / 255f)];
 }

@@ -55,6 +55,9 @@ public sealed record AssessmentProfile(
     /// <summary>The privacy stage's DP-SGD recipe and attacks.</summary>
     public PrivacySettings Privacy { get; init; } = PrivacySettings.Quick;
 
+    /// <summary>The model-theft stage's extraction budgets and monitor measurement.</summary>
+    public ModelTheftSettings ModelTheft { get; init; } = ModelTheftSettings.Quick;
+
     /// <summary>
     /// The trigger the assessment's attacker plants: the seeds' 3x3 size, drawn as a checkerboard in the top-left corner.
     /// No digit stroke contains the pattern and MNIST's digits almost never reach the corner, so nothing in a clean image resembles
@@ -80,7 +83,7 @@ public sealed record AssessmentProfile(
                 Architecture: Architectures.WideCnn, TradesBeta: 6, RobustValidation: 1000),
         ],
         PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true,
-        RobustnessCheckImages: 1000, RobustnessChecks: new RobustnessCheckOptions()) { Privacy = PrivacySettings.Full };
+        RobustnessCheckImages: 1000, RobustnessChecks: new RobustnessCheckOptions()) { Privacy = PrivacySettings.Full, ModelTheft = ModelTheftSettings.Full };
 
     public static AssessmentProfile Named(string name) => name switch
     {

@@ -17,6 +17,7 @@ public sealed record Metric(double Value, string Unit, string Label, Evaluation.
         "percent" when Interval95 is { } ci => Percent(Value) + $" (95% CI {Percent(ci.Low)}–{Percent(ci.High)})",
         "percent" => Percent(Value),
         "seconds" => Value.ToString("F1", System.Globalization.CultureInfo.InvariantCulture) + " s",
+        "hours" => Value.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture) + " h",
         "ratio" => Value.ToString("F3", System.Globalization.CultureInfo.InvariantCulture),
         _ => Value.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture),
     };

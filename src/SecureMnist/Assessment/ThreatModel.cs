@@ -82,15 +82,24 @@ public static class ThreatModel
             ["AML.T0024 Exfiltration via AI Inference API", "AML.T0024.002 Extract ML Model", "AML.T0024.000 Infer Training Data Membership"],
             "API keys (hashed, compared in constant time) with scopes; label-only keys receive no scores; per-key rate limits; errors never include stack traces. " +
             "Leakage is measured: membership inference (loss threshold; LiRA with shadow models in the full profile) on balanced member/non-member sets, and model inversion. " +
-            "The defence is DP-SGD (per-example clipping, Gaussian noise, Poisson sampling, an RDP accountant), whose guarantee the signed manifest carries and verify --provenance recomputes.",
+            "The defence is DP-SGD (per-example clipping, Gaussian noise, Poisson sampling, an RDP accountant), whose guarantee the signed manifest carries and verify --provenance recomputes. " +
+            "Against model theft: per-key quotas count every image of a batch; a per-key extraction monitor (PRADA's normality test on each query's distance to the key's earlier ones, a share of small steps, a share of refused queries; bounded state per key) flags the key in the audit log, degrades it to labels only or blocks it; the attack itself (knockoff and Jacobian augmentation, over HTTP within the quota) is measured by what the copy is worth; weights can be sealed at rest (AES-256-GCM under a wrapped data key, signed), opened in memory only, and every tampering is refused before decryption.",
             ["Service.ServiceTests.Requests_without_a_valid_key_or_scope_are_refused_and_audited", "Service.ServiceTests.A_label_only_key_gets_no_scores",
              "Service.ServiceTests.A_key_over_its_rate_gets_429_with_retry_after", "Privacy.PrivateTrainingTests.The_noise_reaches_the_weights",
              "Privacy.PrivateTrainingTests.A_private_run_learns_records_its_guarantee_and_the_guarantee_is_checked_on_verification",
              "Privacy.PerSampleGradientTests.Clipping_leaves_no_example_above_the_norm_and_keeps_small_ones_whole", "Privacy.RdpAccountantTests.Opacus_accountant_test_value",
-             "Privacy.MembershipInferenceTests.Lira_finds_the_members_of_a_model_overfit_on_500_images"],
+             "Privacy.MembershipInferenceTests.Lira_finds_the_members_of_a_model_overfit_on_500_images",
+             "Service.ModelExtractionTests.The_attack_runs_against_the_real_service_and_waits_out_its_rate_limit", "Service.ImageQuotaTests.Batches_spend_one_token_per_image",
+             "Service.ExtractionMonitorTests.Small_steps_from_seed_digits_are_flagged_within_a_few_hundred_queries", "Service.ExtractionMonitorTests.Ordinary_digits_from_several_keys_are_not_flagged",
+             "Service.ExtractionMonitoringTests.An_augmentation_attack_is_flagged_audited_and_loses_its_scores_or_its_access",
+             "Security.WeightsSealingTests.A_flipped_byte_in_the_ciphertext_is_refused_before_decryption", "Security.WeightsSealingTests.A_swapped_wrapped_key_is_refused_before_decryption",
+             "Security.WeightsSealingTests.A_wrong_kek_is_refused_by_its_id_before_decryption",
+             "Service.SealedServingTests.A_sealed_package_serves_without_plaintext_weights_in_the_process_files_or_its_temporary_folder"],
             ["service.unauthenticated_status", "service.label_only_scores", "service.predict_status", "privacy.baseline_membership_auc", "privacy.baseline_membership_tpr_at_0_1_fpr",
-             "privacy.inversion_closer_to_members", "privacy.dp_accuracy", "privacy.dp_epsilon", "privacy.dp_membership_tpr_at_0_1_fpr", "privacy.dp_attacks_outside_bound"],
-            "A patient attacker within the rate limit can still distil a copy from labels alone."),
+             "privacy.inversion_closer_to_members", "privacy.dp_accuracy", "privacy.dp_epsilon", "privacy.dp_membership_tpr_at_0_1_fpr", "privacy.dp_attacks_outside_bound",
+             "theft.queries", "theft.hours_at_default_quota", "theft.copy_fidelity", "theft.transfer_rate", "theft.monitor_attacks", "theft.monitor_attacks_flagged",
+             "theft.monitor_benign_keys", "theft.monitor_benign_flagged", "theft.sealed_tamper_tried", "theft.sealed_tamper_refused"],
+            "Random queries of in-distribution digits look like ordinary use: the monitor does not flag a knockoff attack from MNIST digits, so a patient attacker within the quota still distils a copy from labels alone (theft.copy_fidelity after theft.hours_at_default_quota hours), and a copy is a white-box oracle for evasion (theft.transfer_rate). Each replica monitors only the queries it serves: route a key to one replica (docs/DEPLOYMENT.md)."),
         new("D1", "Denial of service", "Floods and oversized inputs exhaust the service",
             "A client floods requests, sends huge bodies or decompression bombs, or slow requests that hold resources.",
             // ML08 (model skewing) is about feedback loops that retrain the model, which this system does not have.

@@ -292,6 +292,17 @@ public static class ExtractionStatusFile
         }
     }
 
+    /// <summary>
+    /// Writes this process's flagged keys and keeps every other flag already in the file: replicas that share the key file each flag
+    /// what they saw, and none erases another's flags. A key this process knows as unflagged keeps a flag another replica wrote.
+    /// </summary>
+    public static void Merge(string path, IEnumerable<ExtractionStatus> statuses)
+    {
+        var mine = statuses.Where(s => s.Flagged).ToList();
+        var ids = mine.Select(s => s.KeyId).ToHashSet(StringComparer.Ordinal);
+        Save(path, Load(path).Where(s => !ids.Contains(s.KeyId)).Concat(mine));
+    }
+
     public static void Save(string path, IEnumerable<ExtractionStatus> flagged) =>
         IO.AtomicFile.WriteAllBytes(path, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(flagged.Where(s => s.Flagged).OrderBy(s => s.KeyId, StringComparer.Ordinal).ToList(), Json));
 }

@@ -86,6 +86,19 @@ public sealed class ExtractionMonitorTests
     }
 
     [Fact]
+    public void Replicas_sharing_the_status_file_keep_each_others_flags()
+    {
+        var path = Path.Combine(TestPaths.NewScratchDirectory(), "api-keys.extraction.json");
+        static ExtractionStatus Status(string key, bool flagged) => new(key, 100, flagged, flagged ? "prada" : null, null, null, null);
+        ExtractionStatusFile.Merge(path, [Status("a", true), Status("b", false)]);
+        ExtractionStatusFile.Merge(path, [Status("b", true), Status("a", false)]); // the second replica never saw a flag on a
+        Assert.Equal(["a", "b"], ExtractionStatusFile.Load(path).Select(s => s.KeyId));
+        ExtractionStatusFile.Save(path, [Status("b", true)]); // a plain save (api-keys clear-flag a) writes exactly what it is given
+        Assert.Equal(["b"], ExtractionStatusFile.Load(path).Select(s => s.KeyId));
+        Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
+    }
+
+    [Fact]
     public void A_key_whose_queries_keep_being_refused_is_flagged_and_memory_stays_bounded()
     {
         var monitor = new ExtractionMonitor(new ExtractionMonitorOptions(StoredPerKey: 64));

@@ -51,6 +51,26 @@ public sealed class ModelExtractionTests(ServedModel model)
     }
 
     [Fact]
+    public void Knockoff_queries_past_the_pool_are_shifted_copies_and_none_repeats()
+    {
+        var pool = Pool(50);
+        var order = ModelExtraction.KnockoffOrder(pool, 160, new SeededRandom(3));
+        Assert.Equal(160, order.Count);
+        Assert.Equal(50, order.Take(50).Distinct().Count()); // the first pass is the pool itself, each image once
+        Assert.All(order.Take(50), q => Assert.Contains(q, pool));
+        Assert.Equal(160, order.Select(q => string.Join(',', q)).Distinct().Count());
+        // A shift moves the pixels and fills with zeros; shifting back restores the interior.
+        var image = pool[0];
+        var moved = ModelExtraction.Shifted(image, 2, -1);
+        Assert.Equal(image[10 * 28 + 10], moved[9 * 28 + 12]);
+        Assert.Equal(0f, moved[27 * 28 + 5]); // the bottom row came from outside the image
+        var back = ModelExtraction.Shifted(moved, -2, 1);
+        for (var row = 1; row < 28; row++)
+            for (var column = 0; column < 26; column++)
+                Assert.Equal(image[row * 28 + column], back[row * 28 + column]);
+    }
+
+    [Fact]
     public void Bad_options_are_refused()
     {
         Assert.Throws<ArgumentException>(() => new ExtractionOptions(Budgets: [2000, 500]).Validate());

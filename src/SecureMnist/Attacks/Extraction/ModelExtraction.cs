@@ -44,7 +44,7 @@ public sealed class PackageVictim(Module<Tensor, Tensor> network, bool scores) :
 /// <summary>How the attacker chooses queries.</summary>
 public enum ExtractionStrategy
 {
-    /// <summary>Random images from a surrogate pool (Orekondy et al.'s Knockoff Nets, random policy).</summary>
+    /// <summary>Random images from a surrogate pool (Orekondy et al.'s Knockoff Nets, random policy); past the pool's size, shifted copies.</summary>
     Knockoff,
     /// <summary>Jacobian-based dataset augmentation (Papernot et al. 2017): seed images, then steps of lambda along the sign of the substitute's gradient.</summary>
     Jacobian,
@@ -132,7 +132,7 @@ public static class ModelExtraction
         {
             if (options.Strategy == ExtractionStrategy.Knockoff)
             {
-                var order = Enumerable.Range(0, options.BudgetList[^1]).Select(_ => pool[random.Next(pool.Count)]).ToList();
+                var order = KnockoffOrder(pool, options.BudgetList[^1], random);
                 foreach (var budget in options.BudgetList)
                 {
                     progress?.Report($"knockoff: querying up to {budget}");
@@ -224,12 +224,54 @@ public static class ModelExtraction
         var images = chosen.ImagesTensor();
         var labels = chosen.LabelsTensor();
         var pgd = new Pgd(new PgdOptions(options.TransferEpsilon, options.TransferEpsilon / 30, 40, Seed: options.Seed));
-        var adversarial = InputGuardChunks(images, labels, (x, y) => pgd.Generate(substituteClassifier, x, y));
+        var adversarial = Serving.InputGuardEvaluation.Chunks(images, labels, 500, (x, y) => pgd.Generate(substituteClassifier, x, y));
         var fooled = Predict(victim, adversarial).Where((p, i) => p != chosen.Labels[i]).Count();
         return ((double)fooled / chosen.Count, chosen.Count);
     }
 
-    private static Tensor InputGuardChunks(Tensor images, Tensor labels, Func<Tensor, Tensor, Tensor> generate) => Serving.InputGuardEvaluation.Chunks(images, labels, 500, generate);
+    /// <summary>
+    /// The knockoff queries: the pool in a random order, each image once; a budget beyond the pool's size goes round it again, each image
+    /// shifted by an offset of up to 2 pixels it has not had yet (24 offsets, in a random order per image), so no query repeats an earlier
+    /// one and teaches the copy nothing until a budget exceeds 25 times the pool.
+    /// </summary>
+    internal static List<float[]> KnockoffOrder(IReadOnlyList<float[]> pool, int budget, SeededRandom random)
+    {
+        var offsets = (from dy in Enumerable.Range(-2, 5) from dx in Enumerable.Range(-2, 5) where dx != 0 || dy != 0 select (dx, dy)).ToArray();
+        var order = new List<float[]>(budget);
+        var indices = Enumerable.Range(0, pool.Count).ToArray();
+        var offsetOrders = new Dictionary<int, (int Dx, int Dy)[]>();
+        for (var pass = 0; order.Count < budget; pass++)
+        {
+            random.Shuffle(indices.AsSpan());
+            foreach (var index in indices.Take(budget - order.Count))
+            {
+                if (pass == 0)
+                {
+                    order.Add(pool[index]);
+                    continue;
+                }
+                if (!offsetOrders.TryGetValue(index, out var mine))
+                {
+                    mine = (((int, int)[])offsets.Clone());
+                    random.Shuffle(mine.AsSpan());
+                    offsetOrders[index] = mine;
+                }
+                var (dx, dy) = mine[(pass - 1) % mine.Length];
+                order.Add(Shifted(pool[index], dx, dy));
+            }
+        }
+        return order;
+    }
+
+    /// <summary>A 28x28 image moved <paramref name="dx"/> columns right and <paramref name="dy"/> rows down, with zeros shifted in.</summary>
+    internal static float[] Shifted(float[] image, int dx, int dy)
+    {
+        var shifted = new float[image.Length];
+        for (var row = Math.Max(0, dy); row < Math.Min(28, 28 + dy); row++)
+            for (var column = Math.Max(0, dx); column < Math.Min(28, 28 + dx); column++)
+                shifted[row * 28 + column] = image[(row - dy) * 28 + column - dx];
+        return shifted;
+    }
 
     private static int[] Predict(Module<Tensor, Tensor> network, Tensor images)
     {
