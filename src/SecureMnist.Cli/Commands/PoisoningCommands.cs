@@ -17,10 +17,8 @@ internal static class PoisoningCommands
         ["dirty-label"] = PoisonMode.DirtyLabel, ["clean-label"] = PoisonMode.CleanLabel, ["label-flip"] = PoisonMode.LabelFlip,
     };
 
-    private static readonly Dictionary<string, PoisonDetectionMethod> Methods = new()
-    {
-        ["activation-clustering"] = PoisonDetectionMethod.ActivationClustering, ["spectral-signatures"] = PoisonDetectionMethod.SpectralSignatures,
-    };
+    private static readonly Dictionary<string, PoisonDetectionMethod> Methods =
+        Enum.GetValues<PoisonDetectionMethod>().ToDictionary(PoisonDetector.MethodName);
 
     public static IEnumerable<Command> Create() => [Poison(), Backdoor(), DetectPoison(), Sanitize(), Strip()];
 
@@ -116,25 +114,32 @@ internal static class PoisoningCommands
         var publicKey = CommonOptions.PublicKey();
         var allowUnsigned = CommonOptions.AllowUnsigned();
         var dataset = new Option<string>("--dataset") { Description = "The training data the model was trained on (name or folder); scored when it holds a poison.json", DefaultValueFactory = _ => "data/mnist-backdoor" };
-        var (method, trim, maxFraction, minSeparation, expectedFraction) = DetectionOptions();
+        var detector = new DetectionFlags();
         var output = new Option<string?>("--out") { Description = "Write the full detection report (every flagged index with its score) as JSON" };
         var top = new Option<int>("--top") { Description = "Flagged samples to list on the console", DefaultValueFactory = _ => 15 };
-        var plot = new Option<string?>("--plot") { Description = "Write a PNG of each class's cluster separation against the threshold, suspicious classes in red" };
+        var plot = new Option<string?>("--plot") { Description = "Write a PNG of each class's deciding figure against its threshold (separation, cluster share or share removed), suspicious classes in red" };
         var json = CommonOptions.Json();
         var command = new Command("detect-poison", """
-            Find poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger:
-            per class, the activations are whitened with a robust (trimmed) covariance and scored along their top principal
-            direction; activation clustering splits each class in two on that score and flags a small, far, tight cluster;
-            spectral signatures flag the top 1.5x the expected poison share of every class. Prints suspicious indices with
-            scores and, when the dataset holds a poison.json, precision, recall and the share of clean target-class samples flagged.
+            Find poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger,
+            class by class. Methods:
+              spectre (default): the activations whitened with a robust (trimmed) covariance, as SPECTRE does, and scored along
+                their top direction; 2-means on that score, and a small, far, tight cluster is flagged;
+              activation-clustering: Chen et al. with ART's settings: PCA to 10 dimensions, 2-means, and a cluster under 35% of
+                its class is flagged (--silhouette: only when the silhouette score is at least 0.1 as well);
+              spectral-signatures: Tran et al.: centred activations, squared projection on the top singular vector, and the top
+                1.5x the expected poison share (--expected-fraction) of every class is removed.
+            Prints suspicious indices with scores and, when the dataset holds a poison.json, precision, recall and the share of
+            clean target-class samples flagged, scored by the same code for every method.
             Example: ./securemnist detect-poison --model models/backdoor --dataset data/mnist-backdoor --out out/detection.json --plot out/detection.png
+            Example: ./securemnist detect-poison --model models/backdoor --method activation-clustering --silhouette
             """)
-        { model, publicKey, allowUnsigned, dataset, method, trim, maxFraction, minSeparation, expectedFraction, output, top, plot, json };
+        { model, publicKey, allowUnsigned, dataset, output, top, plot, json };
+        detector.AddTo(command);
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
-            var report = Detect(result, verified, data, method, trim, maxFraction, minSeparation, expectedFraction);
+            var report = Detect(result, verified, data, detector);
             if (result.GetValue(output) is { } path)
             {
                 JsonFormat.Save(path, report);
@@ -143,17 +148,18 @@ internal static class PoisoningCommands
             if (result.GetValue(plot) is { } png)
             {
                 PoisonDetector.Plot(report, png);
-                Ui.Info($"separation chart written to {png}");
+                Ui.Info($"detection chart written to {png}");
             }
             if (result.GetValue(json))
             {
                 Ui.WriteJson(report);
                 return 0;
             }
-            var classes = new Table().Title($"{report.Options.Method} on {data.Name} ({report.Samples} training samples, {report.Seconds:F1} s)")
-                .AddColumns("class", "samples", "small cluster", "separation", "flagged");
+            var deciding = report.Options.Method switch { PoisonDetectionMethod.Spectre => "separation", PoisonDetectionMethod.ActivationClustering => "silhouette", _ => "-" };
+            var classes = new Table().Title($"{PoisonDetector.MethodName(report.Options.Method)} on {data.Name} ({report.Samples} training samples, {report.Seconds:F1} s)")
+                .AddColumns("class", "samples", report.Options.Method == PoisonDetectionMethod.SpectralSignatures ? "removed" : "small cluster", deciding, "flagged");
             foreach (var c in report.Classes)
-                classes.AddRow($"{c.Label}", $"{c.Samples}", Ui.Percent(c.SmallClusterFraction), $"{c.Separation:F1}", c.Suspicious ? $"[red]{c.Flagged}[/]" : "0");
+                classes.AddRow($"{c.Label}", $"{c.Samples}", Ui.Percent(c.SmallClusterFraction), deciding == "-" ? "-" : $"{c.Separation:F2}", c.Suspicious ? $"[red]{c.Flagged}[/]" : "0");
             Ui.Out.Write(classes);
             if (report.Flagged.Count > 0)
             {
@@ -174,7 +180,7 @@ internal static class PoisoningCommands
         var publicKey = CommonOptions.PublicKey();
         var allowUnsigned = CommonOptions.AllowUnsigned();
         var dataset = new Option<string>("--dataset") { Description = "The (possibly poisoned) training data the model was trained on", DefaultValueFactory = _ => "data/mnist-backdoor" };
-        var (method, trim, maxFraction, minSeparation, expectedFraction) = DetectionOptions();
+        var detector = new DetectionFlags();
         var detection = new Option<string?>("--detection") { Description = "Use this detect-poison --out report instead of detecting again" };
         var sanitizedData = new Option<string?>("--sanitized-data") { Description = "Folder for the sanitized copy (default: DATASET-sanitized)" };
         var output = new Option<string>("--out") { Description = "Model package folder for the retrained model", DefaultValueFactory = _ => "models/sanitized" };
@@ -187,14 +193,15 @@ internal static class PoisoningCommands
             and compare clean accuracy and backdoor attack success before and after.
             Example: ./securemnist sanitize --model models/backdoor --dataset data/mnist-backdoor --out models/sanitized
             """)
-        { model, publicKey, allowUnsigned, dataset, method, trim, maxFraction, minSeparation, expectedFraction, detection, sanitizedData, output, epochs, resume, key, json };
+        { model, publicKey, allowUnsigned, dataset, detection, sanitizedData, output, epochs, resume, key, json };
+        detector.AddTo(command);
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
             var report = result.GetValue(detection) is { } detectionPath
                 ? JsonFormat.Load<PoisonDetectionReport>(detectionPath)
-                : Detect(result, verified, data, method, trim, maxFraction, minSeparation, expectedFraction);
+                : Detect(result, verified, data, detector);
             if (report.Samples != data.Train.Count)
                 throw new ArgumentException($"the detection report covers {report.Samples} samples but {data.Directory} has {data.Train.Count}; it belongs to other data");
             Ui.Info($"removing {report.Flagged.Count} flagged samples and retraining");
@@ -267,25 +274,35 @@ internal static class PoisoningCommands
         return command;
     }
 
-    private static PoisonDetectionReport Detect(ParseResult result, SecureMnist.Security.LoadedModel verified, Dataset data,
-        Option<string> method, Option<double> trim, Option<double> maxFraction, Option<double> minSeparation, Option<double> expectedFraction)
+    private static PoisonDetectionReport Detect(ParseResult result, SecureMnist.Security.LoadedModel verified, Dataset data, DetectionFlags detector)
     {
-        var options = new PoisonDetectionOptions(Methods[result.GetValue(method)!], result.GetValue(trim), result.GetValue(maxFraction),
-            result.GetValue(minSeparation), result.GetValue(expectedFraction));
-        var report = PoisonDetector.Detect(verified.Network, data.Train, options, cancellationToken: CommandRunner.Cancellation.Token);
+        var report = PoisonDetector.Detect(verified.Network, data.Train, detector.Read(result), cancellationToken: CommandRunner.Cancellation.Token);
         return PoisonManifests.TryLoad(data.Directory) is { } poison ? report.ScoredAgainst(poison, data.Train.Labels) : report;
     }
 
-    private static (Option<string>, Option<double>, Option<double>, Option<double>, Option<double>) DetectionOptions()
+    /// <summary>The detector's flags, shared by detect-poison and sanitize.</summary>
+    private sealed class DetectionFlags
     {
-        var defaults = new PoisonDetectionOptions();
-        var method = new Option<string>("--method") { Description = "activation-clustering (Chen et al.) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => "activation-clustering" };
-        method.AcceptOnlyFromAmong([.. Methods.Keys]);
-        var trim = new Option<double>("--trim") { Description = "Share of each class left out of the whitening covariance as outliers (robust estimate)", DefaultValueFactory = _ => defaults.Trim };
-        var maxFraction = new Option<double>("--max-cluster-fraction") { Description = "Activation clustering: largest share of a class the smaller cluster may hold and still be flagged", DefaultValueFactory = _ => defaults.MaxClusterFraction };
-        var minSeparation = new Option<double>("--min-separation") { Description = "Activation clustering: smallest distance between the cluster centres, in units of their summed standard deviations, that counts as a separate population", DefaultValueFactory = _ => defaults.MinSeparation };
-        var expectedFraction = new Option<double>("--expected-fraction") { Description = "Spectral signatures: assumed poisoned share per class; the top 1.5x that share is flagged", DefaultValueFactory = _ => defaults.ExpectedFraction };
-        return (method, trim, maxFraction, minSeparation, expectedFraction);
+        private static readonly PoisonDetectionOptions Defaults = new();
+        private readonly Option<string> method = new("--method") { Description = "spectre (robust whitening), activation-clustering (Chen et al., ART's settings) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => PoisonDetector.MethodName(Defaults.Method) };
+        private readonly Option<double> trim = new("--trim") { Description = "spectre: share of each class left out of the whitening covariance as outliers (robust estimate), [0, 0.5)", DefaultValueFactory = _ => Defaults.Trim };
+        private readonly Option<double> maxFraction = new("--max-cluster-fraction") { Description = "spectre: largest share of a class the smaller cluster may hold and still be flagged, (0, 0.5)", DefaultValueFactory = _ => Defaults.MaxClusterFraction };
+        private readonly Option<double> minSeparation = new("--min-separation") { Description = "spectre: smallest distance between the cluster centres, in units of their summed standard deviations, that counts as a separate population", DefaultValueFactory = _ => Defaults.MinSeparation };
+        private readonly Option<double> expectedFraction = new("--expected-fraction") { Description = "spectral-signatures: assumed poisoned share per class, (0, 0.5); the top 1.5x that share is removed", DefaultValueFactory = _ => Defaults.ExpectedFraction };
+        private readonly Option<int> dimensions = new("--dimensions") { Description = "activation-clustering: PCA dimensions before 2-means (ART: 10)", DefaultValueFactory = _ => Defaults.Dimensions };
+        private readonly Option<double> sizeThreshold = new("--size-threshold") { Description = "activation-clustering: a cluster with less than this share of its class is poison, (0, 0.5] (ART: 0.35)", DefaultValueFactory = _ => Defaults.SizeThreshold };
+        private readonly Option<bool> silhouette = new("--silhouette") { Description = $"activation-clustering: flag only when the class's silhouette score is also at least {Defaults.SilhouetteThreshold} (ART's silhouette-scores analysis)" };
+
+        public DetectionFlags() => method.AcceptOnlyFromAmong([.. Methods.Keys]);
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in new Option[] { method, trim, maxFraction, minSeparation, expectedFraction, dimensions, sizeThreshold, silhouette }) command.Options.Add(option);
+        }
+
+        public PoisonDetectionOptions Read(ParseResult result) => new(Methods[result.GetValue(method)!], result.GetValue(trim), result.GetValue(maxFraction),
+            result.GetValue(minSeparation), result.GetValue(expectedFraction), Dimensions: result.GetValue(dimensions), SizeThreshold: result.GetValue(sizeThreshold),
+            Analysis: result.GetValue(silhouette) ? ClusterAnalysis.Silhouette : ClusterAnalysis.RelativeSize);
     }
 
     private static (Option<int>, Option<int?>, Option<int?>, Option<string>, Option<int>) TriggerOptions()

@@ -30,7 +30,8 @@ internal static class ServeBenchCommand
     /// <param name="Throughput">The closed-loop run with the median rate of <paramref name="ThroughputRuns"/>.</param>
     public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, InferencePrecision Precision, int TorchThreads,
         IReadOnlyList<double> ThroughputRuns, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
-        AnonymousFloodResult AnonymousFlood, long AuditRecords, long AuditedRequests, long AnsweredRequests, bool AuditIntact, string? AuditProblem);
+        AnonymousFloodResult AnonymousFlood, long AuditRecords, long AuditedRequests, long AnsweredRequests, bool AuditIntact, string? AuditProblem,
+        string ExtractionMonitor, int Digits, IReadOnlyList<string> FlaggedKeys);
 
     public static Command Create()
     {
@@ -43,11 +44,15 @@ internal static class ServeBenchCommand
         var anonymousSeconds = new Option<double>("--anonymous-flood") { Description = "Seconds of the anonymous flood (no key, from 127.0.0.2, full speed) beside a keyed client", DefaultValueFactory = _ => 20 };
         var keyedRate = new Option<double>("--keyed-rate") { Description = "Requests/s of the keyed client measured before and during the anonymous flood", DefaultValueFactory = _ => 50 };
         var onAdversarial = new Option<AdversarialAction>("--on-adversarial") { Description = "The service's adversarial-input detector: flag, reject or off", DefaultValueFactory = _ => AdversarialAction.Flag };
+        var digits = new Option<int>("--digits") { Description = "Distinct test digits the measured load sends in turn (1: the same digit every time; the extraction monitor learns nothing from a repeat)", DefaultValueFactory = _ => 1000 };
+        var extraction = new Option<string>("--extraction-monitor") { Description = "The service's extraction monitor, as serve takes it: off, flag, label-only or block; run once with off to see its cost", DefaultValueFactory = _ => "label-only" };
+        extraction.AcceptOnlyFromAmong("off", "flag", "label-only", "block");
         var precision = CommonOptions.Precision();
         var json = CommonOptions.Json();
         var command = new Command("serve", """
-            Start the service in this process on a free loopback port (signed model, API keys, validation, micro-batching and
-            the durable audit log all on), then: closed-loop throughput (single-image PNG predictions/s, the median of
+            Start the service in this process on a free loopback port (signed model, API keys, validation, micro-batching,
+            the extraction monitor and the durable audit log all on), then: closed-loop throughput (single-image PNG predictions/s
+            of --digits test digits in turn, the median of
             --runs runs); open-loop latency at 70% of that rate (p50/p99 from each request's scheduled time); a flood from one key against its quota while a
             second key sends 5 requests/s; an anonymous flood (no key, from a second loopback address, 64 workers at full
             speed) while a keyed client sends --keyed-rate requests/s, whose p99 is compared with the same client's alone;
@@ -56,14 +61,18 @@ internal static class ServeBenchCommand
             The floods come from 127.0.0.3 and 127.0.0.2, as from other hosts, so the per-address limit meets the flooders; the measured
             load comes from 127.0.0.10 to 127.0.0.13 in turn, as from several clients, so that limit does not cap the throughput figure.
             Example: ./securemnist bench serve --model models/baseline
+            Example: ./securemnist bench serve --model models/baseline --extraction-monitor off   # the monitor's cost, beside the default
             """)
-        { model, publicKey, duration, concurrency, runs, floodRpm, anonymousSeconds, keyedRate, onAdversarial, precision, json };
+        { model, publicKey, duration, concurrency, runs, floodRpm, anonymousSeconds, keyedRate, onAdversarial, digits, extraction, precision, json };
         command.SetAction(async (result, cancellationToken) =>
         {
             var seconds = result.GetValue(duration);
             var runCount = result.GetValue(runs);
             if (runCount is < 1 or > 9) throw new ArgumentException($"--runs must be 1 to 9 (got {runCount})");
             if (!(seconds is > 0 and <= 3600)) throw new ArgumentException($"--duration must be more than 0 and at most 3600 seconds (got {seconds})");
+            var digitCount = result.GetValue(digits);
+            if (digitCount is < 1 or > 10_000) throw new ArgumentException($"--digits must be 1 to 10,000 (got {digitCount})");
+            var monitorAction = result.GetValue(extraction) switch { "off" => ExtractionAction.Off, "flag" => ExtractionAction.Flag, "block" => ExtractionAction.Block, _ => ExtractionAction.LabelOnly };
             var directory = Path.Combine(Path.GetTempPath(), $"securemnist-bench-serve-{Guid.NewGuid():N}");
             Directory.CreateDirectory(directory);
             try
@@ -84,6 +93,7 @@ internal static class ServeBenchCommand
                     Urls = "http://127.0.0.1:0",
                     Policy = new DecisionPolicy(OnAdversarial: result.GetValue(onAdversarial)),
                     Precision = result.GetValue(precision),
+                    Extraction = new ExtractionMonitorOptions(Action: monitorAction),
                 };
                 var app = ServiceHost.Build(options, logging => logging.ClearProviders());
                 await app.StartAsync(cancellationToken);
@@ -92,18 +102,19 @@ internal static class ServeBenchCommand
                 await state.WaitUntilReadyAsync(TimeSpan.FromMinutes(5), cancellationToken);
                 var test = new DatasetStore(options.DataRoot).Load("mnist").Test;
                 var png = DigitPng(test.Image(0));
+                IReadOnlyList<byte[]> varied = [.. Enumerable.Range(0, digitCount).Select(i => DigitPng(test.Image(i)))];
                 // The measured load comes from four client addresses, as many clients would: one address alone would meet the
                 // service's per-address limit (1,000/s by default) before the service's own capacity.
                 using var client = LoadGenerator.ClientFrom([.. ClientAddresses.Select(System.Net.IPAddress.Parse)], address);
 
                 LoadResult Phase(string title, Func<Task<LoadResult>> run) => Ui.Err.Status().Start(title, _ => run().GetAwaiter().GetResult());
-                var warmup = Phase("warm-up", () => LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: 16, DurationSeconds: 2), cancellationToken));
+                var warmup = Phase("warm-up", () => LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: 16, DurationSeconds: 2, Bodies: varied), cancellationToken));
                 var throughputRuns = Enumerable.Range(1, runCount).Select(run => Phase($"throughput {run}/{runCount}: {result.GetValue(concurrency)} workers, {seconds} s", () =>
-                    LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: result.GetValue(concurrency), DurationSeconds: seconds), cancellationToken))).ToList();
+                    LoadGenerator.Run(client, new LoadOptions(load, png, Concurrency: result.GetValue(concurrency), DurationSeconds: seconds, Bodies: varied), cancellationToken))).ToList();
                 var throughput = throughputRuns.OrderBy(r => r.SucceededPerSecond).ElementAt(runCount / 2);
                 var rate = 0.7 * throughput.SucceededPerSecond;
                 var latency = Phase($"latency: open loop at {rate:F0}/s, {seconds} s", () =>
-                    LoadGenerator.Run(client, new LoadOptions(load, png, DurationSeconds: seconds, RatePerSecond: rate), cancellationToken));
+                    LoadGenerator.Run(client, new LoadOptions(load, png, DurationSeconds: seconds, RatePerSecond: rate, Bodies: varied), cancellationToken));
                 var floodSeconds = Math.Max(20, 2 * seconds);
                 // Each flood comes from an address of its own, as it would from another host: the per-address limit then
                 // throttles the flooder, not the well-behaved client beside it.
@@ -125,6 +136,7 @@ internal static class ServeBenchCommand
                     var b = LoadGenerator.Run(client, new LoadOptions(steady, png, DurationSeconds: anonymousFor, RatePerSecond: keyed), cancellationToken);
                     return (a.GetAwaiter().GetResult(), b.GetAwaiter().GetResult());
                 });
+                var flaggedKeys = state.Extraction?.Statuses().Where(k => k.Flagged).Select(k => k.KeyId).Order(StringComparer.Ordinal).ToList() ?? [];
                 await app.StopAsync(cancellationToken);
                 await app.DisposeAsync();
 
@@ -148,7 +160,7 @@ internal static class ServeBenchCommand
                 var total = answered + anonymousRun.Answered;
                 var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(),
                     [.. throughputRuns.Select(r => Math.Round(r.SucceededPerSecond, 1))], throughput, latency,
-                    floodResult, anonymous, verdict.Records, audited, total, verdict.Intact, verdict.Problem);
+                    floodResult, anonymous, verdict.Records, audited, total, verdict.Intact, verdict.Problem, result.GetValue(extraction)!, digitCount, flaggedKeys);
                 var consistent = verdict.Intact && audited == total && anonymous.AuditedRequests == anonymous.Answered && anonymous.AuditRecords <= anonymous.AuditRecordsBound;
                 if (result.GetValue(json))
                 {
@@ -156,7 +168,7 @@ internal static class ServeBenchCommand
                     return consistent ? 0 : 1;
                 }
                 var table = new Table().AddColumns("measure", "value");
-                table.AddRow("set-up", $"detector {options.Policy.OnAdversarial.ToString().ToLowerInvariant()}, {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), {Environment.ProcessorCount} cores");
+                table.AddRow("set-up", $"detector {options.Policy.OnAdversarial.ToString().ToLowerInvariant()}, extraction monitor {result.GetValue(extraction)}, {digitCount} distinct digits, {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), {Environment.ProcessorCount} cores");
                 table.AddRow("throughput (closed loop)", $"{throughput.SucceededPerSecond:F0} predictions/s, median of {runCount} ({string.Join(", ", throughputRuns.Select(r => r.SucceededPerSecond.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)))}); that run: {throughput.Answered} answered in {throughput.Seconds:F1} s, p50 {throughput.P50Milliseconds:F1} ms, p99 {throughput.P99Milliseconds:F1} ms");
                 table.AddRow("latency at 70% of it", $"{latency.TargetRate:F0}/s offered, {latency.SucceededPerSecond:F0}/s answered OK: p50 {latency.P50Milliseconds:F1} ms, p99 {latency.P99Milliseconds:F1} ms, max {latency.MaxMilliseconds:F1} ms");
                 table.AddRow("flood key", $"{accepted} accepted of {floodRun.Sent} sent; quota {allowed:F0} ({burst} burst + {rpm}/min for {floodRun.Seconds:F1} s): {100 * floodResult.Deviation:+0.0;-0.0}%");
@@ -165,6 +177,7 @@ internal static class ServeBenchCommand
                 table.AddRow("anonymous flood (127.0.0.2)", $"{anonymous.Answered} answered in {anonymous.Seconds:F1} s ({codes}); per-address limit {anonymous.AddressRate}/s");
                 table.AddRow("  its audit records", $"{anonymous.AuditRecords} (bound {anonymous.AuditRecordsBound}: 2 outcomes x {windows} windows), counting {anonymous.AuditedRequests} requests");
                 table.AddRow("  keyed client beside it", $"{anonymous.KeyedSucceeded}/{anonymous.KeyedSent} succeeded at {keyed:F0}/s; p99 {anonymous.KeyedP99DuringFlood:F1} ms, alone {anonymous.KeyedP99Unloaded:F1} ms ({anonymous.KeyedP99DuringFlood / Math.Max(1e-9, anonymous.KeyedP99Unloaded):F2}x)");
+                table.AddRow("keys the extraction monitor flagged", flaggedKeys.Count == 0 ? "none" : string.Join(", ", flaggedKeys));
                 table.AddRow("audit log", $"{(verdict.Intact ? "intact" : "TAMPERED: " + verdict.Problem)}; {verdict.Records} records account for {audited} requests; {total} were answered");
                 Ui.Out.Write(table);
                 return consistent ? 0 : 1;

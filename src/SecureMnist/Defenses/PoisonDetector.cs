@@ -8,29 +8,51 @@ namespace SecureMnist.Defenses;
 
 public enum PoisonDetectionMethod
 {
-    /// <summary>Chen et al. 2018, on robustly whitened activations: per class, 2-means along the top spectral direction; a small, far, tight cluster is poison.</summary>
+    /// <summary>
+    /// Robust whitening in the manner of SPECTRE (Hayase et al. 2021): per class, the activations whitened with a covariance estimated
+    /// without the most outlying share, scored along the top direction; a small, far, tight 2-means cluster on that score is poison.
+    /// </summary>
+    Spectre,
+    /// <summary>Chen et al. 2018 with ART's settings: per class, PCA to 10 dimensions, 2-means, and a cluster holding under 35% of its class is poison (or also a silhouette of at least 0.1).</summary>
     ActivationClustering,
-    /// <summary>Tran et al. 2018, on robustly whitened activations (as in Hayase et al. 2021, SPECTRE): per class, the top 1.5 x the expected poison fraction by spectral score.</summary>
+    /// <summary>Tran et al. 2018: per class, centred activations scored by their squared projection on the top singular vector; the top 1.5 x the expected poison count is removed.</summary>
     SpectralSignatures,
 }
 
+/// <summary>How activation clustering (Chen et al.) decides which of a class's two clusters is poison; ART's names.</summary>
+public enum ClusterAnalysis
+{
+    /// <summary>A cluster with less than <see cref="PoisonDetectionOptions.SizeThreshold"/> of its class (ART's relative-size).</summary>
+    RelativeSize,
+    /// <summary>Relative size, and the class's silhouette score at least <see cref="PoisonDetectionOptions.SilhouetteThreshold"/> (ART's silhouette-scores).</summary>
+    Silhouette,
+}
+
 /// <summary>
-/// Options of the training-set poison detectors. Both start the same way, per class: the penultimate-layer activations
-/// are whitened with a covariance estimated on all but the <see cref="Trim"/> most outlying share of the class (so a
-/// poison population cannot hide in the estimate), and every sample is scored by its robust z-score along the top
-/// principal direction of the whitened activations. The trim has to exceed the poisoned share of the class with room for its
-/// natural outliers, or the poison shapes the estimate and no longer stands out. Activation clustering flags the smaller of two clusters on that
-/// score when it holds at most <see cref="MaxClusterFraction"/> of its class and its separation (distance between the
-/// cluster centres over the sum of their standard deviations) is at least <see cref="MinSeparation"/>. Spectral signatures
-/// flag the top 1.5 x <see cref="ExpectedFraction"/> of every class, as in the paper.
+/// Options of the training-set poison detectors, which all read penultimate-layer activations class by class (by training label).
+/// <list type="bullet">
+/// <item><see cref="PoisonDetectionMethod.Spectre"/> whitens with a covariance estimated on all but the <see cref="Trim"/> most outlying
+/// share of the class (so a poison population cannot hide in the estimate) and scores every sample by its robust z-score along the top
+/// direction of the whitened activations. The trim has to exceed the poisoned share of the class with room for its natural outliers. It
+/// flags the smaller of two clusters on that score when it holds at most <see cref="MaxClusterFraction"/> of its class and its separation
+/// (distance between the cluster centres over the sum of their standard deviations) is at least <see cref="MinSeparation"/>.</item>
+/// <item><see cref="PoisonDetectionMethod.ActivationClustering"/> reduces to <see cref="Dimensions"/> by PCA, runs 2-means, and flags a
+/// cluster under <see cref="SizeThreshold"/> of its class (with <see cref="ClusterAnalysis.Silhouette"/>, only when the silhouette is at
+/// least <see cref="SilhouetteThreshold"/>).</item>
+/// <item><see cref="PoisonDetectionMethod.SpectralSignatures"/> removes the top 1.5 x <see cref="ExpectedFraction"/> of every class.</item>
+/// </list>
 /// </summary>
 public sealed record PoisonDetectionOptions(
-    PoisonDetectionMethod Method = PoisonDetectionMethod.ActivationClustering,
+    PoisonDetectionMethod Method = PoisonDetectionMethod.Spectre,
     double Trim = 0.2,
     double MaxClusterFraction = 0.15,
     double MinSeparation = 4,
     double ExpectedFraction = 0.05,
-    int Seed = 1)
+    int Seed = 1,
+    int Dimensions = 10,
+    double SizeThreshold = 0.35,
+    ClusterAnalysis Analysis = ClusterAnalysis.RelativeSize,
+    double SilhouetteThreshold = 0.1)
 {
     public void Validate()
     {
@@ -38,6 +60,9 @@ public sealed record PoisonDetectionOptions(
         if (MaxClusterFraction is <= 0 or >= 0.5) throw new ArgumentOutOfRangeException(nameof(MaxClusterFraction), MaxClusterFraction, "the largest cluster fraction still called poison must be in (0, 0.5)");
         if (MinSeparation is <= 0 or > 1000) throw new ArgumentOutOfRangeException(nameof(MinSeparation), MinSeparation, "the separation must be positive");
         if (ExpectedFraction is <= 0 or >= 0.5) throw new ArgumentOutOfRangeException(nameof(ExpectedFraction), ExpectedFraction, "the expected poison fraction must be in (0, 0.5)");
+        if (Dimensions is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(Dimensions), Dimensions, "the PCA dimensions must be 1 to 1,024");
+        if (SizeThreshold is <= 0 or > 0.5) throw new ArgumentOutOfRangeException(nameof(SizeThreshold), SizeThreshold, "the relative-size threshold must be in (0, 0.5]");
+        if (SilhouetteThreshold is < -1 or > 1) throw new ArgumentOutOfRangeException(nameof(SilhouetteThreshold), SilhouetteThreshold, "a silhouette threshold is in [-1, 1]");
     }
 }
 
@@ -85,6 +110,19 @@ public sealed record PoisonDetectionReport(
     }
 }
 
+/// <summary>One detector's view of one class: its analysis and the samples it flags.</summary>
+internal interface IClassPoisonDetector
+{
+    (ClassAnalysis Analysis, IReadOnlyList<FlaggedSample> Flagged) Analyse(ClassActivations activations);
+}
+
+/// <summary>The activations of one class's members, row-major [Members.Length, Dimensions], and their training-set indices.</summary>
+internal sealed record ClassActivations(int Label, int[] Members, float[] Rows, int Dimensions)
+{
+    /// <summary>The rows as a float64 tensor [members, dimensions] (in the caller's dispose scope).</summary>
+    public Tensor Matrix() => tensor(Rows).reshape(Members.Length, Dimensions).to(ScalarType.Float64);
+}
+
 /// <summary>Finds poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger.</summary>
 public static class PoisonDetector
 {
@@ -92,115 +130,80 @@ public static class PoisonDetector
         IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(train);
         options.Validate();
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
         var features = FeatureActivations.Extract(network, train, progress: progress, cancellationToken: cancellationToken);
+        var report = Detect(features, train.Labels, options, cancellationToken);
+        return report with { Seconds = stopwatch.Elapsed.TotalSeconds };
+    }
+
+    /// <summary>Runs the detector on activations already extracted (one row per training sample, in the order of <paramref name="labels"/>).</summary>
+    public static PoisonDetectionReport Detect(FeatureActivations features, IReadOnlyList<byte> labels, PoisonDetectionOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(features);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (features.Count != labels.Count) throw new ArgumentException($"{features.Count} activation rows for {labels.Count} labels");
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        IClassPoisonDetector detector = options.Method switch
+        {
+            PoisonDetectionMethod.Spectre => new SpectreDetector(options),
+            PoisonDetectionMethod.ActivationClustering => new ActivationClusteringDetector(options),
+            PoisonDetectionMethod.SpectralSignatures => new SpectralSignaturesDetector(options),
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown detection method"),
+        };
         var classes = new List<ClassAnalysis>();
         var flagged = new List<FlaggedSample>();
-        foreach (var label in train.Labels.Distinct().Order())
+        foreach (var label in labels.Distinct().Order())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var members = Enumerable.Range(0, train.Count).Where(i => train.Labels[i] == label).ToArray();
-            var (analysis, classFlagged) = options.Method == PoisonDetectionMethod.ActivationClustering
-                ? ClusterClass(features, members, label, options)
-                : SpectralClass(features, members, label, options);
+            var members = Enumerable.Range(0, labels.Count).Where(i => labels[i] == label).ToArray();
+            var rows = new float[checked(members.Length * features.Dimensions)];
+            for (var k = 0; k < members.Length; k++) features.Row(members[k]).CopyTo(rows.AsSpan(k * features.Dimensions));
+            var (analysis, classFlagged) = detector.Analyse(new ClassActivations(label, members, rows, features.Dimensions));
             classes.Add(analysis);
             flagged.AddRange(classFlagged);
         }
         flagged.Sort((a, b) => b.Score.CompareTo(a.Score));
-        return new PoisonDetectionReport(options, train.Count, classes, flagged, stopwatch.Elapsed.TotalSeconds);
-    }
-
-    private static (ClassAnalysis, IEnumerable<FlaggedSample>) ClusterClass(FeatureActivations features, int[] members, int label, PoisonDetectionOptions options)
-    {
-        var scores = SpectralScores(features, members, options.Trim);
-        var assignment = KMeans.TwoMeans(scores.Select(z => (float)z).ToArray(), members.Length, 1, options.Seed);
-        var sizes = new int[2];
-        foreach (var a in assignment) sizes[a]++;
-        var small = sizes[0] <= sizes[1] ? 0 : 1;
-        var fraction = (double)sizes[small] / members.Length;
-        var separation = Separation(scores, assignment, small);
-        var suspicious = sizes[small] > 0 && fraction <= options.MaxClusterFraction && separation >= options.MinSeparation;
-        var flagged = suspicious
-            ? Enumerable.Range(0, members.Length).Where(k => assignment[k] == small).Select(k => new FlaggedSample(members[k], label, Math.Abs(scores[k]))).ToArray()
-            : [];
-        return (new ClassAnalysis(label, members.Length, flagged.Length, fraction, separation, suspicious), flagged);
-    }
-
-    private static (ClassAnalysis, IEnumerable<FlaggedSample>) SpectralClass(FeatureActivations features, int[] members, int label, PoisonDetectionOptions options)
-    {
-        var scores = SpectralScores(features, members, options.Trim);
-        var budget = (int)Math.Min(members.Length, Math.Ceiling(1.5 * options.ExpectedFraction * members.Length));
-        var flagged = Enumerable.Range(0, members.Length)
-            .Select(k => new FlaggedSample(members[k], label, Math.Abs(scores[k])))
-            .OrderByDescending(f => f.Score).Take(budget).ToArray();
-        return (new ClassAnalysis(label, members.Length, flagged.Length, (double)budget / members.Length, 0, budget > 0), flagged);
+        return new PoisonDetectionReport(options, labels.Count, classes, flagged, stopwatch.Elapsed.TotalSeconds);
     }
 
     /// <summary>
-    /// Per class, the separation of its two clusters on the whitening score, with the threshold a class must reach to be
-    /// called poisoned; suspicious classes in red, with how many samples they flag (and, when scored, how many were poison).
+    /// Per class, the figure the method decides on, with its threshold: the clusters' separation (spectre), the smaller cluster's share
+    /// (activation clustering) or the share removed (spectral signatures); suspicious classes in red, with how many samples they flag (and,
+    /// when scored, how many were poison).
     /// </summary>
     public static void Plot(PoisonDetectionReport report, string path)
     {
         ArgumentNullException.ThrowIfNull(report);
-        var bars = report.Classes.Select(c => new Bar($"{c.Label}", c.Separation, c.Suspicious,
-            c.Flagged == 0 ? null : report.Score is { } s && c.Label == s.TargetClass ? $"{c.Flagged} ({s.TruePositives} poison)" : $"{c.Flagged}")).ToList();
-        var title = report.Score is { } score
-            ? $"poison detection: {score.Flagged} flagged, recall {100 * score.Recall:F1}%, precision {100 * score.Precision:F1}%"
-            : $"poison detection: {report.Flagged.Count} flagged of {report.Samples}";
-        BarChart.Save(path, title, "class (training label); above a bar: samples flagged", "cluster separation (centre distance / summed std)", bars,
-            report.Options.Method == PoisonDetectionMethod.ActivationClustering ? (report.Options.MinSeparation, $"threshold {report.Options.MinSeparation:0.##}") : null,
-            highlightedLabel: "suspicious class");
-    }
-
-    /// <summary>Distance between the two clusters' centres over the sum of their standard deviations (0 when one is empty).</summary>
-    private static double Separation(double[] scores, int[] assignment, int small)
-    {
-        var inSmall = scores.Where((_, k) => assignment[k] == small).ToArray();
-        var inLarge = scores.Where((_, k) => assignment[k] != small).ToArray();
-        if (inSmall.Length == 0 || inLarge.Length == 0) return 0;
-        static double Deviation(double[] values, double mean) => Math.Sqrt(values.Average(v => (v - mean) * (v - mean)));
-        var (smallMean, largeMean) = (inSmall.Average(), inLarge.Average());
-        return Math.Abs(smallMean - largeMean) / Math.Max(Deviation(inSmall, smallMean) + Deviation(inLarge, largeMean), 1e-12);
-    }
-
-    /// <summary>
-    /// Robust z-scores of the members along the top principal direction of their whitened activations. The whitening
-    /// covariance is re-estimated a few times without the <paramref name="trim"/> share of members farthest from the rest
-    /// (Mahalanobis distance), so a small, shifted poison population stands out instead of inflating the estimate.
-    /// </summary>
-    private static double[] SpectralScores(FeatureActivations features, int[] members, double trim)
-    {
-        using var scope = NewDisposeScope();
-        var rows = new float[checked(members.Length * features.Dimensions)];
-        for (var k = 0; k < members.Length; k++) features.Row(members[k]).CopyTo(rows.AsSpan(k * features.Dimensions));
-        var x = tensor(rows).reshape(members.Length, features.Dimensions).to(ScalarType.Float64);
-        var kept = ones(members.Length, dtype: ScalarType.Bool);
-        Tensor mean = x.mean([0]), whitening = eye(features.Dimensions, dtype: ScalarType.Float64);
-        for (var iteration = 0; iteration < 4; iteration++)
+        var options = report.Options;
+        var (value, yLabel, threshold) = options.Method switch
         {
-            var inliers = x[kept];
-            mean = inliers.mean([0]);
-            var centred = inliers - mean;
-            var covariance = centred.t().matmul(centred) / Math.Max(1, inliers.shape[0] - 1);
-            var (eigenvalues, eigenvectors) = linalg.eigh(covariance);
-            // Dead ReLU units give zero variance: floor the spectrum so whitening does not divide by zero.
-            var floor = Math.Max(eigenvalues.max().item<double>() * 1e-3, 1e-12);
-            whitening = eigenvectors.matmul(diag(eigenvalues.clamp_min(floor).rsqrt())).matmul(eigenvectors.t());
-            var distances = (x - mean).matmul(whitening).pow(2).sum(1);
-            var cut = distances.sort().Values[(long)Math.Min(members.Length - 1, Math.Floor(members.Length * (1 - trim)))];
-            kept = distances <= cut;
-        }
-        var whitened = (x - mean).matmul(whitening);
-        var (_, _, vh) = linalg.svd(whitened, fullMatrices: false);
-        var projection = whitened.matmul(vh[0]).data<double>().ToArray();
-        var median = Median(projection);
-        var spread = 1.4826 * Median(projection.Select(p => Math.Abs(p - median)).ToArray());
-        return projection.Select(p => (p - median) / Math.Max(spread, 1e-12)).ToArray();
+            PoisonDetectionMethod.Spectre => ((Func<ClassAnalysis, double>)(c => c.Separation), "cluster separation (centre distance / summed std)",
+                ((double, string)?)(options.MinSeparation, $"threshold {options.MinSeparation:0.##}")),
+            PoisonDetectionMethod.ActivationClustering => (c => 100 * c.SmallClusterFraction, "smaller cluster, % of the class", (100 * options.SizeThreshold, $"relative size {options.SizeThreshold:0.##}")),
+            _ => (c => 100 * c.SmallClusterFraction, "removed, % of the class", null),
+        };
+        var bars = report.Classes.Select(c => new Bar($"{c.Label}", value(c), c.Suspicious,
+            c.Flagged == 0 ? null : report.Score is { } s && c.Label == s.TargetClass ? $"{c.Flagged} ({s.TruePositives} poison)" : $"{c.Flagged}")).ToList();
+        var name = MethodName(options.Method);
+        var title = report.Score is { } score
+            ? $"{name}: {score.Flagged} flagged, recall {100 * score.Recall:F1}%, precision {100 * score.Precision:F1}%"
+            : $"{name}: {report.Flagged.Count} flagged of {report.Samples}";
+        BarChart.Save(path, title, "class (training label); above a bar: samples flagged", yLabel, bars, threshold, highlightedLabel: "suspicious class");
     }
 
-    private static double Median(double[] values)
+    /// <summary>The method's name on the command line.</summary>
+    public static string MethodName(PoisonDetectionMethod method) => method switch
+    {
+        PoisonDetectionMethod.Spectre => "spectre",
+        PoisonDetectionMethod.ActivationClustering => "activation-clustering",
+        _ => "spectral-signatures",
+    };
+
+    internal static double Median(double[] values)
     {
         var sorted = values.Order().ToArray();
         return sorted.Length == 0 ? 0 : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;

@@ -7,13 +7,15 @@ namespace SecureMnist.Serving;
 /// A bounded HTTP load run against <c>POST /v1/predict</c>: either closed-loop (a fixed number of workers, each
 /// sending its next request when the last is answered) or open-loop at a fixed rate (latency measured from each
 /// request's scheduled time, so a slow server cannot hide its queueing). Bounded by duration, request count and
-/// requests in flight. A null secret sends requests without an API key (an anonymous flood).
+/// requests in flight. A null secret sends requests without an API key (an anonymous flood). With <see cref="Bodies"/>, requests send
+/// those bodies in turn instead of <see cref="Body"/> every time (varied digits, as real clients send).
 /// </summary>
 public sealed record LoadOptions(string? Secret, byte[] Body, string ContentType = "image/png", int Concurrency = 32,
-    double DurationSeconds = 10, double? RatePerSecond = null, int MaxRequests = 1_000_000, int MaxInFlight = 1024)
+    double DurationSeconds = 10, double? RatePerSecond = null, int MaxRequests = 1_000_000, int MaxInFlight = 1024, IReadOnlyList<byte[]>? Bodies = null)
 {
     public void Validate()
     {
+        if (Bodies is { Count: 0 }) throw new ArgumentException("give at least one body", nameof(Bodies));
         ArgumentOutOfRangeException.ThrowIfLessThan(Concurrency, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(Concurrency, 4096);
         if (DurationSeconds is <= 0 or > 3600) throw new ArgumentOutOfRangeException(nameof(DurationSeconds), DurationSeconds, "the duration must be in (0, 3600] seconds");
@@ -76,10 +78,12 @@ public static class LoadGenerator
         int sent = 0, failed = 0;
         var clock = Stopwatch.StartNew();
         var end = TimeSpan.FromSeconds(options.DurationSeconds);
+        var bodies = options.Bodies ?? [options.Body];
+        var nextBody = -1;
 
         async Task Send(TimeSpan scheduled)
         {
-            using var content = new ByteArrayContent(options.Body);
+            using var content = new ByteArrayContent(bodies[(int)((uint)Interlocked.Increment(ref nextBody) % bodies.Count)]);
             content.Headers.ContentType = MediaTypeHeaderValue.Parse(options.ContentType);
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/predict") { Content = content };
             if (options.Secret is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.Secret);

@@ -49,7 +49,7 @@ public sealed class PoisonDefenceTests(SmallBackdoorRun run) : IClassFixture<Sma
     }
 
     [Fact]
-    public void Activation_clustering_with_its_defaults_flags_the_poison_and_nothing_else()
+    public void Spectre_with_its_defaults_flags_the_poison_and_nothing_else()
     {
         // Here the poison is 4.8% of the 7s. With a whitening trim below that share plus the class's natural outliers
         // (0.1 was the old default) the poison shapes the covariance estimate and no class looks suspicious.
@@ -76,17 +76,20 @@ public sealed class PoisonDefenceTests(SmallBackdoorRun run) : IClassFixture<Sma
     }
 
     [Fact]
-    public void Spectral_signatures_flag_the_poison_within_their_budget()
+    public void Spectral_signatures_remove_their_budget_from_every_class_and_find_the_poison_above_chance()
     {
         var report = PoisonDetector.Detect(run.Network, run.Poisoned.Train, new PoisonDetectionOptions(PoisonDetectionMethod.SpectralSignatures, ExpectedFraction: 0.1))
             .ScoredAgainst(run.Poisoned.Manifest, run.Poisoned.Train.Labels);
-        Assert.True(report.Score!.Recall >= 0.9, $"recall {report.Score.Recall:P1}");
+        Assert.All(report.Classes, c => Assert.Equal(SpectralSignaturesDetector.RemovalCount(c.Samples, 0.1), c.Flagged));
+        // Tran et al.'s rule on raw (unwhitened) activations: 15% of the 7s removed, so chance recall is 15%. Measured here: 47%,
+        // which is why the default detector whitens first.
+        Assert.True(report.Score!.Recall > 2 * 0.15, $"recall {report.Score.Recall:P1}");
     }
 
     [Fact]
     public void Sanitizing_and_retraining_removes_the_backdoor()
     {
-        var detection = PoisonDetector.Detect(run.Network, run.Poisoned.Train, new PoisonDetectionOptions(PoisonDetectionMethod.SpectralSignatures, ExpectedFraction: 0.1));
+        var detection = PoisonDetector.Detect(run.Network, run.Poisoned.Train, new PoisonDetectionOptions());
         var (sanitized, _) = Sanitizer.Remove(run.Poisoned.Train, detection.Flagged.Select(f => f.Index));
         using var retrained = run.Train(sanitized, "sanitized");
         var after = BackdoorEvaluator.Evaluate(retrained, run.Clean.Test, run.Trigger, 7);

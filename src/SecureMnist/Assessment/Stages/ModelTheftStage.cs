@@ -16,7 +16,7 @@ namespace SecureMnist.Assessment;
 /// </summary>
 public sealed record ModelTheftSettings(IReadOnlyList<int> Budgets, bool WithScores, int TransferImages, MonitorEvaluationOptions Monitor)
 {
-    public static ModelTheftSettings Quick { get; } = new([500, 2000], WithScores: false, TransferImages: 300, new MonitorEvaluationOptions(BenignKeys: 5, BenignQueries: 1000, AttackBudget: 1000));
+    public static ModelTheftSettings Quick { get; } = new([500, 2000], WithScores: true, TransferImages: 300, new MonitorEvaluationOptions(BenignKeys: 5, BenignQueries: 1000, AttackBudget: 1000));
     public static ModelTheftSettings Full { get; } = new([500, 2000, 10_000, 50_000], WithScores: true, TransferImages: 1000, new MonitorEvaluationOptions());
 
     /// <summary>The per-key rate a new API key gets (<c>api-keys add</c>'s default), which sets the attacker's wall time.</summary>

@@ -1,0 +1,92 @@
+using SecureMnist.Defenses;
+
+namespace SecureMnist.Tests.Defenses;
+
+/// <summary>The poison detectors on synthetic activations, where the planted population and its size are known exactly.</summary>
+public sealed class PoisonDetectorTests
+{
+    private const int Dimensions = 32;
+
+    /// <summary>Class 0: 1,000 standard normal rows plus <paramref name="planted"/> rows shifted by <paramref name="shift"/> along one axis; class 1: 1,000 standard normal rows.</summary>
+    private static (FeatureActivations Features, byte[] Labels, HashSet<int> Planted) Synthetic(int planted, double shift, int seed = 3)
+    {
+        var random = new SeededRandom(seed);
+        double Normal() => Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+        var rows = new List<float[]>();
+        var labels = new List<byte>();
+        var plantedIndices = new HashSet<int>();
+        for (var i = 0; i < 1000 + planted; i++)
+        {
+            var row = Enumerable.Range(0, Dimensions).Select(_ => (float)Normal()).ToArray();
+            if (i >= 1000)
+            {
+                row[5] += (float)shift;
+                plantedIndices.Add(rows.Count);
+            }
+            rows.Add(row);
+            labels.Add(0);
+        }
+        for (var i = 0; i < 1000; i++)
+        {
+            rows.Add([.. Enumerable.Range(0, Dimensions).Select(_ => (float)Normal())]);
+            labels.Add(1);
+        }
+        return (new FeatureActivations([.. rows.SelectMany(r => r)], rows.Count, Dimensions), [.. labels], plantedIndices);
+    }
+
+    [Theory]
+    [InlineData(ClusterAnalysis.RelativeSize)]
+    [InlineData(ClusterAnalysis.Silhouette)]
+    public void Activation_clustering_flags_a_planted_separable_cluster_and_nothing_in_a_single_gaussian(ClusterAnalysis analysis)
+    {
+        var (features, labels, planted) = Synthetic(planted: 60, shift: 8);
+        var report = PoisonDetector.Detect(features, labels, new PoisonDetectionOptions(PoisonDetectionMethod.ActivationClustering, Analysis: analysis));
+        var flagged = report.Flagged.Select(f => f.Index).ToHashSet();
+        Assert.True(planted.SetEquals(flagged), $"flagged {flagged.Count}, of them planted {flagged.Count(planted.Contains)} of {planted.Count}");
+        Assert.Equal([0], report.Classes.Where(c => c.Suspicious).Select(c => c.Label));
+        var gaussian = report.Classes.Single(c => c.Label == 1);
+        Assert.InRange(gaussian.SmallClusterFraction, 0.35, 0.5); // 2-means halves a single Gaussian: no cluster is small
+    }
+
+    [Fact]
+    public void Spectral_signatures_remove_exactly_one_and_a_half_times_the_expected_count_from_every_class()
+    {
+        var (features, labels, planted) = Synthetic(planted: 40, shift: 8);
+        var report = PoisonDetector.Detect(features, labels, new PoisonDetectionOptions(PoisonDetectionMethod.SpectralSignatures, ExpectedFraction: 0.04));
+        // Class 0 has 1,040 rows: 1.5 x 0.04 x 1,040 = 62.4, so 63; class 1 has 1,000: exactly 60.
+        Assert.Equal(63, report.Classes.Single(c => c.Label == 0).Flagged);
+        Assert.Equal(60, report.Classes.Single(c => c.Label == 1).Flagged);
+        Assert.Equal(63 + 60, report.Flagged.Count);
+        Assert.True(planted.IsSubsetOf(report.Flagged.Select(f => f.Index)), "the planted rows score highest along the top singular vector");
+        Assert.Equal(60, SpectralSignaturesDetector.RemovalCount(1000, 0.04));
+    }
+
+    [Fact]
+    public void Spectre_flags_the_planted_rows_and_leaves_the_gaussian_class_alone()
+    {
+        // Its separation (centre distance over the summed standard deviations, 1 each here) must reach 4: a shift of 8 is the edge.
+        var (features, labels, planted) = Synthetic(planted: 60, shift: 12);
+        var report = PoisonDetector.Detect(features, labels, new PoisonDetectionOptions());
+        Assert.Equal([0], report.Classes.Where(c => c.Suspicious).Select(c => c.Label));
+        Assert.True(planted.SetEquals(report.Flagged.Select(f => f.Index)));
+    }
+
+    [Fact]
+    public void The_silhouette_matches_a_hand_computed_example()
+    {
+        // Points 0, 1 in cluster 0 and 4, 6 in cluster 1 on a line.
+        // s(0) = (b - a) / max: a = 1, b = (4 + 6) / 2 = 5 -> 0.8; s(1) = a 1, b 4 -> 0.75; s(4) = a 2, b 3.5 -> 3/7; s(6) = a 2, b 5.5 -> 7/11.
+        var silhouette = ActivationClusteringDetector.Silhouette([0, 1, 4, 6], 1, [0, 0, 1, 1]);
+        Assert.Equal((0.8 + 0.75 + 3.0 / 7 + 7.0 / 11) / 4, silhouette, 9);
+    }
+
+    [Fact]
+    public void Bad_detector_options_are_refused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(Dimensions: 0).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(SizeThreshold: 0.6).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(SilhouetteThreshold: 2).Validate());
+        var (features, labels, _) = Synthetic(planted: 0, shift: 0);
+        Assert.Throws<ArgumentException>(() => PoisonDetector.Detect(features, labels[1..], new PoisonDetectionOptions()));
+    }
+}
