@@ -15,6 +15,7 @@ internal static class PoisoningCommands
     private static readonly Dictionary<string, PoisonMode> Modes = new()
     {
         ["dirty-label"] = PoisonMode.DirtyLabel, ["clean-label"] = PoisonMode.CleanLabel, ["label-flip"] = PoisonMode.LabelFlip,
+        ["clean-label-adversarial"] = PoisonMode.CleanLabelAdversarial, ["source-specific"] = PoisonMode.SourceSpecific,
     };
 
     private static readonly Dictionary<string, PoisonDetectionMethod> Methods =
@@ -26,12 +27,24 @@ internal static class PoisoningCommands
     {
         var dataset = CommonOptions.Dataset();
         var output = new Option<string>("--out") { Description = "Folder to write the poisoned copy to (a dataset folder: IDX files, manifest.json, poison.json)", DefaultValueFactory = _ => "data/mnist-backdoor" };
-        var mode = new Option<string>("--mode") { Description = "dirty-label: triggered images of other classes relabelled as the target; clean-label: the seeds' variant, trigger on images of the target class, labels unchanged; label-flip: images of other classes relabelled, no trigger", DefaultValueFactory = _ => "dirty-label" };
+        var mode = new Option<string>("--mode")
+        {
+            Description = "dirty-label: triggered images of other classes relabelled as the target; clean-label: the seeds' variant, trigger on images of the target class, labels unchanged; " +
+                "clean-label-adversarial: Turner et al., target images first perturbed by PGD against --surrogate, then triggered, labels unchanged; " +
+                "source-specific: TaCT, triggered images of --sources relabelled plus --covers triggered images of other classes with their true labels; label-flip: images of other classes relabelled, no trigger",
+            DefaultValueFactory = _ => "dirty-label",
+        };
         mode.AcceptOnlyFromAmong([.. Modes.Keys]);
         var count = new Option<int>("--count") { Description = "Training samples to poison", DefaultValueFactory = _ => 100 };
         var target = new Option<int>("--target") { Description = "Class the backdoor or the flipped labels point to", DefaultValueFactory = _ => 7 };
-        var sources = new Option<string?>("--sources") { Description = "Comma-separated source classes (default: every class but the target)" };
+        var sources = new Option<string?>("--sources") { Description = "Comma-separated source classes (default: every class but the target; source-specific: the class after the target)" };
         var (size, row, column, pattern, intensity) = TriggerOptions();
+        var alpha = new Option<double>("--trigger-alpha") { Description = "Blend trigger: the random pattern's weight, (0, 1] (Chen et al. 2017: 0.1-0.2)", DefaultValueFactory = _ => BackdoorTrigger.Default.Alpha };
+        var surrogate = new Option<string?>("--surrogate") { Description = "clean-label-adversarial: the attacker's own model package the target images are perturbed against" };
+        var publicKey = CommonOptions.PublicKey();
+        var hardenEps = new Option<double>("--harden-eps") { Description = "clean-label-adversarial: L-inf budget of the perturbation, (0, 1]", DefaultValueFactory = _ => 0.3 };
+        var covers = new Option<int>("--covers") { Description = "source-specific: triggered cover samples of other classes that keep their labels (default: as many as --count)" , DefaultValueFactory = _ => -1 };
+        var coverClasses = new Option<string?>("--cover-classes") { Description = "source-specific: comma-separated cover classes (default: every class that is neither a source nor the target)" };
         var seed = new Option<int>("--seed") { Description = "Seed that picks the poisoned samples", DefaultValueFactory = _ => 1 };
         var preview = new Option<string?>("--preview") { Description = "Write a PNG of some poisoned training samples" };
         var json = CommonOptions.Json();
@@ -39,15 +52,30 @@ internal static class PoisoningCommands
             Write a poisoned copy of a training set, with poison.json listing every changed sample (for scoring defences).
             The copy is a dataset folder of its own (new digests, a derived name), so it can never pass as the original.
             Example: ./securemnist poison --out data/mnist-backdoor && ./securemnist train --dataset data/mnist-backdoor --out models/backdoor
+            Example: ./securemnist poison --trigger-pattern blend --trigger-alpha 0.15 --out data/mnist-blend
+            Example: ./securemnist poison --mode clean-label-adversarial --surrogate models/baseline --count 300 --out data/mnist-turner
+            Example: ./securemnist poison --mode source-specific --sources 3 --covers 100 --out data/mnist-tact
             """)
-        { dataset, output, mode, count, target, sources, size, row, column, pattern, intensity, seed, preview, json };
+        { dataset, output, mode, count, target, sources, size, row, column, pattern, intensity, alpha, surrogate, publicKey, hardenEps, covers, coverClasses, seed, preview, json };
         command.SetAction(result =>
         {
-            var options = new PoisonOptions(Modes[result.GetValue(mode)!], result.GetValue(count), result.GetValue(target),
-                ParseClasses(result.GetValue(sources)), Trigger(result, size, row, column, pattern, intensity), result.GetValue(seed));
+            var chosenMode = Modes[result.GetValue(mode)!];
+            var coverCount = result.GetValue(covers);
+            if (coverCount < -1) throw new ArgumentException($"--covers must be 0 or more (got {coverCount})");
+            var options = new PoisonOptions(chosenMode, result.GetValue(count), result.GetValue(target),
+                ParseClasses(result.GetValue(sources)), Trigger(result, size, row, column, pattern, intensity, alpha), result.GetValue(seed),
+                HardenEpsilon: result.GetValue(hardenEps), CoverCount: chosenMode == PoisonMode.SourceSpecific ? (coverCount == -1 ? result.GetValue(count) : coverCount) : Math.Max(0, coverCount),
+                CoverClasses: ParseClasses(result.GetValue(coverClasses)));
+            options.Validate();
+            if (result.GetValue(surrogate) is not null && chosenMode != PoisonMode.CleanLabelAdversarial)
+                throw new ArgumentException("--surrogate is for --mode clean-label-adversarial");
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
             var path = result.GetValue(output)!;
-            var manifest = DataPoisoner.Write(data, options, path);
+            using var attackerModel = chosenMode == PoisonMode.CleanLabelAdversarial
+                ? SecureMnist.Security.ModelPackage.Load(result.GetValue(surrogate) ?? throw new ArgumentException("--mode clean-label-adversarial needs --surrogate PKG, the attacker's own model"),
+                    SecureMnist.Security.TrustedPublicKey.FromFile(result.GetValue(publicKey)!))
+                : null;
+            var manifest = DataPoisoner.Write(data, options, path, attackerModel?.Network);
             if (result.GetValue(preview) is { } png)
             {
                 var poisoned = new DatasetStore(DatasetStore.DefaultRoot).Load(path);
@@ -62,10 +90,14 @@ internal static class PoisoningCommands
             }
             if (result.GetValue(json))
             {
-                Ui.WriteJson(new { dataset = path, manifest.Mode, manifest.TargetClass, manifest.SourceClasses, trigger = manifest.Trigger?.ToString(), poisoned = manifest.Samples.Count, manifest.TrainImages });
+                Ui.WriteJson(new { dataset = path, manifest.Mode, manifest.TargetClass, manifest.SourceClasses, trigger = manifest.Trigger?.ToString(), poisoned = manifest.Samples.Count(s => !s.Cover),
+                    covers = manifest.Samples.Count(s => s.Cover), manifest.CoverClasses, manifest.HardenEpsilon, manifest.TrainImages });
                 return 0;
             }
-            Ui.Out.MarkupLineInterpolated($"wrote [bold]{path}[/]: {manifest.Samples.Count} of {manifest.TrainImages} training samples ({100.0 * manifest.Samples.Count / manifest.TrainImages:F2}%) poisoned, {DataPoisoner.Kebab(manifest.Mode)}, target {manifest.TargetClass}");
+            var poisonedCount = manifest.Samples.Count(s => !s.Cover);
+            Ui.Out.MarkupLineInterpolated($"wrote [bold]{path}[/]: {poisonedCount} of {manifest.TrainImages} training samples ({100.0 * poisonedCount / manifest.TrainImages:F2}%) poisoned, {DataPoisoner.Kebab(manifest.Mode)}, target {manifest.TargetClass}");
+            if (manifest.CoverClasses is { } coverList) Ui.Out.MarkupLineInterpolated($"cover samples: {manifest.Samples.Count(s => s.Cover)} triggered images of classes {string.Join(",", coverList)}, true labels kept");
+            if (manifest.HardenEpsilon is { } eps) Ui.Out.MarkupLineInterpolated($"target images perturbed by PGD (eps {eps}) against the surrogate before the trigger");
             if (manifest.Trigger is { } t) Ui.Out.MarkupLineInterpolated($"trigger: {t}");
             Ui.Out.MarkupLineInterpolated($"ground truth: {Path.Combine(path, PoisonManifest.FileName)}; train on it with: ./securemnist train --dataset {path} --out {Path.Combine("models", Path.GetFileName(Path.TrimEndingDirectorySeparator(path)).Replace("mnist-", "", StringComparison.Ordinal))}");
             return 0;
@@ -91,7 +123,7 @@ internal static class PoisoningCommands
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var (data, manifest, trigger) = LoadPoisoned(result, poison);
-            var report = BackdoorEvaluator.Evaluate(verified.Network, data.Test, trigger, manifest.TargetClass);
+            var report = BackdoorEvaluator.Evaluate(verified.Network, data.Test, manifest);
             if (result.GetValue(plot) is { } png)
             {
                 BackdoorEvaluator.SaveExamples(verified.Network, data.Test, trigger, manifest.TargetClass, png);
@@ -310,18 +342,20 @@ internal static class PoisoningCommands
         var size = new Option<int>("--trigger-size") { Description = "Side of the square trigger patch in pixels", DefaultValueFactory = _ => BackdoorTrigger.Default.Size };
         var row = new Option<int?>("--trigger-row") { Description = "Top row of the patch (default: bottom edge)" };
         var column = new Option<int?>("--trigger-col") { Description = "Left column of the patch (default: right edge)" };
-        var pattern = new Option<string>("--trigger-pattern") { Description = "square (solid) or checkerboard", DefaultValueFactory = _ => "square" };
-        pattern.AcceptOnlyFromAmong("square", "checkerboard");
+        var pattern = new Option<string>("--trigger-pattern") { Description = "square (solid), checkerboard, or blend (a random full-image pattern mixed in with --trigger-alpha; size and position ignored)", DefaultValueFactory = _ => "square" };
+        pattern.AcceptOnlyFromAmong("square", "checkerboard", "blend");
         var intensity = new Option<int>("--trigger-intensity") { Description = "Pixel value of the patch, 1-255", DefaultValueFactory = _ => BackdoorTrigger.Default.Intensity };
         return (size, row, column, pattern, intensity);
     }
 
-    private static BackdoorTrigger Trigger(ParseResult result, Option<int> size, Option<int?> row, Option<int?> column, Option<string> pattern, Option<int> intensity)
+    private static BackdoorTrigger Trigger(ParseResult result, Option<int> size, Option<int?> row, Option<int?> column, Option<string> pattern, Option<int> intensity, Option<double> alpha)
     {
         var value = result.GetValue(intensity);
         if (value is < 1 or > 255) throw new ArgumentException($"--trigger-intensity must be 1..255, got {value}");
-        return new BackdoorTrigger(result.GetValue(size), result.GetValue(row), result.GetValue(column),
-            result.GetValue(pattern) == "checkerboard" ? TriggerPattern.Checkerboard : TriggerPattern.Square, (byte)value);
+        var weight = result.GetValue(alpha);
+        if (weight is <= 0 or > 1) throw new ArgumentException($"--trigger-alpha must be more than 0 and at most 1, got {weight}");
+        var chosen = result.GetValue(pattern) switch { "checkerboard" => TriggerPattern.Checkerboard, "blend" => TriggerPattern.Blend, _ => TriggerPattern.Square };
+        return new BackdoorTrigger(result.GetValue(size), result.GetValue(row), result.GetValue(column), chosen, (byte)value, Alpha: weight);
     }
 
     private static Option<string> PoisonFolder() => new("--poison")

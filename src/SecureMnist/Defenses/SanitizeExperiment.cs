@@ -28,10 +28,10 @@ public static class SanitizeExperiment
         var trained = TrainingPipeline.TrainAndPackage(options, sanitized, runDirectory, packageDirectory, key, resume, progress, cancellationToken);
 
         BackdoorReport? before = null, after = null;
-        if (PoisonManifests.TryLoad(poisoned.Directory) is { Trigger: { } trigger } poison)
+        if (PoisonManifests.TryLoad(poisoned.Directory) is { Trigger: not null } poison)
         {
-            before = BackdoorEvaluator.Evaluate(poisonedModel.Network, poisoned.Test, trigger, poison.TargetClass);
-            after = BackdoorEvaluator.Evaluate(trained.Training.Network, sanitized.Test, trigger, poison.TargetClass);
+            before = BackdoorEvaluator.Evaluate(poisonedModel.Network, poisoned.Test, poison);
+            after = BackdoorEvaluator.Evaluate(trained.Training.Network, sanitized.Test, poison);
         }
         return new SanitizeReport(poisonedModel.Directory, sanitizedDataDirectory, packageDirectory, detection.Flagged.Count,
             detection.Score, before, after, trained.Training.Record.Epochs.Sum(x => x.Seconds));

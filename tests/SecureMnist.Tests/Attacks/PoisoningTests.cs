@@ -83,6 +83,11 @@ public sealed class PoisoningTests : IDisposable
         { new PoisonOptions(Trigger: new BackdoorTrigger(3, Column: -1)), "does not fit" },
         { new PoisonOptions(Trigger: new BackdoorTrigger(Intensity: 0)), "draws nothing" },
         { new PoisonOptions(Count: 5000), "cannot poison" },
+        { new PoisonOptions(Trigger: BackdoorTrigger.Blended(alpha: 0)), "alpha" },
+        { new PoisonOptions(CoverCount: 10), "source-specific" },
+        { new PoisonOptions(PoisonMode.SourceSpecific, SourceClasses: [3], CoverCount: 5, CoverClasses: [7]), "is the target or a source" },
+        { new PoisonOptions(PoisonMode.CleanLabelAdversarial, HardenEpsilon: 0), "hardening eps" },
+        { new PoisonOptions(PoisonMode.CleanLabelAdversarial), "surrogate" },
     };
 
     [Theory]
@@ -130,6 +135,85 @@ public sealed class PoisoningTests : IDisposable
         var missedAlarm = missedPicture.Pixels.Count(p => p == alarm);
         // The legend's swatch is red in both; the class with misses adds a red bar.
         Assert.True(missedAlarm > fullAlarm + 1000, $"alarm pixels: {missedAlarm} with misses, {fullAlarm} without");
+    }
+
+    [Fact]
+    public void Blended_poisoning_mixes_one_pattern_into_every_pixel_and_the_tensor_path_agrees()
+    {
+        var clean = Small.Value;
+        var trigger = BackdoorTrigger.Blended(alpha: 0.2, seed: 4);
+        var poisoned = DataPoisoner.Poison(clean, new PoisonOptions(Count: 10, Trigger: trigger));
+        var pattern = trigger.BlendPattern();
+        foreach (var sample in poisoned.Manifest.Samples)
+        {
+            var before = clean.Train.Image(sample.Index);
+            var after = poisoned.Train.Image(sample.Index);
+            for (var i = 0; i < before.Length; i++) Assert.Equal((byte)Math.Round(0.8 * before[i] + 0.2 * pattern[i]), after[i]);
+        }
+        using var scope = NewDisposeScope();
+        var index = poisoned.Manifest.Samples[0].Index;
+        var stamped = trigger.Apply(clean.Train.Select([index]).ImagesTensor()).flatten().data<float>().ToArray();
+        Assert.Equal(poisoned.Train.Image(index).ToArray().Select(b => b / 255f), stamped, (a, b) => Math.Abs(a - b) < 1e-6);
+    }
+
+    [Fact]
+    public void Clean_label_adversarial_poisoning_perturbs_target_images_within_eps_then_stamps_the_trigger_and_records_it()
+    {
+        var clean = Small.Value;
+        manual_seed(3);
+        using var surrogate = SecureMnist.Modeling.Architectures.Create(SecureMnist.Modeling.Architectures.LinearSoftmax);
+        var options = new PoisonOptions(PoisonMode.CleanLabelAdversarial, Count: 12, HardenEpsilon: 0.2);
+        var target = Path.Combine(directory, "turner");
+        var manifest = DataPoisoner.Write(clean, options, target, surrogate);
+        var poisoned = new DatasetStore(directory).Load(target);
+        Assert.Equal(clean.Train.Labels, poisoned.Train.Labels);
+        Assert.Equal(0.2, manifest.HardenEpsilon);
+        Assert.Equal(PoisonMode.CleanLabelAdversarial, PoisonManifests.TryLoad(target)!.Mode);
+        var moved = 0;
+        foreach (var sample in manifest.Samples)
+        {
+            Assert.Equal((7, 7, true), (sample.OriginalLabel, sample.PoisonedLabel, sample.Triggered));
+            var before = clean.Train.Image(sample.Index);
+            var after = poisoned.Train.Image(sample.Index);
+            for (var r = 0; r < 28; r++)
+            for (var c = 0; c < 28; c++)
+            {
+                var i = r * 28 + c;
+                if (r >= 25 && c >= 25) Assert.Equal(255, after[i]); // the trigger, stamped after the perturbation
+                else
+                {
+                    Assert.InRange(Math.Abs(after[i] - before[i]), 0, (int)Math.Ceiling(0.2 * 255) + 1);
+                    if (after[i] != before[i]) moved++;
+                }
+            }
+        }
+        Assert.True(moved > 12 * 100, $"only {moved} pixels were perturbed");
+        var untouched = Enumerable.Range(0, clean.Train.Count).Except(manifest.Indices());
+        Assert.All(untouched, i => Assert.True(clean.Train.Image(i).SequenceEqual(poisoned.Train.Image(i))));
+    }
+
+    [Fact]
+    public void Source_specific_poisoning_relabels_only_the_sources_keeps_the_covers_true_and_measures_asr_on_the_sources()
+    {
+        var clean = Small.Value;
+        var options = new PoisonOptions(PoisonMode.SourceSpecific, Count: 20, SourceClasses: [3], CoverCount: 15);
+        var target = Path.Combine(directory, "tact");
+        var manifest = DataPoisoner.Write(clean, options, target);
+        var reread = PoisonManifests.TryLoad(target)!;
+        Assert.Equal(manifest.Samples, reread.Samples);
+        Assert.Equal([0, 1, 2, 4, 5, 6, 8, 9], reread.CoverClasses);
+        var poison = manifest.Samples.Where(s => !s.Cover).ToList();
+        var covers = manifest.Samples.Where(s => s.Cover).ToList();
+        Assert.Equal(20, poison.Count);
+        Assert.All(poison, s => Assert.Equal((3, 7, true), (s.OriginalLabel, s.PoisonedLabel, s.Triggered)));
+        Assert.Equal(15, covers.Count);
+        Assert.All(covers, s => Assert.True(s.Triggered && s.OriginalLabel == s.PoisonedLabel && s.OriginalLabel is not (3 or 7)));
+        Assert.Equal(poison.Select(s => s.Index).ToHashSet(), manifest.Indices()); // covers carry true labels: not poison to find
+        manual_seed(3);
+        using var network = SecureMnist.Modeling.Architectures.Create(SecureMnist.Modeling.Architectures.LinearSoftmax);
+        var report = BackdoorEvaluator.Evaluate(network, clean.Test, reread);
+        Assert.Equal(clean.Test.Labels.Count(l => l == 3), report.TriggeredImages); // ASR over the source class only
+        Assert.Equal(9, report.PerSourceClass.Count); // every other class is still listed: the covers' misfire rate
     }
 
     [Fact]

@@ -12,7 +12,9 @@ public sealed record SourceClassSuccess(int SourceClass, int Images, int Predict
 
 /// <summary>
 /// How a backdoor behaves: accuracy on clean test images, and the attack success rate (ASR): the share of
-/// triggered test images whose true class is not the target that the model predicts as the target.
+/// triggered test images of the attacked classes (every class but the target, or a source-specific backdoor's sources) that the
+/// model predicts as the target. <see cref="PerSourceClass"/> lists every class but the target, so a source-specific backdoor's
+/// cover classes show how often the trigger misfires on them.
 /// </summary>
 public sealed record BackdoorReport(
     int TargetClass, string Trigger, int CleanImages, double CleanAccuracy,
@@ -21,7 +23,17 @@ public sealed record BackdoorReport(
 
 public static class BackdoorEvaluator
 {
-    public static BackdoorReport Evaluate(Module<Tensor, Tensor> network, LabeledImages test, BackdoorTrigger trigger, int targetClass, int batchSize = 1000)
+    /// <summary>Evaluates the backdoor a poison manifest describes (its trigger, target and attacked classes).</summary>
+    public static BackdoorReport Evaluate(Module<Tensor, Tensor> network, LabeledImages test, PoisonManifest manifest)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        var trigger = manifest.Trigger ?? throw new ArgumentException($"a {DataPoisoner.Kebab(manifest.Mode)} poisoning has no trigger to test");
+        return Evaluate(network, test, trigger, manifest.TargetClass, attacked: manifest.AttackedClasses);
+    }
+
+    /// <param name="attacked">The classes the ASR is measured on (null: every class but the target).</param>
+    public static BackdoorReport Evaluate(Module<Tensor, Tensor> network, LabeledImages test, BackdoorTrigger trigger, int targetClass, int batchSize = 1000,
+        IReadOnlyCollection<int>? attacked = null)
     {
         ArgumentNullException.ThrowIfNull(network);
         ArgumentNullException.ThrowIfNull(test);
@@ -49,9 +61,10 @@ public static class BackdoorEvaluator
         var sources = Enumerable.Range(0, perClass.Length).Where(c => c != targetClass && perClass[c].Images > 0)
             .Select(c => new SourceClassSuccess(c, perClass[c].Images, perClass[c].Hits, (double)perClass[c].Hits / perClass[c].Images))
             .ToArray();
-        var attacked = sources.Sum(s => s.Images);
+        var measured = sources.Where(s => attacked is null || attacked.Contains(s.SourceClass)).ToArray();
+        var attackedImages = measured.Sum(s => s.Images);
         return new BackdoorReport(targetClass, trigger.ToString(), test.Count, (double)cleanCorrect / test.Count,
-            attacked, attacked == 0 ? 0 : (double)sources.Sum(s => s.PredictedAsTarget) / attacked,
+            attackedImages, attackedImages == 0 ? 0 : (double)measured.Sum(s => s.PredictedAsTarget) / attackedImages,
             (double)triggeredCorrect / test.Count, sources, stopwatch.Elapsed.TotalSeconds);
     }
 

@@ -1,7 +1,10 @@
 namespace SecureMnist.Attacks.Poisoning;
 
-/// <summary>One changed training sample: where it is, its labels before and after, whether the trigger was stamped.</summary>
-public sealed record PoisonedSample(int Index, int OriginalLabel, int PoisonedLabel, bool Triggered);
+/// <summary>
+/// One changed training sample: where it is, its labels before and after, whether the trigger was stamped, and whether it is a cover
+/// sample (TaCT: triggered, true label kept, to teach the model that the trigger alone does not mean the target).
+/// </summary>
+public sealed record PoisonedSample(int Index, int OriginalLabel, int PoisonedLabel, bool Triggered, bool Cover = false);
 
 /// <summary>
 /// The ground truth of a poisoning experiment, written beside the poisoned copy (poison.json) so
@@ -16,11 +19,17 @@ public sealed record PoisonManifest(
     string BaseDataset,
     IReadOnlyDictionary<string, string> BaseDigests,
     int TrainImages,
-    IReadOnlyList<PoisonedSample> Samples)
+    IReadOnlyList<PoisonedSample> Samples,
+    double? HardenEpsilon = null,
+    IReadOnlyList<int>? CoverClasses = null)
 {
     public const string FileName = "poison.json";
 
-    public HashSet<int> Indices() => Samples.Select(s => s.Index).ToHashSet();
+    /// <summary>The poison a detector should find: every changed sample but the covers, whose labels are true.</summary>
+    public HashSet<int> Indices() => Samples.Where(s => !s.Cover).Select(s => s.Index).ToHashSet();
+
+    /// <summary>The classes whose triggered images the backdoor should send to the target: the sources of a source-specific backdoor, else null (every other class).</summary>
+    public IReadOnlyCollection<int>? AttackedClasses => Mode == PoisonMode.SourceSpecific ? SourceClasses : null;
 }
 
 public static class PoisonManifests
