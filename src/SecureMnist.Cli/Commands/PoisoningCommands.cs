@@ -272,6 +272,9 @@ internal static class PoisoningCommands
         var overlays = new Option<int>("--overlays") { Description = "Clean images superimposed on each input", DefaultValueFactory = _ => new StripOptions().Overlays };
         var fpr = new Option<double>("--fpr") { Description = "False-positive rate the threshold is calibrated for, on clean test images", DefaultValueFactory = _ => new StripOptions().FalsePositiveRate };
         var confidence = new Option<double>("--confidence") { Description = "Probability that the threshold's true FPR stays at or below --fpr (a one-sided binomial bound on the calibration quantile)", DefaultValueFactory = _ => new StripOptions().Confidence };
+        var blend = new Option<string>("--blend") { Description = "How overlays are superimposed: add (add and clip, as Gao et al.) or alpha (the weighted average with --blend-alpha)", DefaultValueFactory = _ => "add" };
+        blend.AcceptOnlyFromAmong("add", "alpha");
+        var blendAlpha = new Option<double>("--blend-alpha") { Description = "The overlay's weight in an alpha blend, (0, 1)", DefaultValueFactory = _ => new StripOptions().BlendAlpha };
         var plot = new Option<string?>("--plot") { Description = "Write a PNG histogram of clean and triggered entropies with the threshold" };
         var json = CommonOptions.Json();
         var command = new Command("strip", """
@@ -279,15 +282,19 @@ internal static class PoisoningCommands
             predictions stay confident (low entropy). The threshold comes from 2,000 clean test images drawn at random
             (another 1,000 are the overlays), set so the FPR stays at or below --fpr with --confidence probability;
             TPR is measured on the remaining test images of other classes with the trigger, FPR on them without.
+            A saturated patch survives add-and-clip untouched; --blend alpha dims it like the rest of the input.
             Example: ./securemnist strip --model models/backdoor --poison data/mnist-backdoor --plot out/strip.png
+            Example: ./securemnist strip --model models/backdoor --poison data/mnist-backdoor --blend alpha
             """)
-        { model, publicKey, allowUnsigned, poison, overlays, fpr, confidence, plot, json };
+        { model, publicKey, allowUnsigned, poison, overlays, fpr, confidence, blend, blendAlpha, plot, json };
         command.SetAction(result =>
         {
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var (data, manifest, trigger) = LoadPoisoned(result, poison);
-            var report = StripEvaluation.Run(verified.Network, data.Test, trigger, manifest.TargetClass, 
-                new StripOptions(result.GetValue(overlays), result.GetValue(fpr), Confidence: result.GetValue(confidence)));
+            var stripOptions = new StripOptions(result.GetValue(overlays), result.GetValue(fpr), Confidence: result.GetValue(confidence),
+                Blend: result.GetValue(blend) == "alpha" ? StripBlend.Alpha : StripBlend.Add, BlendAlpha: result.GetValue(blendAlpha));
+            stripOptions.Validate();
+            var report = StripEvaluation.Run(verified.Network, data.Test, trigger, manifest.TargetClass, stripOptions, attacked: manifest.AttackedClasses);
             if (result.GetValue(plot) is { } png)
             {
                 StripEvaluation.Plot(report, png);
@@ -298,7 +305,7 @@ internal static class PoisoningCommands
                 Ui.WriteJson(report with { CleanEntropies = [], TriggeredEntropies = [] });
                 return 0;
             }
-            Ui.Out.MarkupLineInterpolated($"STRIP on {verified.Directory}: threshold {report.Threshold:F4} nats ({report.Options.Overlays} overlays, calibrated for FPR <= {Ui.Percent(report.Options.FalsePositiveRate)} with {Ui.Percent(report.Options.Confidence)} confidence on {report.CalibrationImages} clean images)");
+            Ui.Out.MarkupLineInterpolated($"STRIP on {verified.Directory}: threshold {report.Threshold:F4} nats ({report.Options.Overlays} overlays, {(report.Options.Blend == StripBlend.Add ? "add and clip" : $"alpha blend {report.Options.BlendAlpha:0.##}")}, calibrated for FPR <= {Ui.Percent(report.Options.FalsePositiveRate)} with {Ui.Percent(report.Options.Confidence)} confidence on {report.CalibrationImages} clean images)");
             Ui.Out.MarkupLineInterpolated($"triggered inputs flagged (TPR): [bold]{Ui.Percent(report.TruePositiveRate)}[/] ({report.TriggeredFlagged}/{report.TriggeredImages})");
             Ui.Out.MarkupLineInterpolated($"clean inputs flagged (FPR): [bold]{Ui.Percent(report.FalsePositiveRate)}[/] ({report.CleanFlagged}/{report.CleanImages}); {report.Seconds:F1} s");
             return 0;

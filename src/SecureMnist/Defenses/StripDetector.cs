@@ -3,15 +3,26 @@ using static TorchSharp.torch;
 
 namespace SecureMnist.Defenses;
 
-/// <summary>STRIP settings: how many clean overlays each input is superimposed with, and the false-positive rate to calibrate for.</summary>
+/// <summary>How STRIP superimposes an overlay on an input.</summary>
+public enum StripBlend
+{
+    /// <summary>Add the two images and clip to [0, 1], as Gao et al. describe it. A saturated (white) trigger patch survives this untouched.</summary>
+    Add,
+    /// <summary>The weighted average (1 - alpha) x + alpha overlay, which dims every trigger, patch or not.</summary>
+    Alpha,
+}
+
+/// <summary>STRIP settings: how many clean overlays each input is superimposed with, how, and the false-positive rate to calibrate for.</summary>
 /// <remarks>
 /// <see cref="Confidence"/> is the probability that the calibrated threshold's true false-positive rate stays at or
 /// below <see cref="FalsePositiveRate"/>; a plain quantile of the calibration entropies only meets the target half the time.
 /// </remarks>
-public sealed record StripOptions(int Overlays = 32, double FalsePositiveRate = 0.05, int Seed = 1, double Confidence = 0.95)
+public sealed record StripOptions(int Overlays = 32, double FalsePositiveRate = 0.05, int Seed = 1, double Confidence = 0.95,
+    StripBlend Blend = StripBlend.Add, double BlendAlpha = 0.5)
 {
     public void Validate()
     {
+        if (BlendAlpha is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(BlendAlpha), BlendAlpha, "the overlay's weight in an alpha blend must be in (0, 1)");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Overlays);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(Overlays, 1024);
         if (FalsePositiveRate is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(FalsePositiveRate), FalsePositiveRate, "the target false-positive rate must be in (0, 1)");
@@ -72,8 +83,10 @@ public sealed class StripDetector : IDisposable
             var picks = new long[length * options.Overlays];
             for (var i = 0; i < picks.Length; i++) picks[i] = random.Next((int)pool.shape[0]);
             var chosen = pool.index_select(0, tensor(picks)).reshape(length, options.Overlays, 1, pool.shape[2], pool.shape[3]);
-            // Superimposition as in the paper: add the two images and clip to the valid range.
-            var blends = (inputs.narrow(0, start, length).unsqueeze(1) + chosen).clamp_(0, 1).reshape(-1, 1, pool.shape[2], pool.shape[3]);
+            var input = inputs.narrow(0, start, length).unsqueeze(1);
+            // Add and clip (the paper), or the weighted average.
+            var blended = options.Blend == StripBlend.Add ? (input + chosen).clamp_(0, 1) : input * (1 - options.BlendAlpha) + chosen * options.BlendAlpha;
+            var blends = blended.reshape(-1, 1, pool.shape[2], pool.shape[3]);
             var p = model.Probabilities(blends, 4096);
             var entropy = -(p * p.clamp_min(1e-12).log()).sum(1).reshape(length, options.Overlays).mean([1]).to(ScalarType.Float64);
             entropy.data<double>().ToArray().CopyTo(result, start);

@@ -19,10 +19,11 @@ public static class StripEvaluation
     /// <summary>
     /// Splits the test set at random (seeded by the options): <paramref name="poolSize"/> images are overlays,
     /// <paramref name="calibrationSize"/> calibrate the threshold, and the rest are scored clean and, where their class is
-    /// not the target, triggered. A random split keeps calibration and evaluation images from the same distribution.
+    /// not the target (or, with <paramref name="attacked"/>, is one of those classes), triggered. A random split keeps calibration and
+    /// evaluation images from the same distribution.
     /// </summary>
     public static StripReport Run(Module<Tensor, Tensor> network, LabeledImages test, BackdoorTrigger trigger, int targetClass, StripOptions options,
-        int poolSize = 1000, int calibrationSize = 2000)
+        int poolSize = 1000, int calibrationSize = 2000, IReadOnlyCollection<int>? attacked = null)
     {
         ArgumentNullException.ThrowIfNull(test);
         ArgumentNullException.ThrowIfNull(trigger);
@@ -38,7 +39,7 @@ public static class StripEvaluation
         using var detector = StripDetector.Calibrate(classifier, Rows(order.Take(poolSize)), Rows(order.Skip(poolSize).Take(calibrationSize)), options);
         var heldOut = order.Skip(poolSize + calibrationSize).ToArray();
         var clean = Rows(heldOut);
-        var others = heldOut.Where(i => test.Labels[i] != targetClass).Select(i => (long)i).ToArray();
+        var others = heldOut.Where(i => test.Labels[i] != targetClass && (attacked is null || attacked.Contains(test.Labels[i]))).Select(i => (long)i).ToArray();
         var triggered = trigger.Apply(images.index_select(0, tensor(others)));
         var cleanEntropies = detector.Entropies(classifier, clean);
         var triggeredEntropies = detector.Entropies(classifier, triggered);
@@ -63,7 +64,7 @@ public static class StripEvaluation
             return new Series(name, counts.Select((c, b) => ((b + 0.5) * max / bins, values.Count == 0 ? 0 : (double)c / values.Count)).ToArray());
         }
         var threshold = new Series($"threshold {report.Threshold:F3}", [(report.Threshold, 0), (report.Threshold, 1)]);
-        LineChart.Save(path, $"STRIP: TPR {100 * report.TruePositiveRate:F1}% at FPR {100 * report.FalsePositiveRate:F1}%",
+        LineChart.Save(path, $"STRIP ({(report.Options.Blend == StripBlend.Add ? "add and clip" : $"alpha blend {report.Options.BlendAlpha:0.##}")}): TPR {100 * report.TruePositiveRate:F1}% at FPR {100 * report.FalsePositiveRate:F1}%",
             "mean entropy over blends (nats)", "share of inputs",
             [Histogram($"clean ({report.CleanImages})", report.CleanEntropies), Histogram($"triggered ({report.TriggeredImages})", report.TriggeredEntropies), threshold],
             yMin: 0);

@@ -90,3 +90,34 @@ public sealed class PoisonDetectorTests
         Assert.Throws<ArgumentException>(() => PoisonDetector.Detect(features, labels[1..], new PoisonDetectionOptions()));
     }
 }
+
+/// <summary>STRIP's two ways to superimpose, seen through a classifier that records what it is shown.</summary>
+public sealed class StripBlendTests
+{
+    private sealed class RecordingClassifier : SecureMnist.Attacks.Evasion.IClassifier
+    {
+        public List<float> Seen { get; } = [];
+        public int ClassCount => 10;
+
+        public TorchSharp.torch.Tensor Logits(TorchSharp.torch.Tensor images)
+        {
+            Seen.AddRange(images.flatten().data<float>().ToArray());
+            return TorchSharp.torch.zeros(images.shape[0], 10);
+        }
+    }
+
+    [Theory]
+    [InlineData(StripBlend.Add, 1.0f)] // 0.4 + 1.0, clipped
+    [InlineData(StripBlend.Alpha, 0.7f)] // 0.5 x 0.4 + 0.5 x 1.0
+    public void Overlays_are_added_and_clipped_or_averaged(StripBlend blend, float expected)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var white = TorchSharp.torch.ones(4, 1, 28, 28);
+        var grey = TorchSharp.torch.full(100, 1, 28, 28, 0.4f);
+        var classifier = new RecordingClassifier();
+        using var detector = StripDetector.Calibrate(classifier, white, grey, new StripOptions(Overlays: 2, Blend: blend));
+        Assert.All(classifier.Seen, v => Assert.Equal(expected, v, 5));
+        Assert.Equal(100 * 2 * 784, classifier.Seen.Count);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(Blend: StripBlend.Alpha, BlendAlpha: 1).Validate());
+    }
+}
