@@ -26,6 +26,7 @@ root.Subcommands.Add(MembershipCommand.Create());
 root.Subcommands.Add(InvertCommand.Create());
 root.Subcommands.Add(ExtractCommand.Create());
 foreach (var command in PoisoningCommands.Create()) root.Subcommands.Add(command);
+root.Subcommands.Add(PoisonBenchCommand.Create());
 foreach (var command in PackageCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in InteropCommands.Create()) root.Subcommands.Add(command);
 foreach (var command in ServiceCommands.Create()) root.Subcommands.Add(command);

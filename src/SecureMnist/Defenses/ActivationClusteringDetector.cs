@@ -11,10 +11,10 @@ namespace SecureMnist.Defenses;
 /// </summary>
 internal sealed class ActivationClusteringDetector(PoisonDetectionOptions options) : IClassPoisonDetector
 {
-    public (ClassAnalysis Analysis, IReadOnlyList<FlaggedSample> Flagged) Analyse(ClassActivations activations)
+    public ClassDetection Analyse(ClassActivations activations)
     {
         var members = activations.Members;
-        if (members.Length < 2) return (new ClassAnalysis(activations.Label, members.Length, 0, 0, 0, false), []);
+        if (members.Length < 2) return new(new ClassAnalysis(activations.Label, members.Length, 0, 0, 0, false), []);
         var (points, dimensions) = Reduce(activations, options.Dimensions);
         var assignment = KMeans.TwoMeans(points, members.Length, dimensions, options.Seed);
         var sizes = new int[2];
@@ -24,7 +24,7 @@ internal sealed class ActivationClusteringDetector(PoisonDetectionOptions option
         var silhouette = Silhouette(points, dimensions, assignment);
         var suspicious = sizes[small] > 0 && Math.Round(fraction, 2) < Math.Round(options.SizeThreshold, 2)
             && (options.Analysis == ClusterAnalysis.RelativeSize || silhouette >= options.SilhouetteThreshold);
-        if (!suspicious) return (new ClassAnalysis(activations.Label, members.Length, 0, fraction, silhouette, false), []);
+        if (!suspicious) return new(new ClassAnalysis(activations.Label, members.Length, 0, fraction, silhouette, false), []);
         var large = 1 - small;
         var centre = new double[dimensions];
         for (var k = 0; k < members.Length; k++)
@@ -32,7 +32,7 @@ internal sealed class ActivationClusteringDetector(PoisonDetectionOptions option
                 for (var d = 0; d < dimensions; d++) centre[d] += points[k * dimensions + d] / sizes[large];
         FlaggedSample[] flagged = [.. Enumerable.Range(0, members.Length).Where(k => assignment[k] == small)
             .Select(k => new FlaggedSample(members[k], activations.Label, Math.Sqrt(Enumerable.Range(0, dimensions).Sum(d => Math.Pow(points[k * dimensions + d] - centre[d], 2)))))];
-        return (new ClassAnalysis(activations.Label, members.Length, flagged.Length, fraction, silhouette, true), flagged);
+        return new(new ClassAnalysis(activations.Label, members.Length, flagged.Length, fraction, silhouette, true), flagged);
     }
 
     /// <summary>PCA: the centred activations projected on their top <paramref name="dimensions"/> principal directions (row-major).</summary>

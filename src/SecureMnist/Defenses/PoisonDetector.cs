@@ -83,7 +83,7 @@ public sealed record PoisonDetectionScore(
 
 public sealed record PoisonDetectionReport(
     PoisonDetectionOptions Options, int Samples, IReadOnlyList<ClassAnalysis> Classes, IReadOnlyList<FlaggedSample> Flagged,
-    double Seconds, PoisonDetectionScore? Score = null)
+    double Seconds, PoisonDetectionScore? Score = null, ClassScores? ScoredClass = null)
 {
     public const string FileName = "detection.json";
 
@@ -110,11 +110,19 @@ public sealed record PoisonDetectionReport(
     }
 }
 
-/// <summary>One detector's view of one class: its analysis and the samples it flags.</summary>
+/// <summary>
+/// One detector's view of one class: its analysis, the samples it flags, and (for a method that ranks members by a score) every member's
+/// score in the order of <see cref="ClassActivations.Members"/>, higher meaning more suspect.
+/// </summary>
+internal sealed record ClassDetection(ClassAnalysis Analysis, IReadOnlyList<FlaggedSample> Flagged, double[]? Scores = null);
+
 internal interface IClassPoisonDetector
 {
-    (ClassAnalysis Analysis, IReadOnlyList<FlaggedSample> Flagged) Analyse(ClassActivations activations);
+    ClassDetection Analyse(ClassActivations activations);
 }
+
+/// <summary>Every member of one class (training indices) with the detector's score, higher meaning more suspect: what a ROC curve needs.</summary>
+public sealed record ClassScores(int Label, IReadOnlyList<int> Members, IReadOnlyList<double> Scores);
 
 /// <summary>The activations of one class's members, row-major [Members.Length, Dimensions], and their training-set indices.</summary>
 internal sealed record ClassActivations(int Label, int[] Members, float[] Rows, int Dimensions)
@@ -138,8 +146,12 @@ public static class PoisonDetector
         return report with { Seconds = stopwatch.Elapsed.TotalSeconds };
     }
 
-    /// <summary>Runs the detector on activations already extracted (one row per training sample, in the order of <paramref name="labels"/>).</summary>
-    public static PoisonDetectionReport Detect(FeatureActivations features, IReadOnlyList<byte> labels, PoisonDetectionOptions options, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Runs the detector on activations already extracted (one row per training sample, in the order of <paramref name="labels"/>).
+    /// With <paramref name="scoreClass"/>, a method that scores members (spectre, spectral signatures) also returns that class's scores.
+    /// </summary>
+    public static PoisonDetectionReport Detect(FeatureActivations features, IReadOnlyList<byte> labels, PoisonDetectionOptions options,
+        CancellationToken cancellationToken = default, int? scoreClass = null)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(labels);
@@ -156,18 +168,20 @@ public static class PoisonDetector
         };
         var classes = new List<ClassAnalysis>();
         var flagged = new List<FlaggedSample>();
+        ClassScores? scored = null;
         foreach (var label in labels.Distinct().Order())
         {
             cancellationToken.ThrowIfCancellationRequested();
             var members = Enumerable.Range(0, labels.Count).Where(i => labels[i] == label).ToArray();
             var rows = new float[checked(members.Length * features.Dimensions)];
             for (var k = 0; k < members.Length; k++) features.Row(members[k]).CopyTo(rows.AsSpan(k * features.Dimensions));
-            var (analysis, classFlagged) = detector.Analyse(new ClassActivations(label, members, rows, features.Dimensions));
-            classes.Add(analysis);
-            flagged.AddRange(classFlagged);
+            var detection = detector.Analyse(new ClassActivations(label, members, rows, features.Dimensions));
+            classes.Add(detection.Analysis);
+            flagged.AddRange(detection.Flagged);
+            if (label == scoreClass && detection.Scores is { } scores) scored = new ClassScores(label, members, scores);
         }
         flagged.Sort((a, b) => b.Score.CompareTo(a.Score));
-        return new PoisonDetectionReport(options, labels.Count, classes, flagged, stopwatch.Elapsed.TotalSeconds);
+        return new PoisonDetectionReport(options, labels.Count, classes, flagged, stopwatch.Elapsed.TotalSeconds, ScoredClass: scored);
     }
 
     /// <summary>

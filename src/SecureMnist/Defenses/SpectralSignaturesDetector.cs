@@ -9,7 +9,7 @@ namespace SecureMnist.Defenses;
 /// </summary>
 internal sealed class SpectralSignaturesDetector(PoisonDetectionOptions options) : IClassPoisonDetector
 {
-    public (ClassAnalysis Analysis, IReadOnlyList<FlaggedSample> Flagged) Analyse(ClassActivations activations)
+    public ClassDetection Analyse(ClassActivations activations)
     {
         var members = activations.Members;
         var scores = Scores(activations);
@@ -17,7 +17,7 @@ internal sealed class SpectralSignaturesDetector(PoisonDetectionOptions options)
         FlaggedSample[] flagged = [.. Enumerable.Range(0, members.Length)
             .Select(k => new FlaggedSample(members[k], activations.Label, scores[k]))
             .OrderByDescending(f => f.Score).Take(budget)];
-        return (new ClassAnalysis(activations.Label, members.Length, flagged.Length, members.Length == 0 ? 0 : (double)budget / members.Length, 0, budget > 0), flagged);
+        return new(new ClassAnalysis(activations.Label, members.Length, flagged.Length, members.Length == 0 ? 0 : (double)budget / members.Length, 0, budget > 0), flagged, scores);
     }
 
     /// <summary>How many of a class of <paramref name="members"/> the rule removes: 1.5 x the expected poison count, rounded up.</summary>

@@ -10,7 +10,7 @@ namespace SecureMnist.Defenses;
 /// </summary>
 internal sealed class SpectreDetector(PoisonDetectionOptions options) : IClassPoisonDetector
 {
-    public (ClassAnalysis Analysis, IReadOnlyList<FlaggedSample> Flagged) Analyse(ClassActivations activations)
+    public ClassDetection Analyse(ClassActivations activations)
     {
         var members = activations.Members;
         var scores = Scores(activations, options.Trim);
@@ -24,7 +24,7 @@ internal sealed class SpectreDetector(PoisonDetectionOptions options) : IClassPo
         FlaggedSample[] flagged = suspicious
             ? [.. Enumerable.Range(0, members.Length).Where(k => assignment[k] == small).Select(k => new FlaggedSample(members[k], activations.Label, Math.Abs(scores[k])))]
             : [];
-        return (new ClassAnalysis(activations.Label, members.Length, flagged.Length, fraction, separation, suspicious), flagged);
+        return new(new ClassAnalysis(activations.Label, members.Length, flagged.Length, fraction, separation, suspicious), flagged, [.. scores.Select(Math.Abs)]);
     }
 
     /// <summary>Distance between the two clusters' centres over the sum of their standard deviations (0 when one is empty).</summary>
