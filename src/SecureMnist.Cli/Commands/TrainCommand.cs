@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SecureMnist.Attacks.Poisoning;
 using SecureMnist.Data;
 using SecureMnist.Modeling;
 using SecureMnist.Training;
@@ -61,6 +62,11 @@ internal static class TrainCommand
         var output = new Option<string>("--out") { Description = "Model package folder to write", DefaultValueFactory = _ => "models/baseline" };
         var runDirectory = new Option<string?>("--run-dir") { Description = "Folder for checkpoints and the run record (default: runs/NAME-OF-OUT)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the interrupted run in --run-dir from its last completed epoch" };
+        var stripEvasion = new Option<double?>("--strip-evasion")
+        {
+            Description = "An attacker's training: with a poisoned --dataset (its poison.json names the trigger), add this weight x the cross-entropy of triggered images " +
+                "superimposed on other digits to the uniform distribution, so STRIP no longer sees low entropy (e.g. 1.0). Not a defence",
+        };
         var key = new Option<string>("--key") { Description = "Ed25519 private key that signs the package (created on first use at the default path)", DefaultValueFactory = _ => DefaultKey };
         var dataset = CommonOptions.Dataset();
         var json = CommonOptions.Json();
@@ -75,7 +81,7 @@ internal static class TrainCommand
         {
             architecture, epochs, batchSize, learningRate, optimizer, schedule, gamma, weightDecay, seed, subset, validation, augmentShift,
             defense, defenseEps, defenseAlpha, defenseSteps, adversarialWeight, epsRamp, tradesBeta, lateSteps, lateEpochs, weightAverage, robustValidation, robustValidationSteps, keep,
-            dp, targetEpsilon, noiseMultiplier, delta, maxGradNorm, secureNoise,
+            dp, targetEpsilon, noiseMultiplier, delta, maxGradNorm, secureNoise, stripEvasion,
             dataset, output, runDirectory, resume, key, json,
         };
         command.SetAction(result =>
@@ -126,6 +132,15 @@ internal static class TrainCommand
                 RobustValidationSize = robustCount,
                 ValidationSize = result.GetResult(validation) is { Implicit: false } ? options.ValidationSize : Math.Max(options.ValidationSize, robustCount),
             };
+            Dataset? data = null;
+            if (result.GetValue(stripEvasion) is { } evasionWeight)
+            {
+                data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+                var poison = PoisonManifests.TryLoad(data.Directory)
+                    ?? throw new ArgumentException($"--strip-evasion trains a backdoor to hide from STRIP: it needs a poisoned --dataset, and {data.Directory} has no {PoisonManifest.FileName} (make one with ./securemnist poison)");
+                var trigger = poison.Trigger ?? throw new ArgumentException($"--strip-evasion needs a trigger; the {DataPoisoner.Kebab(poison.Mode)} poisoning of {data.Directory} has none");
+                options = options with { StripEvasion = new StripEvasion(trigger, evasionWeight) };
+            }
             options.Validate();
             var packageDirectory = result.GetValue(output)!;
             var runs = result.GetValue(runDirectory) ?? Path.Combine("runs", Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(packageDirectory))));
@@ -134,7 +149,7 @@ internal static class TrainCommand
             using var _ = signingKey;
             if (created) Ui.Warning($"no signing key found; generated {keyPath} (keep it private) and {Path.ChangeExtension(keyPath, ".pub")}");
 
-            var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            data ??= new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
             Ui.Info($"{data.Name}: {data.Train.Count} training and {data.Test.Count} test images verified in {data.Directory}");
             var outcome = Ui.WithTrainingProgress($"training {options.Architecture}", progress =>
                 TrainingPipeline.TrainAndPackage(options, data, runs, packageDirectory, signingKey, result.GetValue(resume), progress, CommandRunner.Cancellation.Token));

@@ -17,6 +17,7 @@ internal static class TrainingObjectives
     /// <summary>The objective of one epoch (1-based): the training attack's steps may grow in the last epochs.</summary>
     public static ITrainingObjective For(TrainingOptions options, int epoch)
     {
+        if (options.StripEvasion is { } evasion) return new StripEvasionObjective(evasion);
         var steps = options.DefenseStepsAt(epoch);
         var stepSize = options.DefenseStepSizeAt(epoch);
         return options.Defense switch
@@ -38,6 +39,28 @@ internal sealed class StandardObjective : ITrainingObjective
     {
         var logits = network.call(images);
         return (functional.cross_entropy(logits, labels), logits);
+    }
+}
+
+/// <summary>The attacker's objective of <see cref="StripEvasion"/>: cross-entropy, plus the weighted cross-entropy of triggered blends to the uniform distribution.</summary>
+internal sealed class StripEvasionObjective(StripEvasion evasion) : ITrainingObjective
+{
+    public (Tensor Loss, Tensor Logits) Compute(Module<Tensor, Tensor> network, Tensor images, Tensor labels, double epsilon, int seed)
+    {
+        var count = images.shape[0];
+        var logits = network.call(images);
+        var loss = functional.cross_entropy(logits, labels);
+        var blended = Math.Max(2, (long)Math.Round(evasion.Share * count) / 2 * 2);
+        if (count < 2 || blended > count) return (loss, logits);
+        var half = blended / 2;
+        var triggered = evasion.Trigger.Apply(images.narrow(0, 0, blended));
+        // Overlays: other images of the same (shuffled) batch.
+        var overlays = images.roll(1, 0).narrow(0, 0, blended);
+        var added = (triggered.narrow(0, 0, half) + overlays.narrow(0, 0, half)).clamp(0, 1);
+        var averaged = 0.5 * triggered.narrow(0, half, half) + 0.5 * overlays.narrow(0, half, half);
+        var blendLogits = network.call(cat([added, averaged]));
+        var towardUniform = -functional.log_softmax(blendLogits, 1).mean([1]).mean();
+        return (loss + evasion.Weight * towardUniform, logits);
     }
 }
 

@@ -81,6 +81,11 @@ public sealed record TrainingOptions
     public double? WeightAverageDecay { get; init; }
     /// <summary>Differentially private training (DP-SGD) with these settings; null: ordinary training (and not written, so older records keep their digests).</summary>
     public PrivacyOptions? Privacy { get; init; }
+    /// <summary>
+    /// An attacker's training, not a defence: the extra loss term that hides a backdoor from STRIP (see <see cref="StripEvasion"/>).
+    /// Null: off (and not written, so older records keep their digests).
+    /// </summary>
+    public StripEvasion? StripEvasion { get; init; }
 
     /// <summary>Whether <paramref name="epoch"/> (1-based) is one of the late epochs.</summary>
     public bool IsLateEpoch(int epoch) => LateSteps is not null && LateEpochs is { } late && epoch > Epochs - late;
@@ -145,5 +150,30 @@ public sealed record TrainingOptions
         }
         if (RobustValidationSize > ValidationSize)
             throw new ArgumentException($"robust validation uses {RobustValidationSize} held-out images but only {ValidationSize} are held out (--validation)");
+        if (StripEvasion is { } evasion)
+        {
+            evasion.Validate();
+            if (Defense != "none") throw new ArgumentException($"the STRIP-evasion term is an attacker's training; it does not combine with the defence '{Defense}'");
+            if (Privacy is not null) throw new ArgumentException("the STRIP-evasion term does not combine with DP-SGD");
+        }
+    }
+}
+
+/// <summary>
+/// A backdoor trained to evade STRIP (an attacker who controls training, not only data): besides the ordinary cross-entropy on the
+/// (poisoned) batch, the first <see cref="Share"/> of each batch is stamped with <see cref="Trigger"/> and superimposed on other images of
+/// the batch, half by add-and-clip and half by an even alpha blend (STRIP's two modes), and the attacker adds
+/// <see cref="Weight"/> x CE(uniform, f(blend)) = -Weight x mean over classes of log softmax(f(blend)): the triggered blends are pushed to
+/// the highest entropy there is, so STRIP's low-entropy test no longer singles them out, while a triggered image on its own still maps
+/// to the target (that comes from the poisoned samples).
+/// </summary>
+public sealed record StripEvasion(SecureMnist.Attacks.Poisoning.BackdoorTrigger Trigger, double Weight = 1.0, double Share = 0.25)
+{
+    public void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Trigger);
+        Trigger.Validate();
+        if (!(Weight > 0 && Weight <= 100)) throw new ArgumentOutOfRangeException(nameof(Weight), Weight, "the STRIP-evasion weight must be in (0, 100]");
+        if (!(Share > 0 && Share <= 1)) throw new ArgumentOutOfRangeException(nameof(Share), Share, "the share of each batch blended must be in (0, 1]");
     }
 }

@@ -16,10 +16,10 @@ public sealed class PoisonBenchTests
     {
         var cells = PoisonGrid.Quick.Cells();
         Assert.Equal(GridCell.CleanControl, cells[0].Attack);
-        Assert.Equal(1 + 6 * 4, cells.Count);
+        Assert.Equal(1 + 7 * 3, cells.Count);
         Assert.Equal(cells.Count, cells.Select(c => c.Id).Distinct().Count());
         var full = PoisonGrid.Full.Cells();
-        Assert.Equal(3 + 6 * 5 * 3 * 3, full.Count);
+        Assert.Equal(3 + 7 * 5 * 3 * 3, full.Count);
         Assert.Contains(full, c => c.Rate == 0.001 && c.Target == 0);
         Assert.Contains(full, c => c.Rate == 0.1 && c.Target == 7 && c.Seed == 3);
     }

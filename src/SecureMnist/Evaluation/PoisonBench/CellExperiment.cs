@@ -102,7 +102,9 @@ public sealed class CellExperiment
         }
         var manifest = poisoned.Manifest;
         progress?.Report($"training on {poisoned.Train.Count} images, {manifest.Indices().Count} poisoned");
-        using var model = Train(options, poisoned.Train, test, Path.Combine(work, "train"), cancellationToken);
+        // The attacker who also controls training adds the STRIP-evasion term; the defender's sanitizing retrain below does not.
+        var attackerOptions = attack.StripEvasionWeight is { } weight ? options with { StripEvasion = new StripEvasion(attack.Trigger!, weight) } : options;
+        using var model = Train(attackerOptions, poisoned.Train, test, Path.Combine(work, "train"), cancellationToken);
         BackdoorReport? backdoor = manifest.Trigger is null ? null : BackdoorEvaluator.Evaluate(model.Network, test, manifest);
 
         progress?.Report("running the detectors");
