@@ -57,6 +57,8 @@ public sealed record AssessmentProfile(
 
     /// <summary>The model-theft stage's extraction budgets and monitor measurement.</summary>
     public ModelTheftSettings ModelTheft { get; init; } = ModelTheftSettings.Quick;
+    /// <summary>Whether the poison-grid stage runs the quick poisoning grid (about half an hour) or only quotes it from its cache when there.</summary>
+    public bool RunPoisonGrid { get; init; }
 
     /// <summary>
     /// The trigger the assessment's attacker plants: the seeds' 3x3 size, drawn as a checkerboard in the top-left corner.
@@ -83,7 +85,7 @@ public sealed record AssessmentProfile(
                 Architecture: Architectures.WideCnn, TradesBeta: 6, RobustValidation: 1000),
         ],
         PoisonCount: 100, PoisonTrigger: AttackerTrigger, PoisonTrainSubset: null, PoisonEpochs: 12, RunStrip: true,
-        RobustnessCheckImages: 1000, RobustnessChecks: new RobustnessCheckOptions()) { Privacy = PrivacySettings.Full, ModelTheft = ModelTheftSettings.Full };
+        RobustnessCheckImages: 1000, RobustnessChecks: new RobustnessCheckOptions()) { Privacy = PrivacySettings.Full, ModelTheft = ModelTheftSettings.Full, RunPoisonGrid = true };
 
     public static AssessmentProfile Named(string name) => name switch
     {

@@ -50,7 +50,7 @@ public sealed class SecurityAssessment(AssessmentOptions options, ServiceSmokeCh
     public static IReadOnlyList<AssessmentStage> Stages { get; } =
     [
         new DataStage(), new BaselineStage(), new EvasionStage(), new AdversarialTrainingStage(), new RobustnessChecksStage(), new PoisoningStage(),
-        new PoisonDefensesStage(), new PrivacyStage(), new ModelTheftStage(), new PackagingStage(), new ServiceStage(), new DependenciesStage(),
+        new PoisonDefensesStage(), new PoisonGridStage(), new PrivacyStage(), new ModelTheftStage(), new PackagingStage(), new ServiceStage(), new DependenciesStage(),
     ];
 
     public static readonly string[] StageNames = Stages.Select(s => s.Name).ToArray();

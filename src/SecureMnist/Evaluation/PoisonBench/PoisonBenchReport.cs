@@ -221,3 +221,13 @@ public sealed record PoisonBenchReport(
         return md.ToString();
     }
 }
+
+/// <summary>The assessment's metric keys for one detector's grid headline.</summary>
+public sealed record PoisonBenchReportKeys(Assessment.MetricKey Worst, Assessment.MetricKey Median, Assessment.MetricKey Control)
+{
+    public static PoisonBenchReportKeys Of(Defenses.PoisonDetectionMethod method)
+    {
+        var name = Defenses.PoisonDetector.MethodName(method).Replace('-', '_');
+        return new(new($"poison_grid.{name}_worst_recall"), new($"poison_grid.{name}_median_recall"), new($"poison_grid.{name}_control_flagged"));
+    }
+}
