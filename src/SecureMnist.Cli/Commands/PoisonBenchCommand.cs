@@ -44,7 +44,7 @@ internal static class PoisonBenchCommand
                 return 0;
             }
             var cache = new CellCache(result.GetValue(cacheOption) ?? Path.Combine(directory, "cache"));
-            var codeVersion = CodeVersion.Current();
+            var codeVersion = CellCache.CodeFingerprint;
             if (!result.GetValue(merge))
             {
                 var mnist = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load("mnist");
@@ -56,7 +56,7 @@ internal static class PoisonBenchCommand
                     Ui.Info($"[{p.Done}/{p.Total}] {p.Cell}: {p.Message}{(p.Remaining is { } r ? $" (about {r.TotalMinutes:0} min left)" : "")}")),
                     CommandRunner.Cancellation.Token);
             }
-            var report = PoisonBenchRunner.Collect(grid, cache, codeVersion);
+            var report = PoisonBenchRunner.Collect(grid, cache, codeVersion) with { CodeVersion = CodeVersion.Current() };
             if (shard.Count > 1 && !report.Complete)
             {
                 Ui.Success($"shard {shard} done; {report.Cells.Count} of {report.CellsTotal} cells are in {cache.Root}. When every shard has finished: ./securemnist poison-bench --grid {result.GetValue(gridOption)} --cache {cache.Root} --merge");

@@ -1,7 +1,6 @@
 using SecureMnist.Assessment;
 using SecureMnist.Evaluation.PoisonBench;
 using SecureMnist.Security;
-using SecureMnist.Training;
 
 namespace SecureMnist.Tests.Assessment;
 
@@ -33,7 +32,7 @@ public sealed class PoisonGridStageTests
         var (context, directory, options) = Context(root);
         var cache = new CellCache(PoisonGridStage.CacheDirectory(options));
         Assert.StartsWith(Path.Combine(root, "poison-bench", "quick"), cache.Root, StringComparison.Ordinal);
-        var version = CodeVersion.Current();
+        var version = CellCache.CodeFingerprint;
         var cells = PoisonGrid.Quick.Cells();
         var stage = new PoisonGridStage();
 

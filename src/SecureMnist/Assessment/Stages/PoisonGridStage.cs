@@ -37,7 +37,7 @@ public sealed class PoisonGridStage : AssessmentStage
     public override object Inputs(StageContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var codeVersion = CodeVersion.Current();
+        var codeVersion = CellCache.CodeFingerprint;
         // Reading the cache: which of the grid's cells are finished decides what this stage can quote, so it is part of its inputs.
         var finished = context.Profile.RunPoisonGrid ? [] : FinishedCells(context.Options, codeVersion);
         return new { run = context.Profile.RunPoisonGrid, grid = PoisonGrid.Quick, codeVersion, finished };
@@ -55,7 +55,7 @@ public sealed class PoisonGridStage : AssessmentStage
     {
         ArgumentNullException.ThrowIfNull(context);
         var grid = PoisonGrid.Quick;
-        var codeVersion = CodeVersion.Current();
+        var codeVersion = CellCache.CodeFingerprint;
         var cacheDirectory = CacheDirectory(context.Options);
         var cache = new CellCache(cacheDirectory);
         if (context.Profile.RunPoisonGrid)
@@ -64,7 +64,7 @@ public sealed class PoisonGridStage : AssessmentStage
             PoisonBenchRunner.Run(experiment, grid.Cells(), new InlineProgress<PoisonBenchRunner.Progress>(p => context.Report($"[{p.Done}/{p.Total}] {p.Cell}: {p.Message}")),
                 context.CancellationToken);
         }
-        var report = PoisonBenchRunner.Collect(grid, cache, codeVersion);
+        var report = PoisonBenchRunner.Collect(grid, cache, codeVersion) with { CodeVersion = CodeVersion.Current() };
         if (!report.Complete)
         {
             context.Report($"the quick poisoning grid is not in {cacheDirectory} ({report.Cells.Count} of {report.CellsTotal} cells): run ./securemnist poison-bench (about 30 min)");

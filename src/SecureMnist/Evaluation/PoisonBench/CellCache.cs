@@ -26,10 +26,16 @@ public sealed class CellCache
 
     public string Root { get; }
 
+    /// <summary>
+    /// The code cells are computed by: the library's module version id, which a deterministic build derives from its content, so cells
+    /// survive a rebuild of the same code (on any machine with the same SDK) and a change of the documentation, but not a change of code.
+    /// </summary>
+    public static string CodeFingerprint { get; } = typeof(CellCache).Assembly.ManifestModule.ModuleVersionId.ToString("N");
+
     /// <summary>Who runs cells from this process: host and process id.</summary>
     public static string Worker { get; } = $"{Environment.MachineName}:{Environment.ProcessId}";
 
-    /// <summary>A cell's fingerprint: its coordinates, the grid's training and measuring settings, and the code version.</summary>
+    /// <summary>A cell's fingerprint: its coordinates, the grid's training and measuring settings, and the code (<see cref="CodeFingerprint"/>).</summary>
     public static string Fingerprint(PoisonGrid grid, GridCell cell, string codeVersion)
     {
         ArgumentNullException.ThrowIfNull(grid);

@@ -68,6 +68,9 @@ public sealed record PoisonBenchReport(
 {
     public const string FileName = "bench.json";
 
+    /// <summary>The git commit of the code that assembled the report (cells are matched by <see cref="CellCache.CodeFingerprint"/>).</summary>
+    public string? CodeVersion { get; init; }
+
     public bool Complete => Missing.Count == 0;
 
     public static PoisonBenchReport Build(PoisonGrid grid, IReadOnlyList<CellResult> results)
