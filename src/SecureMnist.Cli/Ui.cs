@@ -7,8 +7,22 @@ namespace SecureMnist.Cli;
 /// <summary>Console rendering: results on standard output, progress and messages on standard error.</summary>
 internal static class Ui
 {
-    public static readonly IAnsiConsole Out = AnsiConsole.Console;
-    public static readonly IAnsiConsole Err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+    public static readonly IAnsiConsole Out = Create(Console.Out, Console.IsOutputRedirected);
+    public static readonly IAnsiConsole Err = Create(Console.Error, Console.IsErrorRedirected);
+
+    /// <summary>
+    /// A console on the writer. Redirected output (a pipe, a file, a CI log) is not wrapped: a terminal's 80 columns would break long
+    /// paths and every line-oriented parser.
+    /// </summary>
+    private static IAnsiConsole Create(TextWriter writer, bool redirected)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(writer) });
+        if (redirected) console.Profile.Width = UnwrappedWidth;
+        return console;
+    }
+
+    /// <summary>The width of a redirected console: wide enough that no line of ours wraps.</summary>
+    public const int UnwrappedWidth = 4096;
 
     public static void Error(string message) => Err.MarkupLineInterpolated($"[red]error:[/] {message}");
     public static void Warning(string message) => Err.MarkupLineInterpolated($"[yellow]warning:[/] {message}");

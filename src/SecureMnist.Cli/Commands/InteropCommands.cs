@@ -123,16 +123,18 @@ internal static class InteropCommands
         var command = new Command("scan", """
             Say what a model file is (securemnist package, safetensors, PyTorch zip or legacy pickle, other pickle, unknown)
             and whether it is safe to load, listing every global a pickle references. Nothing in the file is executed.
-            Exit 0 when safe, 2 when not.
+            Exit codes (as ModelScan's): 0 safe, 1 issues found (not safe to load), 2 scan error (unreadable),
+            3 nothing supported (not a model format scan knows), 4 usage error.
             Example: ./securemnist scan downloaded.pth
             """) { file, json };
         command.SetAction(result =>
         {
             var scan = ModelFileScanner.Scan(result.GetValue(file)!);
+            var exitCode = scan.SafeToLoad ? ExitCodes.Success : scan.Kind == ModelFileKind.Unknown ? ExitCodes.ScanNothingSupported : ExitCodes.ScanIssuesFound;
             if (result.GetValue(json))
             {
                 Ui.WriteJson(scan);
-                return scan.SafeToLoad ? 0 : 2;
+                return exitCode;
             }
             Ui.Out.MarkupLineInterpolated($"{scan.Path}: [bold]{scan.KindDescription}[/]");
             if (scan.SafeToLoad) Ui.Out.MarkupLineInterpolated($"[green]safe[/]: {scan.Verdict}");
@@ -145,7 +147,7 @@ internal static class InteropCommands
             }
             foreach (var problem in scan.Problems.Skip(1)) Ui.Out.MarkupLineInterpolated($"  also: {problem}");
             foreach (var tensor in scan.Tensors) Ui.Out.MarkupLineInterpolated($"  {tensor}");
-            return scan.SafeToLoad ? 0 : 2;
+            return exitCode;
         });
         return command;
     }

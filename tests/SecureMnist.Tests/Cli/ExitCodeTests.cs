@@ -1,0 +1,76 @@
+using System.Text.Json;
+using SecureMnist.Tests.Interop;
+
+namespace SecureMnist.Tests.Cli;
+
+/// <summary>The exit-code table, errors as JSON under --json, plain validation messages and unwrapped redirected output, verb by verb.</summary>
+public sealed class ExitCodeTests
+{
+    private static string Folded(string text) => string.Join(' ', text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+
+    [Theory]
+    [InlineData(new[] { "train", "--epoch", "3" }, 2, "usage_error", "Unrecognized command or argument '--epoch'")]
+    [InlineData(new[] { "train", "--epochs", "0", "--subset", "100", "--out", "never" }, 2, "input_error", "--epochs must be greater than 0 (got 0)")]
+    [InlineData(new[] { "train", "--batch-size", "9000", "--subset", "100", "--out", "never" }, 2, "input_error", "--batch-size must be at most 8192 (got 9000)")]
+    [InlineData(new[] { "evaluate", "--model", "models/missing" }, 2, "input_error", "not found")]
+    [InlineData(new[] { "poison-bench", "--shard", "3/2", "--list" }, 2, "input_error", "shard 3 of 2 does not exist")]
+    [InlineData(new[] { "scan", "a.pt", "b.pt" }, 4, "usage_error", "Unrecognized command or argument 'b.pt'")]
+    [InlineData(new[] { "scan", "no-such-file.pt" }, 2, "input_error", "no-such-file.pt")]
+    public void Each_failure_has_its_exit_code_and_under_json_a_json_error(string[] arguments, int exitCode, string code, string message)
+    {
+        var directory = TestPaths.NewScratchDirectory();
+        var (plainExit, _, plainError) = CliProcess.Run(directory, arguments);
+        Assert.Equal(exitCode, plainExit);
+        Assert.Contains(message, Folded(plainError), StringComparison.Ordinal);
+        Assert.DoesNotContain("(Parameter", plainError, StringComparison.Ordinal);
+        Assert.DoesNotContain("Actual value was", plainError, StringComparison.Ordinal);
+
+        var (jsonExit, output, _) = CliProcess.Run(directory, [.. arguments, "--json"]);
+        Assert.Equal(exitCode, jsonExit);
+        using var document = JsonDocument.Parse(output);
+        var error = document.RootElement.GetProperty("error");
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        Assert.Equal(exitCode, error.GetProperty("exitCode").GetInt32());
+        Assert.Contains(message, error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(directory, "never")));
+    }
+
+    [Fact]
+    public void Scan_exits_0_when_safe_1_on_issues_and_3_for_what_it_does_not_know()
+    {
+        var directory = TestPaths.NewScratchDirectory();
+        var evil = Path.Combine(directory, "evil.pkl");
+        File.WriteAllBytes(evil, new PickleWriter().Global("os", "system").Unicode("true").Raw("\x85").Raw("R").Stop().ToArray());
+        var (evilExit, evilOutput, _) = CliProcess.Run(directory, "scan", evil);
+        Assert.Equal(1, evilExit);
+        Assert.Contains("os.system", evilOutput, StringComparison.Ordinal);
+
+        var unknown = Path.Combine(directory, "notes.txt");
+        File.WriteAllText(unknown, "not a model");
+        Assert.Equal(3, CliProcess.Run(directory, "scan", unknown).ExitCode);
+
+        var safe = Path.Combine(directory, "tensor.safetensors");
+        File.WriteAllBytes(safe, SecureMnist.Security.Safetensors.Serialize([SecureMnist.Security.SafetensorsTensor.Float32("w", [2], [1f, 2f])]));
+        Assert.Equal(0, CliProcess.Run(directory, "scan", safe).ExitCode);
+    }
+
+    [Fact]
+    public void Redirected_output_is_not_wrapped_at_80_columns()
+    {
+        var directory = Path.Combine(TestPaths.NewScratchDirectory(), new string('d', 60), new string('e', 60));
+        Directory.CreateDirectory(directory);
+        var file = Path.Combine(directory, "notes.txt");
+        File.WriteAllText(file, "not a model");
+        var (_, output, _) = CliProcess.Run(directory, "scan", file);
+        Assert.Contains(output.Split('\n'), line => line.Contains(file, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Help_names_the_program_as_users_type_it()
+    {
+        var (exit, output, _) = CliProcess.Run(TestPaths.NewScratchDirectory(), "train", "--help");
+        Assert.Equal(0, exit);
+        Assert.Contains("securemnist train [options]", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("SecureMnist.Cli", output, StringComparison.Ordinal);
+    }
+}
