@@ -20,6 +20,11 @@ internal static class AssessCommand
             Description = $"Comma-separated stages to run (with the stages they build on); the others are taken from the cache where an earlier run finished them, and left out of the report where not. Stages: {string.Join(", ", SecurityAssessment.StageNames)}. Example: --stages poisoning,poison-defenses",
         };
         var threatModel = new Option<string?>("--threat-model") { Description = "Only write the threat model as Markdown to this file (e.g. docs/THREAT_MODEL.md) and stop" };
+        var failOn = new Option<string?>("--fail-on")
+        {
+            Description = "Exit 1 when any of these comma-separated conditions holds (a CI gate), e.g. 'defense_pgd.worst_case_accuracy<0.5,packaging.tampered_refused<9'; " +
+                "percentages compare as fractions (0.9 is 90%); an unknown metric is refused before any work, and one this run did not measure fails the gate",
+        };
         var json = CommonOptions.Json();
         var command = new Command("assess", """
             The end-to-end security assessment: verify data, train the baseline, evaluate, attack (FGSM, PGD, worst case),
@@ -29,7 +34,8 @@ internal static class AssessCommand
             evidence. Stages are cached by their inputs: a rerun skips finished ones, an interrupted one resumes.
             --stages runs a part (e.g. the poisoning story of the full profile, without its hours of adversarial training).
             Example: ./securemnist assess --profile quick
-            """) { profile, output, force, stages, key, threatModel, json };
+            Gate:    ./securemnist assess --fail-on 'baseline.clean_accuracy<0.98,poison.attack_success_rate>0.5'   (exit 1 when one holds)
+            """) { profile, output, force, stages, key, threatModel, failOn, json };
         command.SetAction(result =>
         {
             if (result.GetValue(threatModel) is { } threatPath)
@@ -38,6 +44,7 @@ internal static class AssessCommand
                 Ui.Out.MarkupLineInterpolated($"wrote {threatPath}: {ThreatModel.Threats.Count} threats");
                 return 0;
             }
+            var gate = result.GetValue(failOn) is { } expression ? MetricGate.Parse(expression) : null;
             var chosen = AssessmentProfile.Named(result.GetValue(profile)!);
             var directory = result.GetValue(output) ?? Path.Combine("out", "assess-" + chosen.Name);
             var selection = result.GetValue(stages)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
@@ -75,16 +82,29 @@ internal static class AssessCommand
                 results = new SecurityAssessment(options, SecureMnist.Server.ServiceSmokeCheck.RunAsync, progress).Run(CommandRunner.Cancellation.Token);
             });
             AssessmentReport.Write(results!, directory);
+            var failures = gate is null ? [] : MetricGate.Check(gate, results!.Metrics);
+            var exitCode = failures.Count == 0 ? ExitCodes.Success : ExitCodes.CheckFailed;
             if (result.GetValue(json))
             {
-                Ui.WriteJson(new { output = directory, results!.Profile, results.Seconds, metrics = results.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value.Value) });
-                return 0;
+                Ui.WriteJson(new
+                {
+                    output = directory, results!.Profile, results.Seconds, metrics = results.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value.Value),
+                    gate = gate is null ? null : new { conditions = gate.Select(c => c.ToString()), passed = failures.Count == 0,
+                        failures = failures.Select(f => new { condition = f.Condition.ToString(), value = double.IsNaN(f.Value) ? (double?)null : f.Value, f.Label }) },
+                });
+                return exitCode;
             }
             var table = new Table().AddColumns("figure", "this run");
             foreach (var (_, metric) in results!.Metrics) table.AddRow(Markup.Escape(metric.Label), metric.Format());
             Ui.Out.Write(table);
             Ui.Out.MarkupLineInterpolated($"wrote {Path.Combine(directory, "report.html")}, report.md and results.json ({results.Seconds:F0} s)");
-            return 0;
+            if (gate is not null)
+            {
+                foreach (var failure in failures)
+                    Ui.Out.MarkupLineInterpolated($"[red]gate failed:[/] {failure.Condition} ({(double.IsNaN(failure.Value) ? "" : $"measured {failure.Value:0.####}: ")}{failure.Label})");
+                if (failures.Count == 0) Ui.Out.MarkupLineInterpolated($"[green]gate passed:[/] none of {string.Join(", ", gate)} holds");
+            }
+            return exitCode;
         });
         return command;
     }
