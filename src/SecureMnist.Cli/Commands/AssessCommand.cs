@@ -25,6 +25,7 @@ internal static class AssessCommand
             Description = "Exit 1 when any of these comma-separated conditions holds (a CI gate), e.g. 'defense_pgd.worst_case_accuracy<0.5,packaging.tampered_refused<9'; " +
                 "percentages compare as fractions (0.9 is 90%); an unknown metric is refused before any work, and one this run did not measure fails the gate",
         };
+        var sarif = InteropCommands.CommonSarif();
         var json = CommonOptions.Json();
         var command = new Command("assess", """
             The end-to-end security assessment: verify data, train the baseline, evaluate, attack (FGSM, PGD, worst case),
@@ -35,7 +36,7 @@ internal static class AssessCommand
             --stages runs a part (e.g. the poisoning story of the full profile, without its hours of adversarial training).
             Example: ./securemnist assess --profile quick
             Gate:    ./securemnist assess --fail-on 'baseline.clean_accuracy<0.98,poison.attack_success_rate>0.5'   (exit 1 when one holds)
-            """) { profile, output, force, stages, key, threatModel, failOn, json };
+            """) { profile, output, force, stages, key, threatModel, failOn, sarif, json };
         command.SetAction(result =>
         {
             if (result.GetValue(threatModel) is { } threatPath)
@@ -84,6 +85,8 @@ internal static class AssessCommand
             AssessmentReport.Write(results!, directory);
             var failures = gate is null ? [] : MetricGate.Check(gate, results!.Metrics);
             var exitCode = failures.Count == 0 ? ExitCodes.Success : ExitCodes.CheckFailed;
+            if (result.GetValue(sarif) is { } sarifPath)
+                SecureMnist.Reporting.Sarif.Save(sarifPath, SecureMnist.Reporting.SarifFindings.Assessment(failures, results!, Path.Combine(directory, "results.json"), SecureMnist.Training.CodeVersion.Current()));
             if (result.GetValue(json))
             {
                 Ui.WriteJson(new

@@ -54,19 +54,22 @@ internal static class InteropCommands
 
         var auditLockFile = new Option<string[]>("--lock-file") { Description = "Lock files to read (default: every src/*/packages.lock.json)", AllowMultipleArgumentsPerToken = true };
         var advisories = new Option<string>("--advisories") { Description = "Advisory snapshot (JSON)", DefaultValueFactory = _ => "build/advisories.json" };
+        var auditSarif = CommonSarif();
         var json = CommonOptions.Json();
         var audit = new Command("audit", """
             Check every package the lock files pin, transitive ones included, against the advisory snapshot in the
             repository; exit 1 on any hit. This is the offline half of the gate: NuGetAudit (on in Directory.Build.props)
             and dotnet list package --vulnerable cover sources that publish advisory data.
             Example: ./securemnist deps audit
-            """) { auditLockFile, advisories, json };
+            """) { auditLockFile, advisories, auditSarif, json };
         audit.SetAction(result =>
         {
             var lockFiles = result.GetValue(auditLockFile) is { Length: > 0 } given ? given.ToList() : LockFiles();
             var components = CycloneDxSbom.ReadLockFiles(lockFiles);
             var known = PackageAdvisories.Load(result.GetValue(advisories)!);
             var hits = PackageAdvisories.Check(components, known);
+            if (result.GetValue(auditSarif) is { } sarifPath)
+                SecureMnist.Reporting.Sarif.Save(sarifPath, SecureMnist.Reporting.SarifFindings.Advisories(hits, lockFiles[0], CodeVersion.Current()));
             if (result.GetValue(json))
             {
                 Ui.WriteJson(new { packages = components.Count, advisories = known.Count, vulnerable = hits.Select(h => new { package = h.Component.Name, version = h.Component.Version, h.Advisory.Id, h.Advisory.Severity, h.Advisory.Vulnerable, h.Advisory.Summary }) });
@@ -119,18 +122,20 @@ internal static class InteropCommands
     private static Command Scan()
     {
         var file = new Argument<string>("file") { Description = "Model file or package folder" };
+        var sarif = CommonSarif();
         var json = CommonOptions.Json();
         var command = new Command("scan", """
             Say what a model file is (securemnist package, safetensors, PyTorch zip or legacy pickle, other pickle, unknown)
             and whether it is safe to load, listing every global a pickle references. Nothing in the file is executed.
             Exit codes (as ModelScan's): 0 safe, 1 issues found (not safe to load), 2 scan error (unreadable),
             3 nothing supported (not a model format scan knows), 4 usage error.
-            Example: ./securemnist scan downloaded.pth
-            """) { file, json };
+            Example: ./securemnist scan downloaded.pth --sarif scan.sarif
+            """) { file, sarif, json };
         command.SetAction(result =>
         {
             var scan = ModelFileScanner.Scan(result.GetValue(file)!);
             var exitCode = scan.SafeToLoad ? ExitCodes.Success : scan.Kind == ModelFileKind.Unknown ? ExitCodes.ScanNothingSupported : ExitCodes.ScanIssuesFound;
+            if (result.GetValue(sarif) is { } sarifPath) SecureMnist.Reporting.Sarif.Save(sarifPath, SecureMnist.Reporting.SarifFindings.Scan(scan, CodeVersion.Current()));
             if (result.GetValue(json))
             {
                 Ui.WriteJson(scan);
@@ -151,4 +156,7 @@ internal static class InteropCommands
         });
         return command;
     }
+
+    /// <summary>--sarif FILE, the same on every verb that reports findings.</summary>
+    internal static Option<string?> CommonSarif() => new("--sarif") { Description = "Also write the findings as SARIF 2.1.0 (for code-scanning UIs) to this file" };
 }
