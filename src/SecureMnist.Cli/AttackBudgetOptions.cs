@@ -25,10 +25,16 @@ internal sealed class AttackBudgetOptions
         Description = $"Square's queries per input (standard: 5,000; at most {SquareOptions.MaxQueries:N0})", DefaultValueFactory = _ => Defaults.SquareQueries,
     };
 
-    public IEnumerable<Option> All => [ApgdTargets, FabTargets, FabSteps, SquareQueries];
+    public Option<int> HopSkipJumpQueries { get; } = new("--hsj-queries")
+    {
+        Description = $"HopSkipJump's label queries per input (default 1,000; at most {HopSkipJumpOptions.MaxQueries:N0})", DefaultValueFactory = _ => Defaults.HopSkipJumpQueries,
+    };
+
+    public IEnumerable<Option> All => [ApgdTargets, FabTargets, FabSteps, SquareQueries, HopSkipJumpQueries];
 
     public AttackSettings Apply(AttackSettings settings, ParseResult result) => settings with
     {
         ApgdTargets = result.GetValue(ApgdTargets), FabTargets = result.GetValue(FabTargets), FabSteps = result.GetValue(FabSteps), SquareQueries = result.GetValue(SquareQueries),
+        HopSkipJumpQueries = result.GetValue(HopSkipJumpQueries),
     };
 }

@@ -164,18 +164,6 @@ public sealed class AutoAttackTests(TrainedLinearModel fixture) : IClassFixture<
         Assert.True(attack.LastQueries <= (long)images.shape[0] * 5000);
     }
 
-    /// <summary>A classifier that refuses to be differentiated: any forward pass that could feed a gradient throws.</summary>
-    private sealed class NoGradientClassifier(IClassifier inner) : IClassifier
-    {
-        public int ClassCount => inner.ClassCount;
-
-        public Tensor Logits(Tensor images)
-        {
-            if (is_grad_enabled() || images.requires_grad) throw new InvalidOperationException("a gradient was asked of a black box");
-            return inner.Logits(images);
-        }
-    }
-
     [Fact]
     public void Square_never_uses_a_gradient()
     {

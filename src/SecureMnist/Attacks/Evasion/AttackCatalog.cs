@@ -22,11 +22,14 @@ public sealed record AttackSettings
 
     /// <summary>Square's queries per input (AutoAttack's standard: 5,000).</summary>
     public int SquareQueries { get; init; } = 5000;
+
+    /// <summary>HopSkipJump's label queries per input.</summary>
+    public int HopSkipJumpQueries { get; init; } = 1000;
     public CarliniWagnerOptions CarliniWagner { get; init; } = new();
     public int Seed { get; init; }
 }
 
-/// <summary>Attacks by name: fgsm, pgd, pgd-l2, apgd-ce, apgd-dlr, apgd-t, fab-t, square, cw; and autoattack, the standard set.</summary>
+/// <summary>Attacks by name: fgsm, pgd, pgd-l2, apgd-ce, apgd-dlr, apgd-t, fab-t, square, cw, hopskipjump; and autoattack, the standard set.</summary>
 public static class AttackCatalog
 {
     /// <summary>The name that stands for AutoAttack's standard set, in its order.</summary>
@@ -46,6 +49,7 @@ public static class AttackCatalog
         ["fab-t"] = "targeted Fast Adaptive Boundary, minimum L-inf norm, counted within eps (--fab-t-targets, --fab-steps)",
         ["square"] = "Square attack: score-based black box, no gradients, --square-queries per input; exposes gradient masking",
         ["cw"] = "Carlini-Wagner L2, minimum-norm (unbounded: reports the L2 it needed)",
+        ["hopskipjump"] = "HopSkipJump: decision-based black box (labels only), minimum L2 within --hsj-queries per input (unbounded: reports the L2 it needed)",
         [AutoAttack] = "AutoAttack's standard set at --eps: apgd-ce, apgd-t, fab-t, square, each on the inputs still robust",
     };
 
@@ -64,6 +68,7 @@ public static class AttackCatalog
             "square" => new Square(new SquareOptions(settings.Epsilon, settings.SquareQueries, Seed: settings.Seed)),
             AutoAttack => throw new ArgumentException($"'{AutoAttack}' is a set of attacks ({string.Join(", ", AutoAttackStandard)}); name it in an attack list"),
             "cw" => new CarliniWagnerL2(settings.CarliniWagner),
+            "hopskipjump" => new HopSkipJump(new HopSkipJumpOptions(settings.HopSkipJumpQueries, Seed: settings.Seed)),
             _ => throw new ArgumentException($"unknown attack '{name}'; known: {string.Join(", ", Descriptions.Keys)}"),
         };
     }
