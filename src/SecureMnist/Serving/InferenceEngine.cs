@@ -40,8 +40,13 @@ public sealed record DecisionPolicy(double AbstainBelow = 0.9, AdversarialAction
     }
 }
 
-/// <summary>How concurrent requests are grouped into one forward pass, and how many may be in flight (queued or running).</summary>
-public sealed record BatchingOptions(int MaxBatch = 64, double MaxDelayMilliseconds = 2, int QueueCapacity = 256)
+/// <summary>
+/// How concurrent requests are grouped into one forward pass, and how many may be in flight (queued or running).
+/// With <see cref="MaxDelayMilliseconds"/> 0 (the default) the worker runs whatever has gathered as soon as it is free:
+/// under load, requests gather while the previous batch computes, so batches grow by themselves and nothing waits on a
+/// timer. A positive delay holds a partial batch open that long for more to arrive.
+/// </summary>
+public sealed record BatchingOptions(int MaxBatch = 64, double MaxDelayMilliseconds = 0, int QueueCapacity = 256)
 {
     public void Validate()
     {
@@ -142,15 +147,9 @@ public sealed class InferenceEngine : IAsyncDisposable
         while (await queue.Reader.WaitToReadAsync().ConfigureAwait(false))
         {
             batch.Clear();
-            var deadline = DateTime.UtcNow.AddMilliseconds(batching.MaxDelayMilliseconds);
-            while (batch.Count < batching.MaxBatch)
-            {
-                if (queue.Reader.TryRead(out var request)) batch.Add(request);
-                else if (batch.Count > 0 && DateTime.UtcNow >= deadline) break;
-                else if (batch.Count > 0) await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1, batching.MaxDelayMilliseconds))).ConfigureAwait(false);
-                else break;
-            }
+            while (batch.Count < batching.MaxBatch && queue.Reader.TryRead(out var request)) batch.Add(request);
             if (batch.Count == 0) continue;
+            if (batching.MaxDelayMilliseconds > 0) await Gather(batch).ConfigureAwait(false);
             try
             {
                 var results = Run(batch);
@@ -165,6 +164,24 @@ public sealed class InferenceEngine : IAsyncDisposable
             {
                 Interlocked.Add(ref inFlight, -batch.Count);
                 foreach (var request in batch) request.Done.TrySetException(e);
+            }
+        }
+    }
+
+    /// <summary>Holds a partial batch open until it is full or <see cref="BatchingOptions.MaxDelayMilliseconds"/> has passed.</summary>
+    private async Task Gather(List<Request> batch)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(batching.MaxDelayMilliseconds));
+        while (batch.Count < batching.MaxBatch)
+        {
+            if (queue.Reader.TryRead(out var request)) { batch.Add(request); continue; }
+            try
+            {
+                if (!await queue.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false)) return;
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+            {
+                return;
             }
         }
     }

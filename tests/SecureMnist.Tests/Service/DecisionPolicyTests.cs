@@ -28,6 +28,19 @@ public sealed class DecisionPolicyTests(ServedModel model)
         await Task.WhenAll(inputs.Select(x => engine.PredictAsync(x, explain: false)));
 
     [Fact]
+    public async Task Without_a_batch_delay_requests_that_arrive_while_the_model_runs_share_the_next_forward_pass()
+    {
+        Assert.Equal(0, new BatchingOptions().MaxDelayMilliseconds);
+        var (engine, _) = await Engine(new DecisionPolicy());
+        var answers = await PredictAll(engine, Enumerable.Range(0, 128).Select(model.TestPixels));
+        await engine.DisposeAsync();
+        Assert.Equal(128, answers.Length);
+        Assert.Equal(128, engine.BatchedInputs);
+        // 128 requests queued within microseconds: the first pass takes what is there, the rest gather while it runs.
+        Assert.True(engine.Batches <= 8, $"{engine.Batches} forward passes for 128 requests");
+    }
+
+    [Fact]
     public async Task Low_confidence_answers_are_withheld()
     {
         // Blends of two different digits are ambiguous; under a 0.9 threshold the unsure ones must abstain.
