@@ -54,7 +54,7 @@ internal static class BenchCommand
                 if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
             }
         });
-        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack(), ServeBenchCommand.Create(), Precision(), ExtractionMonitorBench() };
+        return new Command("bench", "Benchmarks, run beside a reference implementation") { train, Attack(), ServeBenchCommand.Create(), ReplicaBenchCommand.Create(), Precision(), ExtractionMonitorBench() };
     }
 
     private static Command Attack()

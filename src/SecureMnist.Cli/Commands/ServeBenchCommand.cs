@@ -190,7 +190,7 @@ internal static class ServeBenchCommand
         return command;
     }
 
-    private static byte[] DigitPng(ReadOnlySpan<byte> image)
+    internal static byte[] DigitPng(ReadOnlySpan<byte> image)
     {
         using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(28, 28, SkiaSharp.SKColorType.Gray8, SkiaSharp.SKAlphaType.Opaque));
         image.CopyTo(bitmap.GetPixelSpan());

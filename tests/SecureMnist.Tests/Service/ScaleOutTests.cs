@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
+using SecureMnist.Server;
 using SecureMnist.Serving;
 using SecureMnist.Tests.Cli;
 
@@ -75,6 +76,25 @@ public sealed class ScaleOutTests(ServedModel model)
     }
 
     [Fact]
+    public async Task The_replica_bench_measures_one_shared_quota_against_one_per_replica_and_the_outage_as_configured()
+    {
+        var (keys, _) = KeysWithQuotaKey();
+        const int quota = 600; // 60 at once, then 10/s: a refill step is 1% of what 4 s grant, where 120/min's would be 5%
+        var secret = ApiKeyStore.Add(keys, "bench-quota", [ApiScopes.Predict], labelOnly: false, requestsPerMinute: quota);
+        var template = model.Options() with { ApiKeysPath = keys, SqueezeCalibrationImages = 500 };
+        var directory = Path.Combine(model.Directory, "replica-bench-" + Guid.NewGuid().ToString("N"));
+        var bench = await ReplicaBench.RunAsync(new ReplicaBenchOptions(template, secret, quota, model.Secrets["user"],
+            ServedModel.Png(model.TestPixels(0)), Replicas: 2, Seconds: 4), directory);
+        Assert.True(bench.Passed, System.Text.Json.JsonSerializer.Serialize(bench));
+        Assert.InRange(bench.Local.Ratio, 1.7, 2.1); // two replicas, two buckets
+        Assert.InRange(bench.Shared.Ratio, 0.95, 1.05);
+        Assert.Equal([RedisFailureMode.Closed, RedisFailureMode.Open], bench.Outage.Select(o => o.Mode));
+        Assert.Equal(["r1", "r2"], bench.Logs.Select(l => l.ReplicaId).Order());
+        // The verdict is not a constant: a quota that only one replica enforced would fail it.
+        Assert.False((bench with { Shared = bench.Shared with { Ratio = bench.Local.Ratio } }).Passed);
+    }
+
+    [Fact]
     public async Task Without_redis_three_replicas_grant_a_key_three_quotas()
     {
         var (keys, secret) = KeysWithQuotaKey();
@@ -104,7 +124,7 @@ public sealed class ScaleOutTests(ServedModel model)
         File.WriteAllText(settings, """{"Service": {"SqueezeCalibrationImages": 500}}""");
         using (var audit = SecureMnist.Security.SigningKey.Generate()) audit.Save(auditKey); // provisioned once, shared by the replicas
         var redisPort = RunningService.FreePort();
-        using var redis = new RedisServer(redisPort);
+        using var redis = new RedisServerProcess("redis-server", redisPort);
         var ports = Enumerable.Range(0, 3).Select(_ => RunningService.FreePort()).ToArray();
         // r1 and r2 keep the default (fail closed); r3 fails open, to its own quotas.
         var replicas = Enumerable.Range(0, 3).Select(i => new CliProcess(model.Directory, [
@@ -176,57 +196,4 @@ public sealed class ScaleOutTests(ServedModel model)
         process.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Where(line => line.StartsWith('{'))
             .Select(line => JsonDocument.Parse(line).RootElement);
-
-}
-
-/// <summary>A real redis-server on a loopback port, without persistence; can be killed and started again on the same port.</summary>
-internal sealed class RedisServer : IDisposable
-{
-    private readonly int port;
-    private Process? process;
-
-    public RedisServer(int port)
-    {
-        this.port = port;
-        Start();
-    }
-
-    public void Start()
-    {
-        var start = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" })
-            start.ArgumentList.Add(argument);
-        process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
-        {
-            try
-            {
-                using var probe = new System.Net.Sockets.TcpClient();
-                probe.Connect(IPAddress.Loopback, port);
-                return;
-            }
-            catch (System.Net.Sockets.SocketException) when (DateTime.UtcNow < deadline && !process.HasExited)
-            {
-                Thread.Sleep(50);
-            }
-        }
-    }
-
-    /// <summary>SIGKILL: Redis vanishes mid-run, as a crashed node does.</summary>
-    public void Kill()
-    {
-        if (process is { HasExited: false }) process.Kill();
-        process?.WaitForExit();
-    }
-
-    public void Dispose()
-    {
-        Kill();
-        process?.Dispose();
-    }
 }
