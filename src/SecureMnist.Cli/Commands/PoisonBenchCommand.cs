@@ -43,7 +43,8 @@ internal static class PoisonBenchCommand
                 else foreach (var cell in cells) Ui.Out.WriteLine($"{cell.Id}\t{cell}");
                 return 0;
             }
-            var cache = new CellCache(result.GetValue(cacheOption) ?? Path.Combine(directory, "cache"));
+            var cacheRoot = result.GetValue(cacheOption) ?? Path.Combine(directory, "cache");
+            var cache = result.GetValue(merge) ? CellCache.Open(cacheRoot) : new CellCache(cacheRoot);
             var codeVersion = CellCache.CodeFingerprint;
             if (!result.GetValue(merge))
             {

@@ -19,8 +19,8 @@ public static class Heatmap
         if (values.GetLength(0) != rows.Count || values.GetLength(1) != columns.Count)
             throw new ArgumentException($"{values.GetLength(0)}x{values.GetLength(1)} values for {rows.Count} rows and {columns.Count} columns");
         const int cellWidth = 92, cellHeight = 40, top = 100, margin = 30;
-        var left = 40 + 8 * Math.Max(rowTitle.Length, rows.Count == 0 ? 0 : rows.Max(r => r.Length));
-        var width = Math.Max(left + columns.Count * cellWidth + margin, 9 * title.Length + 2 * margin);
+        var left = 20 + (int)Math.Ceiling(Math.Max(Picture.TextWidth(rowTitle, 14), rows.Count == 0 ? 0 : rows.Max(r => Picture.TextWidth(r, 13))));
+        var width = Math.Max(left + columns.Count * cellWidth + margin, (int)Math.Ceiling(Picture.TextWidth(title)) + 2 * margin);
         var height = top + rows.Count * cellHeight + 50;
         using var picture = new Picture(width, height, title);
         var canvas = picture.Canvas;

@@ -20,6 +20,14 @@ internal sealed class Picture : IDisposable
         Canvas.DrawText(title, width / 2f, 30, SKTextAlign.Center, Font(20), Ink);
     }
 
+    /// <summary>The width in pixels <paramref name="text"/> takes in the report typeface at <paramref name="size"/> (the title is 20).</summary>
+    public static float TextWidth(string text, float size = 20)
+    {
+        using var typeface = Fonts.Sans();
+        using var font = new SKFont(typeface, size);
+        return font.MeasureText(text);
+    }
+
     public SKCanvas Canvas => surface.Canvas;
     public SKPaint Ink { get; }
     /// <summary>The 14-pixel font for labels.</summary>

@@ -153,6 +153,15 @@ public sealed class PoisonBenchTests
         Assert.Contains("Incomplete", report.Markdown(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Merging_from_a_mistyped_cache_path_is_refused_and_creates_nothing()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "securemnist-no-cache-" + Guid.NewGuid().ToString("N"));
+        var error = Assert.Throws<DirectoryNotFoundException>(() => CellCache.Open(missing));
+        Assert.Contains("not a poison-bench cache", error.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(missing));
+    }
+
     /// <summary>
     /// Two shard processes at once on one cache, then --merge; against one process on its own cache. Every cell ran exactly once, the
     /// merged report equals the single run's, and a rerun of the single run runs nothing.

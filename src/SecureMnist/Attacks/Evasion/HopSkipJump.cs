@@ -58,18 +58,11 @@ public sealed class HopSkipJump(HopSkipJumpOptions options) : IEvasionAttack
         using var noGrad = no_grad();
         var generator = new Generator((ulong)options.Seed);
         var original = images.detach();
-        var results = new List<Tensor>();
         LastQueries = 0;
-        using (var scope = NewDisposeScope())
-        {
-            for (var i = 0; i < original.shape[0]; i++)
-            {
-                var label = labels[i].item<long>();
-                var found = Attack(model, original[i], label, generator);
-                results.Add(found.MoveToOuterDisposeScope());
-            }
-        }
-        return stack(results).detach();
+        using var scope = NewDisposeScope();
+        var results = new List<Tensor>();
+        for (var i = 0; i < original.shape[0]; i++) results.Add(Attack(model, original[i], labels[i].item<long>(), generator));
+        return stack(results).detach().MoveToOuterDisposeScope();
     }
 
     /// <summary>One input: its closest adversarial point found within the budget, or the input itself when none was.</summary>

@@ -26,6 +26,15 @@ public sealed class CellCache
 
     public string Root { get; }
 
+    /// <summary>An existing cache, for reading: a mistyped path is refused instead of being created empty.</summary>
+    public static CellCache Open(string root)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(root);
+        if (!Directory.Exists(Path.Combine(root, "cells")))
+            throw new DirectoryNotFoundException($"{Path.GetFullPath(root)} is not a poison-bench cache (it has no cells/ folder); give the --cache folder the shards wrote to");
+        return new CellCache(root);
+    }
+
     /// <summary>
     /// The code cells are computed by: the library's module version id, which a deterministic build derives from its content, so cells
     /// survive a rebuild of the same code (on any machine with the same SDK) and a change of the documentation, but not a change of code.

@@ -162,8 +162,10 @@ public sealed class CellExperiment
     }
 
     /// <summary>The detectors in the order the bench reports them: the default first.</summary>
-    public static IReadOnlyList<PoisonDetectionMethod> Methods { get; } =
-        [new PoisonDetectionOptions().Method, .. Enum.GetValues<PoisonDetectionMethod>().Where(m => m != new PoisonDetectionOptions().Method)];
+    public static IReadOnlyList<PoisonDetectionMethod> Methods { get; } = DefaultFirst(new PoisonDetectionOptions().Method);
+
+    private static PoisonDetectionMethod[] DefaultFirst(PoisonDetectionMethod method) =>
+        [method, .. Enum.GetValues<PoisonDetectionMethod>().Where(m => m != method)];
 
     private static DetectorOutcome Outcome(PoisonDetectionReport report, IReadOnlyList<byte> labels, PoisonManifest? manifest, int? target)
     {

@@ -78,11 +78,13 @@ public sealed record PoisonBenchReport(
         ArgumentNullException.ThrowIfNull(grid);
         ArgumentNullException.ThrowIfNull(results);
         var byId = results.ToDictionary(r => r.Cell.Id);
+        var order = grid.Cells().Select((c, k) => (c.Id, k)).ToDictionary(p => p.Id, p => p.k);
+        var attackOrder = grid.Attacks.ToList();
         var missing = grid.Cells().Where(c => !byId.ContainsKey(c.Id)).Select(c => c.Id).ToList();
         var poisoned = results.Where(r => !r.Cell.IsControl).ToList();
         var methods = results.SelectMany(r => r.Detectors.Select(d => d.Method)).Distinct().ToList();
         var groups = poisoned.GroupBy(r => (r.Cell.Attack, r.Cell.Rate))
-            .OrderBy(g => grid.Attacks.ToList().IndexOf(g.Key.Attack)).ThenBy(g => g.Key.Rate).ToList();
+            .OrderBy(g => attackOrder.IndexOf(g.Key.Attack)).ThenBy(g => g.Key.Rate).ToList();
 
         var detectors = new List<DetectorRow>();
         foreach (var method in methods)
@@ -130,7 +132,7 @@ public sealed record PoisonBenchReport(
 
         return new PoisonBenchReport(grid, grid.Cells().Count, missing, detectors, attacks, strip, controls, headlines,
             methods.Count == 0 ? null : DefaultRule(methods[0], poisoned), results.Sum(r => r.Seconds),
-            [.. results.OrderBy(r => grid.Cells().ToList().FindIndex(c => c.Id == r.Cell.Id))]);
+            [.. results.OrderBy(r => order.GetValueOrDefault(r.Cell.Id, int.MaxValue))]);
     }
 
     private static Criterion DefaultRule(string method, IReadOnlyList<CellResult> poisoned, double minimumRate = 0.01)
