@@ -95,6 +95,8 @@ internal static class InteropCommands
             Import a PyTorch state_dict as a signed package. The file is read by a restricted unpickler (like
             torch.load(weights_only=True)): only the opcodes and globals tensors and ordered dicts need are accepted,
             nothing in the file is ever executed, and anything else is refused naming the global or opcode and its offset.
+            An nn.Sequential state_dict (names 0.weight, 2.weight, ...) is read as --arch when its layers with weights match
+            the architecture's in order and shape; the command says what that assumes (activations, pooling, normalisation).
             Example: ./securemnist import --from-pytorch mnist_cnn.pt --arch seed-cnn --out models/imported
             """) { from, arch, output, key, json };
         command.SetAction(result =>
@@ -106,10 +108,11 @@ internal static class InteropCommands
                 var imported = PyTorchImport.Import(result.GetValue(from)!, result.GetValue(arch)!, result.GetValue(output)!, signingKey);
                 if (result.GetValue(json))
                 {
-                    Ui.WriteJson(new { package = result.GetValue(output), manifest = imported.Manifest, sourceNames = imported.SourceNames });
+                    Ui.WriteJson(new { package = result.GetValue(output), manifest = imported.Manifest, sourceNames = imported.SourceNames, note = imported.Note });
                     return 0;
                 }
                 var source = imported.Manifest.ImportedFrom!;
+                if (imported.Note is { } note) Ui.Warning(note);
                 Ui.Out.MarkupLineInterpolated($"[green]imported[/] {source.File} (SHA-256 {source.Sha256[..16]}...) as {imported.Manifest.Architecture}: {imported.SourceNames.Count} tensors, {imported.Manifest.ParameterCount:N0} parameters");
                 Ui.Out.MarkupLineInterpolated($"pickle globals (all allowlisted): {string.Join(", ", source.PickleGlobals)}");
                 Ui.Out.MarkupLineInterpolated($"wrote {result.GetValue(output)}, signed by key [bold]{signingKey.Id}[/]; next: ./securemnist evaluate --model {result.GetValue(output)}");

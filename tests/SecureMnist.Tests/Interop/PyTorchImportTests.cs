@@ -28,6 +28,7 @@ public sealed class PyTorchImportTests : IDisposable
     [InlineData("seed-cnn.pth")]
     [InlineData("linear.pth")]
     [InlineData("checkpoint-strided.pth")]
+    [InlineData("seed-cnn-sequential.pth")]
     public void State_dicts_written_by_pytorch_import_and_predict_as_pytorch_does(string file)
     {
         var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures, "expected.json"))).RootElement.GetProperty("files").GetProperty(file);
@@ -45,6 +46,31 @@ public sealed class PyTorchImportTests : IDisposable
         var actual = output.data<float>().ToArray();
         var worst = logits.SelectMany((row, i) => row.Select((v, j) => Math.Abs(v - actual[i * 10 + j]))).Max();
         Assert.True(worst <= 1e-5, $"largest difference from PyTorch's logits: {worst}");
+    }
+
+    [Fact]
+    public void An_nn_Sequential_is_read_as_the_architecture_its_weighted_layers_match_and_the_import_says_what_it_assumed()
+    {
+        var result = PyTorchImport.Import(Path.Combine(Fixtures, "seed-cnn-sequential.pth"), "seed-cnn", Path.Combine(directory, "sequential"), key);
+        Assert.Equal(["0.bias", "0.weight", "10.bias", "10.weight", "2.bias", "2.weight", "7.bias", "7.weight"], result.SourceNames.Order(StringComparer.Ordinal));
+        Assert.NotNull(result.Note);
+        Assert.Contains("0 -> conv1, 2 -> conv2, 7 -> fc1, 10 -> fc2", result.Note, StringComparison.Ordinal);
+        Assert.Contains("normalisation", result.Note, StringComparison.Ordinal);
+        // A state_dict in our own names needs no reading and says nothing.
+        Assert.Null(PyTorchImport.Import(Path.Combine(Fixtures, "seed-cnn.pth"), "seed-cnn", Path.Combine(directory, "named"), key).Note);
+    }
+
+    [Theory]
+    [InlineData("linear", "has 4 layers with weights (indices 0, 2, 7, 10); linear has 1 (fc)")]
+    [InlineData("small-cnn", "has 4 layers with weights (indices 0, 2, 7, 10); small-cnn has 7")]
+    [InlineData("dp-cnn", "layer 0's weight has shape [32,1,3,3]; dp-cnn's")]
+    public void An_nn_Sequential_that_does_not_fit_the_architecture_is_refused_naming_the_layer(string architecture, string message)
+    {
+        var package = Path.Combine(directory, "refused");
+        var error = Assert.Throws<PyTorchFormatException>(() => PyTorchImport.Import(Path.Combine(Fixtures, "seed-cnn-sequential.pth"), architecture, package, key));
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+        Assert.Contains("it fits seed-cnn (--arch seed-cnn)", error.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(package));
     }
 
     [Theory]
