@@ -17,6 +17,7 @@ internal static class ExtractCommand
     {
         var target = new Option<string>("--target") { Description = "The victim: a running service's base URL (http://127.0.0.1:8080) or a model package folder", Required = true };
         var apiKey = new Option<string?>("--api-key") { Description = $"API key for a URL target (default: ${ApiKeyVariable}); the attack stays within its quota, waiting out 429s" };
+        var quota = new Option<int?>("--quota") { Description = "A URL target: your key's quota in images per minute (api-keys list shows it); the attack paces itself to it instead of waiting out 429s, as an attacker who knows its plan would" };
         var budget = new Option<string>("--budget") { Description = "Query budgets, ascending and comma-separated; the queries of a smaller budget are the first of a larger one", DefaultValueFactory = _ => "500,2000" };
         var access = new Option<string>("--access") { Description = "labels (the label only) or scores (the probabilities as well; soft-label training)", DefaultValueFactory = _ => "labels" };
         access.AcceptOnlyFromAmong("labels", "scores");
@@ -44,7 +45,7 @@ internal static class ExtractCommand
             had yet, so no query repeats up to 25 times the pool.
             Example: ./securemnist extract --target http://127.0.0.1:8080 --api-key $KEY --reference models/baseline --budget 500,2000 --access scores
             Example: ./securemnist extract --target models/baseline --strategy jacobian --budget 500,2000,10000 --plot extraction.png --json
-            """) { target, apiKey, budget, access, seedData, strategy, arch, reference, transferImages, plot, output, key, publicKey, seed, json };
+            """) { target, apiKey, quota, budget, access, seedData, strategy, arch, reference, transferImages, plot, output, key, publicKey, seed, json };
         command.SetAction(result =>
         {
             var budgets = result.GetValue(budget)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -67,7 +68,9 @@ internal static class ExtractCommand
             {
                 var secret = result.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable)
                     ?? throw new ArgumentException($"a URL target needs an API key: --api-key KEY or ${ApiKeyVariable}");
-                victim = new HttpVictim(http!, secret, scores);
+                var perMinute = result.GetValue(quota);
+                if (perMinute is < 1 or > 10_000_000) throw new ArgumentException($"--quota must be 1 to 10,000,000 images per minute (got {perMinute})");
+                victim = new HttpVictim(http!, secret, scores, perMinute is { } q ? new QueryPacer(q) : null);
             }
             else victim = new PackageVictim(trusted.Network, scores);
             var started = System.Diagnostics.Stopwatch.StartNew();
@@ -81,7 +84,7 @@ internal static class ExtractCommand
             var wall = started.Elapsed.TotalSeconds;
             if (result.GetValue(plot) is { } plotPath)
                 SecureMnist.Reporting.ExtractionPlot.Save(plotPath, $"{result.GetValue(strategy)} extraction of {targetValue} (pool {report.Pool})", [report]);
-            var waited = victim is HttpVictim h ? (h.RateLimited, h.WaitedSeconds) : (0, 0.0);
+            var waited = victim is HttpVictim h ? (h.RateLimited, h.WaitedSeconds + (h.Pacer?.WaitedSeconds ?? 0)) : (0, 0.0);
             if (result.GetValue(json))
             {
                 Ui.WriteJson(new { target = targetValue, reference = referencePath, access = scores ? "scores" : "labels", seedData = report.Pool, strategy = result.GetValue(strategy), report.VictimAccuracy,
@@ -93,7 +96,7 @@ internal static class ExtractCommand
             foreach (var p in report.Points)
                 table.AddRow($"{p.Budget}", $"{p.Answered}", Ui.Percent(p.SubstituteAccuracy), Ui.Percent(p.Fidelity), $"{Ui.Percent(p.TransferRate)} of {p.TransferImages}", $"{p.QuerySeconds:F1}", $"{p.TrainSeconds:F1}");
             Ui.Out.Write(table);
-            if (waited.Item1 > 0) Ui.Info($"{waited.Item1} requests were rate limited; {waited.Item2:F0} s spent waiting");
+            if (waited.Item1 > 0 || waited.Item2 > 0) Ui.Info($"{waited.Item1} requests were rate limited; {waited.Item2:F0} s spent waiting (for refused requests, and for the quota when paced)");
             if (saved is not null) Ui.Info($"the largest budget's copy is in {saved}");
             if (result.GetValue(plot) is { } drawn) Ui.Info($"plot: {drawn}");
             return 0;

@@ -51,6 +51,49 @@ public sealed class ModelExtractionTests(ServedModel model)
     }
 
     [Fact]
+    public async Task An_attacker_that_knows_its_quota_paces_itself_and_is_seldom_refused()
+    {
+        var folder = Path.Combine(model.Directory, "extract-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        var keys = Path.Combine(folder, "api-keys.json");
+        // 1,200 images a minute: a burst of 120, then 20 a second. 240 queries in batches of 24 (the service takes at most 32 in one list) exceed the burst by 120: 6 s of refill.
+        var secret = ApiKeyStore.Add(keys, "paced", [ApiScopes.Predict], labelOnly: false, requestsPerMinute: 1200);
+        await using var service = await RunningService.Start(model.Options() with { ApiKeysPath = keys });
+        var pacer = new QueryPacer(1200);
+        var victim = new HttpVictim(service.Client, secret, scores: false, pacer);
+        var answers = new List<VictimAnswer>();
+        foreach (var batch in Pool(240).Chunk(24)) answers.AddRange(await victim.QueryAsync(batch, CancellationToken.None));
+        Assert.Equal(240, answers.Count);
+        var requests = service.AuditRecords().Where(r => r.KeyId == "paced" && r.Outcome != SecureMnist.Audit.AuditOutcome.RateLimited).Select(r => r.RequestId.Split('/')[0]).Distinct().Count();
+        Assert.Equal(10, requests); // none was split or sent twice
+        // A busy server refills late (its ticks are timer callbacks), so the odd refusal happens; the pacer then counts from empty.
+        Assert.True(victim.RateLimited <= 3, $"{victim.RateLimited} of 10 requests refused; the pacer keeps within the quota");
+    }
+
+    [Fact]
+    public void The_pacer_spends_the_burst_at_once_then_waits_what_the_refill_needs()
+    {
+        var now = 0.0;
+        var pacer = new QueryPacer(600, () => now); // a burst of 60, then 10 images a second
+        Assert.Equal(60, pacer.Burst);
+        Assert.Equal(TimeSpan.Zero, pacer.Reserve(60));
+        Assert.Equal(3.2, pacer.Reserve(32).TotalSeconds, 9); // 32 more need 3.2 s of refill
+        now = 3.2;
+        Assert.Equal(0.1, pacer.Reserve(1).TotalSeconds, 9); // the debt is repaid; one more needs 0.1 s
+        now = 100; // a long pause refills to the burst and no further
+        Assert.Equal(TimeSpan.Zero, pacer.Reserve(60));
+        Assert.True(pacer.Reserve(1) > TimeSpan.Zero);
+        Assert.Equal(3.2 + 0.1 + 0.1, pacer.WaitedSeconds, 9);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pacer.Reserve(61)); // more than the bucket ever holds
+        now = 200;
+        Assert.Equal(0.6, pacer.Refused(5).TotalSeconds, 9); // refused: the debt stands, and the 5 are reserved again
+        now = 300;
+        pacer.Reserve(60);
+        Assert.Equal(0.5, pacer.Refused(5).TotalSeconds, 9); // the service says empty although this copy had 0 left: count from empty
+        Assert.Throws<ArgumentOutOfRangeException>(() => new QueryPacer(0));
+    }
+
+    [Fact]
     public void Knockoff_queries_past_the_pool_are_shifted_copies_and_none_repeats()
     {
         var pool = Pool(50);

@@ -8,9 +8,10 @@ namespace SecureMnist.Attacks.Extraction;
 /// <summary>
 /// A SecureMnist service as the victim, over HTTP with an API key: batches of images to <c>/v1/predict/batch</c>. When the service
 /// answers 429 the client waits as <c>Retry-After</c> says and sends the same batch again, as an attacker within the key's quota must;
-/// the waiting is part of the attack's wall time.
+/// the waiting is part of the attack's wall time. With a <see cref="QueryPacer"/> (the attacker knows its quota), batches are cut to the
+/// quota's burst and each is sent when the quota holds it, so 429s become rare.
 /// </summary>
-public sealed class HttpVictim(HttpClient client, string apiKey, bool scores) : IVictim
+public sealed class HttpVictim(HttpClient client, string apiKey, bool scores, QueryPacer? pacer = null) : IVictim
 {
     public bool Scores => scores;
 
@@ -20,9 +21,25 @@ public sealed class HttpVictim(HttpClient client, string apiKey, bool scores) : 
     /// <summary>Seconds spent waiting out 429s.</summary>
     public double WaitedSeconds { get; private set; }
 
+    /// <summary>The pacer, when the attacker paces itself to its quota.</summary>
+    public QueryPacer? Pacer => pacer;
+
     public async Task<IReadOnlyList<VictimAnswer>> QueryAsync(IReadOnlyList<float[]> images, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(images);
+        if (pacer is null) return await SendAsync(images, cancellationToken).ConfigureAwait(false);
+        var answers = new List<VictimAnswer>(images.Count);
+        foreach (var chunk in images.Chunk(pacer.Burst))
+        {
+            var wait = pacer.Reserve(chunk.Length);
+            if (wait > TimeSpan.Zero) await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
+            answers.AddRange(await SendAsync(chunk, cancellationToken).ConfigureAwait(false));
+        }
+        return answers;
+    }
+
+    private async Task<IReadOnlyList<VictimAnswer>> SendAsync(IReadOnlyList<float[]> images, CancellationToken cancellationToken)
+    {
         var body = JsonSerializer.Serialize(new { items = images.Select(pixels => new { pixels }) });
         while (true)
         {
@@ -34,6 +51,8 @@ public sealed class HttpVictim(HttpClient client, string apiKey, bool scores) : 
             {
                 RateLimited++;
                 var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1);
+                // Retry-After is whole seconds; a pacer knows when exactly the quota holds this request again.
+                if (pacer is not null && images.Count <= pacer.Burst) wait = pacer.Refused(images.Count);
                 WaitedSeconds += wait.TotalSeconds;
                 await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
                 continue;
@@ -42,8 +61,8 @@ public sealed class HttpVictim(HttpClient client, string apiKey, bool scores) : 
             {
                 // The key's quota cannot hold this many images at once: halve the batch, as an attacker would.
                 var half = images.Count / 2;
-                var first = await QueryAsync(images.Take(half).ToList(), cancellationToken).ConfigureAwait(false);
-                var second = await QueryAsync(images.Skip(half).ToList(), cancellationToken).ConfigureAwait(false);
+                var first = await SendAsync(images.Take(half).ToList(), cancellationToken).ConfigureAwait(false);
+                var second = await SendAsync(images.Skip(half).ToList(), cancellationToken).ConfigureAwait(false);
                 return [.. first, .. second];
             }
             if (!response.IsSuccessStatusCode) throw new HttpRequestException($"the victim answered {(int)response.StatusCode}: {text[..Math.Min(text.Length, 300)]}");
