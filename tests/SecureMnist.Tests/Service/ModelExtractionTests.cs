@@ -29,14 +29,20 @@ public sealed class ModelExtractionTests(ServedModel model)
         Assert.Equal(scores, report.Scores);
     }
 
-    [Fact]
-    public async Task The_attack_runs_against_the_real_service_and_waits_out_its_rate_limit()
+    /// <summary>A fresh API key file holding one predict key of <paramref name="imagesPerMinute"/>.</summary>
+    private (string Path, string Secret) KeyFile(string name, int imagesPerMinute)
     {
         var folder = Path.Combine(model.Directory, "extract-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(folder);
         var keys = Path.Combine(folder, "api-keys.json");
+        return (keys, ApiKeyStore.Add(keys, name, [ApiScopes.Predict], labelOnly: false, requestsPerMinute: imagesPerMinute));
+    }
+
+    [Fact]
+    public async Task The_attack_runs_against_the_real_service_and_waits_out_its_rate_limit()
+    {
         // 1,200 images a minute: a burst of 120, then 20 a second; the quota counts images, not requests.
-        var secret = ApiKeyStore.Add(keys, "thief", [ApiScopes.Predict], labelOnly: false, requestsPerMinute: 1200);
+        var (keys, secret) = KeyFile("thief", 1200);
         await using var service = await RunningService.Start(model.Options() with { ApiKeysPath = keys, Extraction = new ExtractionMonitorOptions(Action: ExtractionAction.Flag) });
         var victim = new HttpVictim(service.Client, secret, scores: true);
         using var reference = SecureMnist.Security.ModelPackage.Load(model.PackageDirectory, SecureMnist.Security.TrustedPublicKey.FromFile(model.PublicKeyPath));
@@ -53,11 +59,8 @@ public sealed class ModelExtractionTests(ServedModel model)
     [Fact]
     public async Task An_attacker_that_knows_its_quota_paces_itself_and_is_seldom_refused()
     {
-        var folder = Path.Combine(model.Directory, "extract-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(folder);
-        var keys = Path.Combine(folder, "api-keys.json");
         // 1,200 images a minute: a burst of 120, then 20 a second. 240 queries in batches of 24 (the service takes at most 32 in one list) exceed the burst by 120: 6 s of refill.
-        var secret = ApiKeyStore.Add(keys, "paced", [ApiScopes.Predict], labelOnly: false, requestsPerMinute: 1200);
+        var (keys, secret) = KeyFile("paced", 1200);
         await using var service = await RunningService.Start(model.Options() with { ApiKeysPath = keys });
         var pacer = new QueryPacer(1200);
         var victim = new HttpVictim(service.Client, secret, scores: false, pacer);
