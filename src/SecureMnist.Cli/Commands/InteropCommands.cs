@@ -88,6 +88,7 @@ internal static class InteropCommands
     {
         var from = new Option<string>("--from-pytorch") { Description = "PyTorch state_dict file written by torch.save (zip format, PyTorch 1.6+)", Required = true };
         var arch = new Option<string>("--arch") { Description = $"Architecture the names map onto: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => Architectures.Default };
+        var spec = new Option<string?>("--arch-spec") { Description = $"A layer list (JSON) for a network we do not define: {string.Join(", ", ArchitectureSpec.LayerTypes)} with PyTorch's argument names; recorded in the signed manifest (replaces --arch)" };
         var output = new Option<string>("--out") { Description = "Package folder to write", DefaultValueFactory = _ => "models/imported" };
         var key = new Option<string>("--key") { Description = "Ed25519 private key that signs the package (created on first use at the default path)", DefaultValueFactory = _ => TrainCommand.DefaultKey };
         var json = CommonOptions.Json();
@@ -97,15 +98,29 @@ internal static class InteropCommands
             nothing in the file is ever executed, and anything else is refused naming the global or opcode and its offset.
             An nn.Sequential state_dict (names 0.weight, 2.weight, ...) is read as --arch when its layers with weights match
             the architecture's in order and shape; the command says what that assumes (activations, pooling, normalisation).
+            Any other plain CNN is described by --arch-spec, a JSON layer list with PyTorch's names, e.g. LeNet-5:
+              {"normalize": {"mean": 0.1307, "std": 0.3081},
+               "layers": [{"type": "Conv2d", "in_channels": 1, "out_channels": 6, "kernel_size": 5, "padding": 2}, {"type": "Tanh"},
+                          {"type": "AvgPool2d", "kernel_size": 2}, ..., {"type": "Flatten"}, {"type": "Linear", "in_features": 400,
+                          "out_features": 120}, ..., {"type": "Linear", "in_features": 84, "out_features": 10}]}
+            Layer types: Conv2d, Linear, BatchNorm2d, ReLU, Tanh, MaxPool2d, AvgPool2d, Flatten, Dropout. "normalize" is the
+            scaling the model's inputs had in training (leave it out for raw [0, 1] pixels). Every layer of an nn.Sequential,
+            with weights or not, has its place in the list, so tensor names line up (0.weight, 3.running_mean, ...); any other
+            naming is paired module by module in the file's order. Shapes are checked from a 1x28x28 image to 10 logits.
             Example: ./securemnist import --from-pytorch mnist_cnn.pt --arch seed-cnn --out models/imported
-            """) { from, arch, output, key, json };
+            Example: ./securemnist import --from-pytorch lenet5.pth --arch-spec lenet5.json --out models/lenet5
+            """) { from, arch, spec, output, key, json };
         command.SetAction(result =>
         {
             var keyPath = result.GetValue(key)!;
             var (signingKey, _) = TrainingPipeline.OpenOrCreateKey(keyPath, createIfMissing: keyPath == TrainCommand.DefaultKey);
             using (signingKey)
             {
-                var imported = PyTorchImport.Import(result.GetValue(from)!, result.GetValue(arch)!, result.GetValue(output)!, signingKey);
+                if (result.GetValue(spec) is not null && result.GetResult(arch) is { Implicit: false })
+                    throw new ArgumentException("--arch and --arch-spec name the network twice: give one");
+                var imported = result.GetValue(spec) is { } specPath
+                    ? PyTorchImport.Import(result.GetValue(from)!, ArchitectureSpec.Load(specPath), result.GetValue(output)!, signingKey)
+                    : PyTorchImport.Import(result.GetValue(from)!, result.GetValue(arch)!, result.GetValue(output)!, signingKey);
                 if (result.GetValue(json))
                 {
                     Ui.WriteJson(new { package = result.GetValue(output), manifest = imported.Manifest, sourceNames = imported.SourceNames, note = imported.Note });

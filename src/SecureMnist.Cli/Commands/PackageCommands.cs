@@ -222,6 +222,7 @@ internal static class PackageCommands
             }
             var grid = new Grid().AddColumn().AddColumn();
             grid.AddRow("architecture", $"{manifest.Architecture} ({manifest.ParameterCount:N0} parameters)");
+            if (manifest.Spec is { } spec) grid.AddRow("layers", Markup.Escape(spec.Describe()));
             grid.AddRow("weights", $"{manifest.Weights.File}, {manifest.Weights.Bytes:N0} bytes, SHA-256 {manifest.Weights.Sha256}");
             if (manifest.Sealed is { } seal) grid.AddRow("sealed", $"{seal.Algorithm}; KEK id {seal.KekId}");
             grid.AddRow("created", $"{manifest.CreatedUtc:u}");

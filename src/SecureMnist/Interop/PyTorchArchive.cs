@@ -28,6 +28,8 @@ public static class PyTorchArchive
         ["torch.FloatStorage"] = 4,
         ["torch.DoubleStorage"] = 8,
         ["torch.HalfStorage"] = 2,
+        // BatchNorm's num_batches_tracked; read as float like every tensor here (exact up to 2^24 batches).
+        ["torch.LongStorage"] = 8,
     };
 
     public static IReadOnlyCollection<string> AllowedGlobals { get; } =
@@ -228,13 +230,16 @@ public static class PyTorchArchive
     {
         var bytes = archive.Read(archive.Prefix + "data/" + storage.Key);
         var values = new float[storage.Elements];
-        switch (StorageElementSizes[storage.StorageType])
+        switch (storage.StorageType)
         {
-            case 4:
+            case "torch.FloatStorage":
                 for (var i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(4 * i));
                 break;
-            case 8:
+            case "torch.DoubleStorage":
                 for (var i = 0; i < values.Length; i++) values[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(bytes.AsSpan(8 * i));
+                break;
+            case "torch.LongStorage":
+                for (var i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(8 * i));
                 break;
             default:
                 for (var i = 0; i < values.Length; i++) values[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(bytes.AsSpan(2 * i));

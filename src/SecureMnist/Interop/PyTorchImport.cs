@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using SecureMnist.Modeling;
 using SecureMnist.Security;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace SecureMnist.Interop;
 
@@ -38,6 +40,45 @@ public static class PyTorchImport
             }
             (tensors, note) = (mapping.Tensors, mapping.Note);
         }
+        return Package(pytorchFile, architecture, network, tensors, stateDict, packageDirectory, key, note);
+    }
+
+    /// <summary>
+    /// Imports a state_dict as the network a layer list describes (<c>--arch-spec</c>). An nn.Sequential's tensors keep their names, which
+    /// must sit at the spec's layers with tensors; any other naming (a module with named children, nested Sequentials) is paired layer by
+    /// layer, in the file's order, with the spec's layers with tensors, every name and shape checked, and the result says so.
+    /// </summary>
+    public static PyTorchImportResult Import(string pytorchFile, ArchitectureSpec spec, string packageDirectory, SigningKey key, PyTorchArchiveLimits? limits = null)
+    {
+        ArgumentNullException.ThrowIfNull(pytorchFile);
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(key);
+        if (!File.Exists(pytorchFile)) throw new FileNotFoundException($"{pytorchFile} not found", pytorchFile);
+        using var network = new SpecNetwork(spec);
+        var stateDict = PyTorchArchive.ReadStateDict(pytorchFile, limits);
+        var tensors = MapNames(stateDict.Tensors);
+        var expected = network.state_dict();
+        string note;
+        if (tensors.All(t => expected.ContainsKey(t.Name)))
+            note = $"read as the spec's network: {spec.Describe()}";
+        else if (SequentialNames.IsSequential(tensors))
+        {
+            var fileLayers = tensors.Select(t => t.Name[..t.Name.IndexOf('.', StringComparison.Ordinal)]).Distinct().ToList();
+            var specLayers = spec.Layers.Select((l, i) => (l, i)).Where(p => p.l.HasTensors).Select(p => $"{p.i} {p.l.Type}").ToList();
+            throw new PyTorchFormatException($"the nn.Sequential holds tensors at layers {string.Join(", ", fileLayers)}; the spec has them at {string.Join(", ", specLayers)}. " +
+                "Every layer of the Sequential, with or without weights (ReLU, pooling, Flatten, Dropout), needs its place in the spec");
+        }
+        else
+        {
+            var mapping = SequentialNames.MapByOrder(tensors, network, "the spec's network");
+            (tensors, note) = (mapping.Tensors, $"{mapping.Note}; the spec: {spec.Describe()}");
+        }
+        return Package(pytorchFile, Architectures.Custom, network, tensors, stateDict, packageDirectory, key, note);
+    }
+
+    private static PyTorchImportResult Package(string pytorchFile, string architecture, Module<Tensor, Tensor> network, IReadOnlyList<PyTorchTensor> tensors,
+        PyTorchStateDict stateDict, string packageDirectory, SigningKey key, string? note)
+    {
         var weights = Safetensors.Parse(Safetensors.Serialize(tensors.Select(t => SafetensorsTensor.Float32(t.Name, t.Shape, t.Values))));
         var problems = ModelWeights.Mismatches(network, weights);
         if (problems.Count > 0)

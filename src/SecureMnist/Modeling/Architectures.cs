@@ -13,6 +13,9 @@ public static class Architectures
     public const string DpCnn = "dp-cnn";
     public const string Default = SeedCnn;
 
+    /// <summary>A network given as a layer list (<see cref="ArchitectureSpec"/>), recorded in the package's manifest.</summary>
+    public const string Custom = "custom";
+
     public static IReadOnlyDictionary<string, string> Descriptions { get; } = new Dictionary<string, string>
     {
         [SeedCnn] = "the seeds' CNN: conv 1-32 3x3, conv 32-64 3x3, max-pool, dropout .25, fc 9216-128, dropout .5, fc 128-10",
@@ -36,6 +39,14 @@ public static class Architectures
         DpCnn => new DpCnn(),
         _ => throw new ArgumentException($"unknown architecture '{name}'; known: {string.Join(", ", Names)}", nameof(name)),
     };
+
+    /// <summary>The network a package names: one of ours, or <see cref="Custom"/> built from the spec its manifest records.</summary>
+    public static Module<Tensor, Tensor> Create(string name, ArchitectureSpec? spec)
+    {
+        if (name == Custom) return new SpecNetwork(spec ?? throw new ArgumentException($"architecture '{Custom}' needs its layer list (spec), and there is none"));
+        if (spec is not null) throw new ArgumentException($"a layer list (spec) belongs with architecture '{Custom}', not '{name}'");
+        return Create(name);
+    }
 
     public static long ParameterCount(Module<Tensor, Tensor> model)
     {

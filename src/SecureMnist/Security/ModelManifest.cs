@@ -29,7 +29,8 @@ public sealed record ModelManifest(
     ModelMetrics? Metrics,
     string? SignerKeyId,
     ImportSource? ImportedFrom = null,
-    SealInfo? Sealed = null)
+    SealInfo? Sealed = null,
+    Modeling.ArchitectureSpec? Spec = null)
 {
     public const string CurrentFormat = "securemnist-package/1";
 }

@@ -115,7 +115,8 @@ public static class ModelPackage
             trainingBytes is null ? null : Sha256(trainingBytes),
             provenance.Metrics,
             key?.Id,
-            provenance.ImportedFrom);
+            provenance.ImportedFrom,
+            Spec: (network as Modeling.SpecNetwork)?.Spec);
 
         AtomicDirectory.Write(directory, staging =>
         {
@@ -253,9 +254,9 @@ public static class ModelPackage
         Module<Tensor, Tensor> network;
         try
         {
-            network = Architectures.Create(manifest.Architecture);
+            network = Architectures.Create(manifest.Architecture, manifest.Spec);
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is ArgumentException or ArchitectureSpecException)
         {
             throw new ModelPackageException(e.Message);
         }

@@ -38,6 +38,27 @@ public sealed class PyTorchImportTests : IDisposable
         Assert.NotNull(result.Manifest.ImportedFrom);
         Assert.Equal(64, result.Manifest.ImportedFrom!.Sha256.Length);
         Assert.Contains("torch._utils._rebuild_tensor_v2", result.Manifest.ImportedFrom.PickleGlobals);
+        AssertPredictsAsPyTorch(package, expected);
+    }
+
+    [Theory]
+    [InlineData("lenet5-sequential.pth")] // nn.Sequential with tanh and average pooling, raw pixels
+    [InlineData("batchnorm-cnn.pth")] // BatchNorm in named sub-Sequentials (features.1.running_mean, ...), normalised inputs
+    public void Networks_we_do_not_define_import_through_a_layer_list_and_predict_as_pytorch_does(string file)
+    {
+        var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures, "expected.json"))).RootElement.GetProperty("files").GetProperty(file);
+        var spec = SecureMnist.Modeling.ArchitectureSpec.Load(Path.Combine(Fixtures, expected.GetProperty("spec").GetString()!));
+        var package = Path.Combine(directory, "custom");
+        var result = PyTorchImport.Import(Path.Combine(Fixtures, file), spec, package, key);
+
+        Assert.Equal(SecureMnist.Modeling.Architectures.Custom, result.Manifest.Architecture);
+        Assert.Equal(spec.Layers, result.Manifest.Spec!.Layers); // the signed manifest carries the layer list
+        AssertPredictsAsPyTorch(package, expected);
+    }
+
+    /// <summary>The package's logits on the formula inputs against PyTorch's, recorded in expected.json, within 1e-5.</summary>
+    private void AssertPredictsAsPyTorch(string package, JsonElement expected)
+    {
         using var model = ModelPackage.Load(package, key.PublicKey);
         var logits = expected.GetProperty("logits").EnumerateArray().Select(row => row.EnumerateArray().Select(v => v.GetSingle()).ToArray()).ToArray();
         using var inputs = FormulaInputs(logits.Length);
@@ -46,6 +67,25 @@ public sealed class PyTorchImportTests : IDisposable
         var actual = output.data<float>().ToArray();
         var worst = logits.SelectMany((row, i) => row.Select((v, j) => Math.Abs(v - actual[i * 10 + j]))).Max();
         Assert.True(worst <= 1e-5, $"largest difference from PyTorch's logits: {worst}");
+    }
+
+    [Fact]
+    public void A_layer_list_that_misplaces_a_layer_of_the_sequential_is_refused_and_an_edited_spec_breaks_the_signature()
+    {
+        // LeNet's spec without its Tanh layers: the Sequential's weights at 3, 7, 9 and 11 no longer sit where the spec has them.
+        var json = File.ReadAllText(Path.Combine(Fixtures, "lenet5.spec.json"));
+        var shifted = SecureMnist.Modeling.ArchitectureSpec.Parse(json.Replace("""{"type": "Tanh"},""", "", StringComparison.Ordinal));
+        var error = Assert.Throws<PyTorchFormatException>(() => PyTorchImport.Import(Path.Combine(Fixtures, "lenet5-sequential.pth"), shifted, Path.Combine(directory, "shifted"), key));
+        Assert.Contains("needs its place in the spec", error.Message, StringComparison.Ordinal);
+
+        // The spec is part of what is signed: swapping Tanh for ReLU in a signed manifest is refused.
+        var package = Path.Combine(directory, "lenet");
+        PyTorchImport.Import(Path.Combine(Fixtures, "lenet5-sequential.pth"), SecureMnist.Modeling.ArchitectureSpec.Parse(json), package, key);
+        var manifestPath = Path.Combine(package, ModelPackage.ManifestFile);
+        var manifest = File.ReadAllText(manifestPath);
+        Assert.Contains("\"Tanh\"", manifest, StringComparison.Ordinal);
+        File.WriteAllText(manifestPath, manifest.Replace("\"Tanh\"", "\"ReLU\"", StringComparison.Ordinal));
+        Assert.Throws<ModelPackageException>(() => ModelPackage.Load(package, key.PublicKey).Dispose());
     }
 
     [Fact]

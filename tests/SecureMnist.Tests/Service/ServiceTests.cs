@@ -41,6 +41,25 @@ public sealed class ServiceTests(ServedModel model)
     }
 
     [Fact]
+    public async Task A_network_imported_from_a_layer_list_is_served_like_any_other()
+    {
+        // LeNet-5 (tanh, average pooling) from PyTorch, imported through --arch-spec and signed with the service's key.
+        var fixtures = Path.Combine(TestPaths.RepositoryRoot, "tests", "fixtures", "pytorch");
+        var package = Path.Combine(model.Directory, "lenet-" + Guid.NewGuid().ToString("N"));
+        using (var key = SigningKey.FromFile(Path.Combine(model.Directory, "signing.key")))
+            SecureMnist.Interop.PyTorchImport.Import(Path.Combine(fixtures, "lenet5-sequential.pth"), SecureMnist.Modeling.ArchitectureSpec.Load(Path.Combine(fixtures, "lenet5.spec.json")), package, key);
+        await using var service = await RunningService.Start(model.Options(package));
+        var response = await service.PredictPng(ServedModel.Png(model.TestPixels(0)), model.Secrets["user"]);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = await Json(response);
+        // The fixture's weights are untrained, so the service may well abstain; what matters is that the network answers.
+        Assert.False(string.IsNullOrEmpty(body.GetProperty("decision").GetString()));
+        Assert.Equal(1.0, body.GetProperty("probabilities").EnumerateArray().Sum(p => p.GetDouble()), 3);
+        var metadata = await Json(await service.Send(HttpMethod.Get, "/v2/models/mnist", model.Secrets["user"]));
+        Assert.Equal("securemnist_custom", metadata.GetProperty("platform").GetString());
+    }
+
+    [Fact]
     public async Task A_tampered_package_never_becomes_ready()
     {
         var copy = Path.Combine(model.Directory, "tampered-" + Guid.NewGuid().ToString("N"));
