@@ -90,6 +90,7 @@ internal static class PoisonBenchCommand
     {
         "activation-clustering" => "AC",
         "spectral-signatures" => "SS",
+        "knn-consistency" => "kNN",
         _ => method,
     };
 

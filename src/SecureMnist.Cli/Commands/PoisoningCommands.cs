@@ -152,9 +152,13 @@ internal static class PoisoningCommands
         var plot = new Option<string?>("--plot") { Description = "Write a PNG of each class's deciding figure against its threshold (separation, cluster share or share removed), suspicious classes in red" };
         var json = CommonOptions.Json();
         var command = new Command("detect-poison", """
-            Find poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger,
-            class by class. Methods:
-              spectre (default): the activations whitened with a robust (trimmed) covariance, as SPECTRE does, and scored along
+            Find poisoned training samples without knowing the trigger, from a trained model's penultimate-layer activations
+            or from the images themselves. Methods:
+              knn-consistency (default): reads the images, not the model: a sample is flagged when at most --max-agreement of
+                its --neighbours nearest training images (pixel L2) share its label, as a source digit relabelled to the target
+                does. It cannot see clean-label poison, and it weakens when poisoned images are dense enough to be each other's
+                neighbours;
+              spectre: the activations whitened with a robust (trimmed) covariance, as SPECTRE does, and scored along
                 their top direction; 2-means on that score, and a small, far, tight cluster is flagged;
               activation-clustering: Chen et al. with ART's settings: PCA to 10 dimensions, 2-means, and a cluster under 35% of
                 its class is flagged (--silhouette: only when the silhouette score is at least 0.1 as well);
@@ -189,7 +193,12 @@ internal static class PoisoningCommands
             }
             var deciding = report.Options.Method switch { PoisonDetectionMethod.Spectre => "separation", PoisonDetectionMethod.ActivationClustering => "silhouette", _ => "-" };
             var classes = new Table().Title($"{PoisonDetector.MethodName(report.Options.Method)} on {data.Name} ({report.Samples} training samples, {report.Seconds:F1} s)")
-                .AddColumns("class", "samples", report.Options.Method == PoisonDetectionMethod.SpectralSignatures ? "removed" : "small cluster", deciding, "flagged");
+                .AddColumns("class", "samples", report.Options.Method switch
+                {
+                    PoisonDetectionMethod.SpectralSignatures => "removed",
+                    PoisonDetectionMethod.KnnConsistency => "flagged share",
+                    _ => "small cluster",
+                }, deciding, "flagged");
             foreach (var c in report.Classes)
                 classes.AddRow($"{c.Label}", $"{c.Samples}", Ui.Percent(c.SmallClusterFraction), deciding == "-" ? "-" : $"{c.Separation:F2}", c.Suspicious ? $"[red]{c.Flagged}[/]" : "0");
             Ui.Out.Write(classes);
@@ -323,25 +332,28 @@ internal static class PoisoningCommands
     private sealed class DetectionFlags
     {
         private static readonly PoisonDetectionOptions Defaults = new();
-        private readonly Option<string> method = new("--method") { Description = "spectre (robust whitening), activation-clustering (Chen et al., ART's settings) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => PoisonDetector.MethodName(Defaults.Method) };
+        private readonly Option<string> method = new("--method") { Description = "knn-consistency (input-space neighbours' labels), spectre (robust whitening), activation-clustering (Chen et al., ART's settings) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => PoisonDetector.MethodName(Defaults.Method) };
         private readonly Option<double> trim = new("--trim") { Description = "spectre: share of each class left out of the whitening covariance as outliers (robust estimate), [0, 0.5)", DefaultValueFactory = _ => Defaults.Trim };
         private readonly Option<double> maxFraction = new("--max-cluster-fraction") { Description = "spectre: largest share of a class the smaller cluster may hold and still be flagged, (0, 0.5)", DefaultValueFactory = _ => Defaults.MaxClusterFraction };
         private readonly Option<double> minSeparation = new("--min-separation") { Description = "spectre: smallest distance between the cluster centres, in units of their summed standard deviations, that counts as a separate population", DefaultValueFactory = _ => Defaults.MinSeparation };
         private readonly Option<double> expectedFraction = new("--expected-fraction") { Description = "spectral-signatures: assumed poisoned share per class, (0, 0.5); the top 1.5x that share is removed", DefaultValueFactory = _ => Defaults.ExpectedFraction };
         private readonly Option<int> dimensions = new("--dimensions") { Description = "activation-clustering: PCA dimensions before 2-means (ART: 10)", DefaultValueFactory = _ => Defaults.Dimensions };
         private readonly Option<double> sizeThreshold = new("--size-threshold") { Description = "activation-clustering: a cluster with less than this share of its class is poison, (0, 0.5] (ART: 0.35)", DefaultValueFactory = _ => Defaults.SizeThreshold };
+        private readonly Option<int> neighbours = new("--neighbours") { Description = "knn-consistency: nearest training images that vote with their labels, 1 to 1,000", DefaultValueFactory = _ => Defaults.Neighbours };
+        private readonly Option<double> maxAgreement = new("--max-agreement") { Description = "knn-consistency: a sample is flagged when at most this share of its neighbours carry its label, [0, 1)", DefaultValueFactory = _ => Defaults.MaxAgreement };
         private readonly Option<bool> silhouette = new("--silhouette") { Description = $"activation-clustering: flag only when the class's silhouette score is also at least {Defaults.SilhouetteThreshold} (ART's silhouette-scores analysis)" };
 
         public DetectionFlags() => method.AcceptOnlyFromAmong([.. Methods.Keys]);
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { method, trim, maxFraction, minSeparation, expectedFraction, dimensions, sizeThreshold, silhouette }) command.Options.Add(option);
+            foreach (var option in new Option[] { method, trim, maxFraction, minSeparation, expectedFraction, dimensions, sizeThreshold, silhouette, neighbours, maxAgreement }) command.Options.Add(option);
         }
 
         public PoisonDetectionOptions Read(ParseResult result) => new(Methods[result.GetValue(method)!], result.GetValue(trim), result.GetValue(maxFraction),
             result.GetValue(minSeparation), result.GetValue(expectedFraction), Dimensions: result.GetValue(dimensions), SizeThreshold: result.GetValue(sizeThreshold),
-            Analysis: result.GetValue(silhouette) ? ClusterAnalysis.Silhouette : ClusterAnalysis.RelativeSize);
+            Analysis: result.GetValue(silhouette) ? ClusterAnalysis.Silhouette : ClusterAnalysis.RelativeSize,
+            Neighbours: result.GetValue(neighbours), MaxAgreement: result.GetValue(maxAgreement));
     }
 
     private static (Option<int>, Option<int?>, Option<int?>, Option<string>, Option<int>) TriggerOptions()

@@ -5,10 +5,19 @@ using static TorchSharp.torch.nn;
 
 namespace SecureMnist.Defenses;
 
-/// <summary>Penultimate-layer activations of a set of images, row-major [Count, Dimensions].</summary>
+/// <summary>Rows that describe a set of images, row-major [Count, Dimensions]: a network's penultimate-layer activations, or the pixels themselves.</summary>
 public sealed record FeatureActivations(float[] Values, int Count, int Dimensions)
 {
     public ReadOnlySpan<float> Row(int index) => Values.AsSpan(index * Dimensions, Dimensions);
+
+    /// <summary>The images themselves as rows, pixels scaled to [0, 1]: the space an input-space detector reads.</summary>
+    public static FeatureActivations Pixels(LabeledImages data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var values = new float[data.Pixels.Length];
+        for (var i = 0; i < values.Length; i++) values[i] = data.Pixels[i] / 255f;
+        return new FeatureActivations(values, data.Count, data.PixelsPerImage);
+    }
 
     /// <summary>Runs the network in evaluation mode and reads its penultimate-layer activations for every image.</summary>
     public static FeatureActivations Extract(Module<Tensor, Tensor> network, LabeledImages data, int batchSize = 1000,

@@ -17,6 +17,11 @@ public enum PoisonDetectionMethod
     ActivationClustering,
     /// <summary>Tran et al. 2018: per class, centred activations scored by their squared projection on the top singular vector; the top 1.5 x the expected poison count is removed.</summary>
     SpectralSignatures,
+    /// <summary>
+    /// Input-space k-NN label consistency (after Peri et al. 2020): a sample whose nearest training images (in pixels) mostly carry other
+    /// labels is flagged. It reads the images, not the model's activations.
+    /// </summary>
+    KnnConsistency,
 }
 
 /// <summary>How activation clustering (Chen et al.) decides which of a class's two clusters is poison; ART's names.</summary>
@@ -40,10 +45,12 @@ public enum ClusterAnalysis
 /// cluster under <see cref="SizeThreshold"/> of its class (with <see cref="ClusterAnalysis.Silhouette"/>, only when the silhouette is at
 /// least <see cref="SilhouetteThreshold"/>).</item>
 /// <item><see cref="PoisonDetectionMethod.SpectralSignatures"/> removes the top 1.5 x <see cref="ExpectedFraction"/> of every class.</item>
+/// <item><see cref="PoisonDetectionMethod.KnnConsistency"/> flags a sample when at most <see cref="MaxAgreement"/> of its
+/// <see cref="Neighbours"/> nearest training images (in pixel space) share its label.</item>
 /// </list>
 /// </summary>
 public sealed record PoisonDetectionOptions(
-    PoisonDetectionMethod Method = PoisonDetectionMethod.Spectre,
+    PoisonDetectionMethod Method = PoisonDetectionMethod.KnnConsistency,
     double Trim = 0.2,
     double MaxClusterFraction = 0.15,
     double MinSeparation = 4,
@@ -52,7 +59,9 @@ public sealed record PoisonDetectionOptions(
     int Dimensions = 10,
     double SizeThreshold = 0.35,
     ClusterAnalysis Analysis = ClusterAnalysis.RelativeSize,
-    double SilhouetteThreshold = 0.1)
+    double SilhouetteThreshold = 0.1,
+    int Neighbours = 50,
+    double MaxAgreement = 0.1)
 {
     public void Validate()
     {
@@ -63,6 +72,8 @@ public sealed record PoisonDetectionOptions(
         if (Dimensions is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(Dimensions), Dimensions, "the PCA dimensions must be 1 to 1,024");
         if (SizeThreshold is <= 0 or > 0.5) throw new ArgumentOutOfRangeException(nameof(SizeThreshold), SizeThreshold, "the relative-size threshold must be in (0, 0.5]");
         if (SilhouetteThreshold is < -1 or > 1) throw new ArgumentOutOfRangeException(nameof(SilhouetteThreshold), SilhouetteThreshold, "a silhouette threshold is in [-1, 1]");
+        if (Neighbours is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(Neighbours), Neighbours, "the neighbours that vote must be 1 to 1,000");
+        if (MaxAgreement is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(MaxAgreement), MaxAgreement, "the largest share of neighbours agreeing with a flagged sample's label must be in [0, 1)");
     }
 }
 
@@ -141,14 +152,16 @@ public static class PoisonDetector
         ArgumentNullException.ThrowIfNull(train);
         options.Validate();
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
-        var features = FeatureActivations.Extract(network, train, progress: progress, cancellationToken: cancellationToken);
+        var features = ReadsPixels(options.Method) ? FeatureActivations.Pixels(train)
+            : FeatureActivations.Extract(network, train, progress: progress, cancellationToken: cancellationToken);
         var report = Detect(features, train.Labels, options, cancellationToken);
         return report with { Seconds = stopwatch.Elapsed.TotalSeconds };
     }
 
     /// <summary>
-    /// Runs the detector on activations already extracted (one row per training sample, in the order of <paramref name="labels"/>).
-    /// With <paramref name="scoreClass"/>, a method that scores members (spectre, spectral signatures) also returns that class's scores.
+    /// Runs the detector on rows already extracted (one per training sample, in the order of <paramref name="labels"/>): activations, or the
+    /// pixels for a method that <see cref="ReadsPixels"/>. With <paramref name="scoreClass"/>, a method that scores members (all but
+    /// activation clustering) also returns that class's scores.
     /// </summary>
     public static PoisonDetectionReport Detect(FeatureActivations features, IReadOnlyList<byte> labels, PoisonDetectionOptions options,
         CancellationToken cancellationToken = default, int? scoreClass = null)
@@ -159,6 +172,14 @@ public static class PoisonDetector
         options.Validate();
         if (features.Count != labels.Count) throw new ArgumentException($"{features.Count} activation rows for {labels.Count} labels");
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        if (options.Method == PoisonDetectionMethod.KnnConsistency)
+        {
+            var detections = KnnConsistencyDetector.Analyse(features, labels, options, cancellationToken);
+            FlaggedSample[] knnFlagged = [.. detections.SelectMany(d => d.Flagged).OrderByDescending(f => f.Score)];
+            var knnScored = detections.FirstOrDefault(d => d.Analysis.Label == scoreClass) is { Scores: { } knnScores } d
+                ? new ClassScores(d.Analysis.Label, [.. Enumerable.Range(0, labels.Count).Where(i => labels[i] == d.Analysis.Label)], knnScores) : null;
+            return new PoisonDetectionReport(options, labels.Count, [.. detections.Select(d => d.Analysis)], knnFlagged, stopwatch.Elapsed.TotalSeconds, ScoredClass: knnScored);
+        }
         IClassPoisonDetector detector = options.Method switch
         {
             PoisonDetectionMethod.Spectre => new SpectreDetector(options),
@@ -198,6 +219,7 @@ public static class PoisonDetector
             PoisonDetectionMethod.Spectre => ((Func<ClassAnalysis, double>)(c => c.Separation), "cluster separation (centre distance / summed std)",
                 ((double, string)?)(options.MinSeparation, $"threshold {options.MinSeparation:0.##}")),
             PoisonDetectionMethod.ActivationClustering => (c => 100 * c.SmallClusterFraction, "smaller cluster, % of the class", (100 * options.SizeThreshold, $"relative size {options.SizeThreshold:0.##}")),
+            PoisonDetectionMethod.KnnConsistency => (c => 100 * c.SmallClusterFraction, $"flagged: at most {options.MaxAgreement:0.##} of {options.Neighbours} neighbours agree, % of the class", null),
             _ => (c => 100 * c.SmallClusterFraction, "removed, % of the class", null),
         };
         var bars = report.Classes.Select(c => new Bar($"{c.Label}", value(c), c.Suspicious,
@@ -214,8 +236,12 @@ public static class PoisonDetector
     {
         PoisonDetectionMethod.Spectre => "spectre",
         PoisonDetectionMethod.ActivationClustering => "activation-clustering",
+        PoisonDetectionMethod.KnnConsistency => "knn-consistency",
         _ => "spectral-signatures",
     };
+
+    /// <summary>Whether the method reads the training images themselves rather than a model's activations.</summary>
+    public static bool ReadsPixels(PoisonDetectionMethod method) => method == PoisonDetectionMethod.KnnConsistency;
 
     internal static double Median(double[] values)
     {

@@ -66,9 +66,42 @@ public sealed class PoisonDetectorTests
     {
         // Its separation (centre distance over the summed standard deviations, 1 each here) must reach 4: a shift of 8 is the edge.
         var (features, labels, planted) = Synthetic(planted: 60, shift: 12);
-        var report = PoisonDetector.Detect(features, labels, new PoisonDetectionOptions());
+        var report = PoisonDetector.Detect(features, labels, new PoisonDetectionOptions(PoisonDetectionMethod.Spectre));
         Assert.Equal([0], report.Classes.Where(c => c.Suspicious).Select(c => c.Label));
         Assert.True(planted.SetEquals(report.Flagged.Select(f => f.Index)));
+    }
+
+    [Fact]
+    public void Knn_consistency_flags_relabelled_samples_by_their_neighbours_labels_and_leaves_consistent_ones()
+    {
+        // Two tight groups far apart, labelled 0 and 1; six members of group 1 carry label 0, as a source digit relabelled to the target does.
+        var random = new SeededRandom(5);
+        const int perGroup = 200, dims = 8;
+        var rows = new float[2 * perGroup * dims];
+        var labels = new byte[2 * perGroup];
+        for (var i = 0; i < 2 * perGroup; i++)
+        {
+            var group = i / perGroup;
+            for (var d = 0; d < dims; d++) rows[i * dims + d] = (float)(10 * group + random.NextDouble());
+            labels[i] = (byte)group;
+        }
+        int[] relabelled = [perGroup + 3, perGroup + 50, perGroup + 77, perGroup + 120, perGroup + 160, perGroup + 199];
+        foreach (var i in relabelled) labels[i] = 0;
+        var features = new FeatureActivations(rows, 2 * perGroup, dims);
+
+        var report = PoisonDetector.Detect(features, labels, new PoisonDetectionOptions(PoisonDetectionMethod.KnnConsistency, Neighbours: 10), scoreClass: 0);
+        Assert.Equal(relabelled.Order(), report.Flagged.Select(f => f.Index).Order());
+        Assert.All(report.Flagged, f => Assert.Equal(1.0, f.Score, 9)); // none of the 10 neighbours carries label 0
+        // With the default 50 neighbours the other five relabelled samples are among them: 5 of 50 agree, which is still at most 0.1.
+        var defaults = PoisonDetector.Detect(features, labels, new PoisonDetectionOptions(PoisonDetectionMethod.KnnConsistency));
+        Assert.Equal(relabelled.Order(), defaults.Flagged.Select(f => f.Index).Order());
+        Assert.Equal([0], report.Classes.Where(c => c.Suspicious).Select(c => c.Label));
+        Assert.Equal(perGroup + relabelled.Length, report.ScoredClass!.Members.Count);
+
+        // A sample is never its own neighbour: with k = 1 and a single relabelled sample each sample's agreement is its nearest other's label.
+        var agreement = KnnConsistencyDetector.Agreement(features, labels, neighbours: 1);
+        Assert.All(relabelled, i => Assert.Equal(0, agreement[i]));
+        Assert.Throws<ArgumentException>(() => KnnConsistencyDetector.Agreement(new FeatureActivations(rows[..(5 * dims)], 5, dims), labels[..5], neighbours: 5));
     }
 
     [Fact]
@@ -86,6 +119,8 @@ public sealed class PoisonDetectorTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(Dimensions: 0).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(SizeThreshold: 0.6).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(SilhouetteThreshold: 2).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(Neighbours: 0).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(MaxAgreement: 1).Validate());
         var (features, labels, _) = Synthetic(planted: 0, shift: 0);
         Assert.Throws<ArgumentException>(() => PoisonDetector.Detect(features, labels[1..], new PoisonDetectionOptions()));
     }

@@ -32,7 +32,7 @@ public sealed class PoisonDefensesStage : AssessmentStage
         var data = new DatasetStore(context.Options.DataRoot).Load(context.FileOf("poisoning", "data"));
         var manifest = PoisonManifests.TryLoad(data.Directory)!;
         using var model = ModelPackage.Load(context.FileOf("poisoning", "model"), context.Key.PublicKey);
-        context.Report("poison detection (spectre) over the training set's penultimate-layer activations");
+        context.Report($"poison detection ({PoisonDetector.MethodName(Detection.Method)}) over the training set");
         var detection = PoisonDetector.Detect(model.Network, data.Train, Detection, cancellationToken: context.CancellationToken).ScoredAgainst(manifest, data.Train.Labels);
         JsonFormat.Save(Path.Combine(directory, PoisonDetectionReport.FileName), detection);
         var detectionPlot = Path.Combine(directory, "detection-scores.png");

@@ -145,15 +145,17 @@ public sealed class CellExperiment
         return new SanitizeOutcome(method, removed.Count, removed.Count(poison.Contains), Retrained: true, model.Accuracy, after?.AttackSuccessRate);
     }
 
-    /// <summary>Every detector on the training set's activations; the first is the default, whose flags sanitizing removes.</summary>
+    /// <summary>Every detector on the training set's activations (or its pixels); the first is the default, whose flags sanitizing removes.</summary>
     private static (List<DetectorOutcome> Outcomes, HashSet<int> DefaultFlags) Detect(Module<Tensor, Tensor> network, LabeledImages train, PoisonManifest? manifest, int? target,
         CancellationToken cancellationToken)
     {
-        var features = FeatureActivations.Extract(network, train, cancellationToken: cancellationToken);
+        var activations = FeatureActivations.Extract(network, train, cancellationToken: cancellationToken);
+        FeatureActivations? pixels = null;
         var outcomes = new List<DetectorOutcome>();
         HashSet<int>? defaultFlags = null;
         foreach (var method in Methods)
         {
+            var features = PoisonDetector.ReadsPixels(method) ? pixels ??= FeatureActivations.Pixels(train) : activations;
             var report = PoisonDetector.Detect(features, train.Labels, new PoisonDetectionOptions(method), cancellationToken, scoreClass: target);
             defaultFlags ??= report.Flagged.Select(f => f.Index).ToHashSet();
             outcomes.Add(Outcome(report, train.Labels, manifest, target));
