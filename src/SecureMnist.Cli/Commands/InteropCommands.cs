@@ -143,8 +143,10 @@ internal static class InteropCommands
         var sarif = CommonSarif();
         var json = CommonOptions.Json();
         var command = new Command("scan", """
-            Say what a model file is (securemnist package, safetensors, PyTorch zip or legacy pickle, other pickle, unknown)
-            and whether it is safe to load, listing every global a pickle references. Nothing in the file is executed.
+            Say what a model file is (securemnist package, safetensors, PyTorch zip or legacy pickle, other pickle, ONNX,
+            unknown) and whether it is safe to load, listing every global a pickle references, or an ONNX model's operators
+            and weights: an operator outside the standard domains (a native custom-op library) or external data outside the
+            model's folder is an issue. Nothing in the file is executed.
             Exit codes (as ModelScan's): 0 safe, 1 issues found (not safe to load), 2 scan error (unreadable),
             3 nothing supported (not a model format scan knows), 4 usage error.
             Example: ./securemnist scan downloaded.pth --sarif scan.sarif

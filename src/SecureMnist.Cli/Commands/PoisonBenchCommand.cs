@@ -21,7 +21,7 @@ internal static class PoisonBenchCommand
         var json = CommonOptions.Json();
         var command = new Command("poison-bench", """
             The poisoning grid: every attack x poison rate (a share of the target class) x target class x seed trains a
-            poisoned model and measures the backdoor, the three detectors (recall, precision, clean target samples
+            poisoned model and measures the backdoor, every detector (recall, precision, clean target samples
             flagged, ROC), STRIP with both blends, and sanitizing with the default detector; a clean control per seed
             measures the detectors' false alarms. Cells are cached by fingerprint: a rerun skips finished cells and an
             interrupted one resumes. Writes bench.json, report.md, heatmaps and ROC curves.

@@ -65,6 +65,12 @@ public static class FuzzTargets
                 _ = ModelFileScanner.Scan(path);
                 _ = PyTorchArchive.ReadStateDict(path);
             }),
+        new("onnx", "the ONNX protobuf reader (operators, initializers, external data, subgraphs) and the model-file scanner",
+            [typeof(OnnxFormatException)], (input, scratch) =>
+            {
+                _ = OnnxModelFile.Read(input, new OnnxLimits(MaxFileBytes: 1 << 20)).Problems();
+                _ = ModelFileScanner.Scan(Write(scratch, "model.onnx", input));
+            }),
         new("safetensors", "the safetensors reader, and every F32 tensor it accepts",
             [typeof(SafetensorsException)], (input, scratch) =>
             {

@@ -10,6 +10,7 @@ public enum ModelFileKind
     PyTorchZip,
     PyTorchLegacy,
     Pickle,
+    Onnx,
     Unknown,
 }
 
@@ -30,6 +31,10 @@ public static class ModelFileKinds
         if (head.Length >= 2 && head[0] == 0x80 && head[1] <= 5) return ModelFileKind.Pickle;
         if (head.Length >= 9 && head[8] == (byte)'{' && BinaryPrimitives.ReadUInt64LittleEndian(head) is > 1 and <= Safetensors.MaxHeaderBytes)
             return ModelFileKind.Safetensors;
+        // An ONNX ModelProto opens with ir_version (field 1, a small varint), then producer_name, a string field, or another field a
+        // writer puts first (domain, model_version, doc_string, graph).
+        if (head.Length >= 3 && head[0] == 0x08 && head[1] is >= 1 and <= 20 && head[2] is 0x12 or 0x1a or 0x22 or 0x28 or 0x32 or 0x3a or 0x42)
+            return ModelFileKind.Onnx;
         return ModelFileKind.Unknown;
     }
 
@@ -40,6 +45,7 @@ public static class ModelFileKinds
         ModelFileKind.PyTorchZip => "PyTorch zip (torch.save, 1.6+)",
         ModelFileKind.PyTorchLegacy => "PyTorch legacy pickle (torch.save before 1.6)",
         ModelFileKind.Pickle => "a Python pickle",
+        ModelFileKind.Onnx => "ONNX (protobuf)",
         _ => "unknown",
     };
 }
@@ -70,6 +76,7 @@ public static class ModelFileScanner
             ModelFileKind.Safetensors => ScanSafetensors(path, stream),
             ModelFileKind.PyTorchZip => ScanPyTorchZip(path, stream, limits),
             ModelFileKind.PyTorchLegacy or ModelFileKind.Pickle => ScanPickle(path, stream, kind),
+            ModelFileKind.Onnx => ScanOnnx(path, stream),
             _ => new ModelFileScan(path, kind, ModelFileKinds.Describe(kind), false, "not a model format this tool knows; do not load it", [], [], []),
         };
     }
@@ -106,6 +113,28 @@ public static class ModelFileScanner
         catch (Exception e) when (e is PyTorchFormatException or UnsafePickleException)
         {
             return Unsafe(path, ModelFileKind.PyTorchZip, [e.Message]);
+        }
+    }
+
+    private static ModelFileScan ScanOnnx(string path, FileStream stream)
+    {
+        var limits = new OnnxLimits();
+        if (stream.Length > limits.MaxFileBytes) return Unsafe(path, ModelFileKind.Onnx, [$"{stream.Length} bytes, over the {limits.MaxFileBytes} byte limit"]);
+        try
+        {
+            var model = OnnxModelFile.Read(path, limits);
+            var tensors = model.Initializers.Select(t => $"{t.Name} type {t.DataType} [{string.Join(",", t.Dims)}]{(t.ExternalLocation is { } l ? $" (external data: {l})" : "")}").ToList();
+            var operators = string.Join(", ", model.Operators.Select(o => o.Domain.Length == 0 ? o.OpType : $"{o.Domain}.{o.OpType}"));
+            var problems = model.Problems();
+            if (problems.Count > 0) return Unsafe(path, ModelFileKind.Onnx, problems) with { Tensors = tensors };
+            var external = model.Initializers.Count(t => t.ExternalLocation is not null);
+            return new ModelFileScan(path, ModelFileKind.Onnx, ModelFileKinds.Describe(ModelFileKind.Onnx), true,
+                $"no code, standard operators only ({operators}); opsets {string.Join(", ", model.Opsets.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}" +
+                (external > 0 ? $"; {external} initializer(s) read data from files beside it" : ""), [], [], tensors);
+        }
+        catch (OnnxFormatException e)
+        {
+            return Unsafe(path, ModelFileKind.Onnx, [e.Message]);
         }
     }
 
