@@ -86,7 +86,8 @@ internal static class InteropCommands
 
     private static Command Import()
     {
-        var from = new Option<string>("--from-pytorch") { Description = "PyTorch state_dict file written by torch.save (zip format, PyTorch 1.6+)", Required = true };
+        var from = new Option<string?>("--from-pytorch") { Description = "PyTorch state_dict file written by torch.save (zip format, PyTorch 1.6+)" };
+        var fromOnnx = new Option<string?>("--from-onnx") { Description = "ONNX model (standard operators, weights inside the file) taking [N, 1, 28, 28] or [N, 784] pixels in [0, 1] and giving 10 logits; run by ONNX Runtime, for evaluate, serve and black-box attacks" };
         var arch = new Option<string>("--arch") { Description = $"Architecture the names map onto: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => Architectures.Default };
         var spec = new Option<string?>("--arch-spec") { Description = $"A layer list (JSON) for a network we do not define: {string.Join(", ", ArchitectureSpec.LayerTypes)} with PyTorch's argument names; recorded in the signed manifest (replaces --arch)" };
         var output = new Option<string>("--out") { Description = "Package folder to write", DefaultValueFactory = _ => "models/imported" };
@@ -108,8 +109,12 @@ internal static class InteropCommands
             with weights or not, has its place in the list, so tensor names line up (0.weight, 3.running_mean, ...); any other
             naming is paired module by module in the file's order. Shapes are checked from a 1x28x28 image to 10 logits.
             Example: ./securemnist import --from-pytorch mnist_cnn.pt --arch seed-cnn --out models/imported
+            An ONNX model (--from-onnx) is kept as it is, scanned first: only standard operators (no custom-op library) and
+            weights inside the file; it must take [N, 1, 28, 28] or [N, 784] pixels in [0, 1] and give 10 logits. It has no
+            gradients, so evaluate, serve and the black-box attacks (square, hopskipjump) run on it, the white-box ones do not.
             Example: ./securemnist import --from-pytorch lenet5.pth --arch-spec lenet5.json --out models/lenet5
-            """) { from, arch, spec, output, key, json };
+            Example: ./securemnist import --from-onnx model.onnx --out models/onnx
+            """) { from, fromOnnx, arch, spec, output, key, json };
         command.SetAction(result =>
         {
             var keyPath = result.GetValue(key)!;
@@ -118,6 +123,9 @@ internal static class InteropCommands
             {
                 if (result.GetValue(spec) is not null && result.GetResult(arch) is { Implicit: false })
                     throw new ArgumentException("--arch and --arch-spec name the network twice: give one");
+                if ((result.GetValue(from) is null) == (result.GetValue(fromOnnx) is null))
+                    throw new ArgumentException("give one model file: --from-pytorch FILE.pth or --from-onnx FILE.onnx");
+                if (result.GetValue(fromOnnx) is { } onnxPath) return ImportOnnx(onnxPath, result.GetValue(output)!, signingKey, result.GetValue(json));
                 var imported = result.GetValue(spec) is { } specPath
                     ? PyTorchImport.Import(result.GetValue(from)!, ArchitectureSpec.Load(specPath), result.GetValue(output)!, signingKey)
                     : PyTorchImport.Import(result.GetValue(from)!, result.GetValue(arch)!, result.GetValue(output)!, signingKey);
@@ -135,6 +143,25 @@ internal static class InteropCommands
             }
         });
         return command;
+    }
+
+    private static int ImportOnnx(string path, string output, SigningKey signingKey, bool json)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path} not found", path);
+        var limits = new OnnxLimits();
+        var length = new FileInfo(path).Length;
+        if (length > limits.MaxFileBytes) throw new ArgumentException($"{path} is {length:N0} bytes, over the {limits.MaxFileBytes:N0} byte limit");
+        var bytes = File.ReadAllBytes(path);
+        var source = new ImportSource(Path.GetFileName(path), Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)), ModelFileKinds.Describe(ModelFileKind.Onnx), []);
+        var manifest = ModelPackage.WriteOnnx(output, bytes, new ModelPackage.Provenance(null, null, null, null, source), signingKey);
+        if (json)
+        {
+            Ui.WriteJson(new { package = output, manifest });
+            return 0;
+        }
+        Ui.Out.MarkupLineInterpolated($"[green]imported[/] {source.File} (SHA-256 {source.Sha256[..16]}...) as onnx: {manifest.Tensors.Count} initializers, {manifest.ParameterCount:N0} parameters");
+        Ui.Out.MarkupLineInterpolated($"wrote {output}, signed by key [bold]{signingKey.Id}[/]; next: ./securemnist evaluate --model {output}");
+        return 0;
     }
 
     private static Command Scan()

@@ -16,6 +16,9 @@ public static class Architectures
     /// <summary>A network given as a layer list (<see cref="ArchitectureSpec"/>), recorded in the package's manifest.</summary>
     public const string Custom = "custom";
 
+    /// <summary>An ONNX model run by ONNX Runtime (<c>import --from-onnx</c>): scores without gradients, for evaluation and black-box attacks.</summary>
+    public const string Onnx = "onnx";
+
     public static IReadOnlyDictionary<string, string> Descriptions { get; } = new Dictionary<string, string>
     {
         [SeedCnn] = "the seeds' CNN: conv 1-32 3x3, conv 32-64 3x3, max-pool, dropout .25, fc 9216-128, dropout .5, fc 128-10",

@@ -83,6 +83,7 @@ public static class ModelPackage
 {
     public const string WeightsFile = "weights.safetensors";
     public const string SealedWeightsFile = "weights.sealed";
+    public const string OnnxFile = "model.onnx";
     public const string ManifestFile = "manifest.json";
     public const string SignatureFile = "signature.json";
     public const long MaxManifestBytes = 4 << 20;
@@ -92,6 +93,22 @@ public static class ModelPackage
     /// <summary>Details recorded in the manifest besides the weights.</summary>
     public sealed record Provenance(string? Dataset, IReadOnlyDictionary<string, string>? DatasetDigests, RunRecord? Training, ModelMetrics? Metrics,
         ImportSource? ImportedFrom = null);
+
+    /// <summary>
+    /// Writes a package around an ONNX model (architecture <see cref="Architectures.Onnx"/>): the file's bytes as they are, in
+    /// <see cref="OnnxFile"/>, digested and signed like any weights; the manifest lists its initializers. Refused, before anything is
+    /// written, unless ONNX Runtime loads it as a classifier of 28x28 images from standard operators and weights inside the file.
+    /// </summary>
+    public static ModelManifest WriteOnnx(string directory, byte[] onnx, Provenance provenance, SigningKey? key)
+    {
+        ArgumentNullException.ThrowIfNull(onnx);
+        ArgumentNullException.ThrowIfNull(provenance);
+        using var network = new Interop.OnnxNetwork(onnx);
+        var manifest = new ModelManifest(ModelManifest.CurrentFormat, Architectures.Onnx, network.ParameterCount, new WeightsInfo(OnnxFile, Sha256(onnx), onnx.LongLength),
+            [.. network.Summary.Initializers.Select(t => new TensorInfo(t.Name, $"onnx:{t.DataType}", t.Dims))], DateTimeOffset.UtcNow, CodeVersion.Current(),
+            provenance.Dataset, provenance.DatasetDigests, null, null, provenance.Metrics, key?.Id, provenance.ImportedFrom);
+        return WriteFolder(directory, OnnxFile, onnx, manifest, key);
+    }
 
     /// <summary>Writes a complete package (signed when a key is given). The folder appears whole or not at all.</summary>
     public static ModelManifest Write(string directory, string architecture, Module<Tensor, Tensor> network, Provenance provenance, SigningKey? key)
@@ -118,9 +135,15 @@ public static class ModelPackage
             provenance.ImportedFrom,
             Spec: (network as Modeling.SpecNetwork)?.Spec);
 
+        return WriteFolder(directory, WeightsFile, weights, manifest, key);
+    }
+
+    /// <summary>The weights, the manifest and (with a key) its signature, written so the folder appears whole or not at all.</summary>
+    private static ModelManifest WriteFolder(string directory, string weightsFile, byte[] weights, ModelManifest manifest, SigningKey? key)
+    {
         AtomicDirectory.Write(directory, staging =>
         {
-            AtomicFile.WriteAllBytes(Path.Combine(staging, WeightsFile), weights);
+            AtomicFile.WriteAllBytes(Path.Combine(staging, weightsFile), weights);
             var manifestBytes = ManifestJson.Serialize(manifest);
             AtomicFile.WriteAllBytes(Path.Combine(staging, ManifestFile), manifestBytes);
             if (key is not null) AtomicFile.WriteAllBytes(Path.Combine(staging, SignatureFile), SignatureFor(manifestBytes, key));
@@ -246,6 +269,17 @@ public static class ModelPackage
 
     private static Module<Tensor, Tensor> Build(ModelManifest manifest, byte[] weights)
     {
+        if (manifest.Architecture == Architectures.Onnx)
+        {
+            try
+            {
+                return new Interop.OnnxNetwork(weights);
+            }
+            catch (Interop.OnnxFormatException e)
+            {
+                throw new ModelPackageException(e.Message);
+            }
+        }
         var file = Safetensors.Parse(weights);
         var declared = manifest.Tensors.Select(t => $"{t.Name}:{t.DType}:{string.Join(",", t.Shape)}").Order(StringComparer.Ordinal);
         var present = file.Entries.Select(e => $"{e.Name}:{e.DType}:{string.Join(",", e.Shape)}").Order(StringComparer.Ordinal);
@@ -300,7 +334,7 @@ public static class ModelPackage
     /// <summary>Reads the weights file the manifest names (plain or sealed, nothing else) and checks its digest: for sealed weights, before any decryption.</summary>
     private static byte[] CheckWeightsDigest(string directory, ModelManifest manifest)
     {
-        var expected = manifest.Sealed is null ? WeightsFile : SealedWeightsFile;
+        var expected = manifest.Sealed is not null ? SealedWeightsFile : manifest.Architecture == Architectures.Onnx ? OnnxFile : WeightsFile;
         if (manifest.Weights.File != expected)
             throw new ModelPackageException($"manifest names weights file '{manifest.Weights.File}'; {(manifest.Sealed is null ? "packages keep weights" : "sealed packages keep weights")} in {expected}");
         var path = Path.Combine(directory, expected);

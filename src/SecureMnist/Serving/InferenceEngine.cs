@@ -103,6 +103,9 @@ public sealed class InferenceEngine : IAsyncDisposable
     }
 
     public VerifiedModel Model { get; }
+
+    /// <summary>Whether the network gives input gradients (saliency maps); an ONNX model run by ONNX Runtime does not.</summary>
+    public bool HasGradients => Model.Network is not Interop.OnnxNetwork;
     public FeatureSqueezing Squeezing { get; }
     public DigitStatistics Statistics { get; }
     public DecisionPolicy Policy { get; }
@@ -199,7 +202,8 @@ public sealed class InferenceEngine : IAsyncDisposable
         else (probabilities, scores) = Squeezing.ProbabilitiesAndScores(classifier, images);
         var probabilityRows = probabilities.data<float>().ToArray();
         var explainIndices = Enumerable.Range(0, count).Where(i => batch[i].Explain).ToArray();
-        var saliency = explainIndices.Length == 0 ? null : Saliency(images, explainIndices);
+        // An ONNX model gives no gradients: its explanations are left out rather than failing the batch they share with others.
+        var saliency = explainIndices.Length == 0 || !HasGradients ? null : Saliency(images, explainIndices);
         var results = new Prediction[count];
         for (var i = 0; i < count; i++)
         {

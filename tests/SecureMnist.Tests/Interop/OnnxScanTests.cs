@@ -1,5 +1,5 @@
-using System.Text;
 using SecureMnist.Interop;
+using static SecureMnist.Tests.Interop.OnnxBytes;
 
 namespace SecureMnist.Tests.Interop;
 
@@ -13,34 +13,6 @@ public sealed class OnnxScanTests : IDisposable
     private readonly string directory = TestPaths.NewScratchDirectory();
 
     public void Dispose() => Directory.Delete(directory, recursive: true);
-
-    private static byte[] Varint(ulong value)
-    {
-        var bytes = new List<byte>();
-        do
-        {
-            var b = (byte)(value & 0x7f);
-            value >>= 7;
-            bytes.Add(value == 0 ? b : (byte)(b | 0x80));
-        }
-        while (value != 0);
-        return [.. bytes];
-    }
-
-    private static byte[] Int(int field, ulong value) => [.. Varint((ulong)field << 3), .. Varint(value)];
-    private static byte[] Field(int field, byte[] body) => [.. Varint(((ulong)field << 3) | 2), .. Varint((ulong)body.Length), .. body];
-    private static byte[] Str(int field, string value) => Field(field, Encoding.UTF8.GetBytes(value));
-    private static byte[] Message(params byte[][] fields) => [.. fields.SelectMany(f => f)];
-
-    /// <summary>A ModelProto: ir_version 8, a producer, one graph of the given nodes and initializers, opset 13.</summary>
-    private static byte[] Model(byte[][] nodes, byte[][]? initializers = null) => Message(
-        Int(1, 8), Str(2, "hand"), Field(7, Message([.. nodes.Select(n => Field(1, n)), .. (initializers ?? []).Select(t => Field(5, t))])),
-        Field(8, Message(Str(1, ""), Int(2, 13))));
-
-    private static byte[] Node(string opType, string domain = "") => Message(Str(4, opType), domain.Length > 0 ? Str(7, domain) : []);
-
-    private static byte[] ExternalTensor(string location) => Message(Int(1, 3), Int(2, 1), Str(8, "w"),
-        Field(13, Message(Str(1, "location"), Str(2, location))), Int(14, 1));
 
     private ModelFileScan ScanBytes(byte[] bytes)
     {

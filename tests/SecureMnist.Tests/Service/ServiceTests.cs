@@ -40,23 +40,31 @@ public sealed class ServiceTests(ServedModel model)
         Assert.Equal(64, record.InputSha256!.Length);
     }
 
-    [Fact]
-    public async Task A_network_imported_from_a_layer_list_is_served_like_any_other()
+    [Theory]
+    [InlineData("spec")] // LeNet-5 (tanh, average pooling) from PyTorch through --arch-spec
+    [InlineData("onnx")] // the seeds' CNN exported to ONNX, run by ONNX Runtime
+    public async Task Networks_imported_from_a_layer_list_or_onnx_are_served_like_any_other(string kind)
     {
-        // LeNet-5 (tanh, average pooling) from PyTorch, imported through --arch-spec and signed with the service's key.
-        var fixtures = Path.Combine(TestPaths.RepositoryRoot, "tests", "fixtures", "pytorch");
-        var package = Path.Combine(model.Directory, "lenet-" + Guid.NewGuid().ToString("N"));
+        var fixtures = Path.Combine(TestPaths.RepositoryRoot, "tests", "fixtures");
+        var package = Path.Combine(model.Directory, kind + "-" + Guid.NewGuid().ToString("N"));
         using (var key = SigningKey.FromFile(Path.Combine(model.Directory, "signing.key")))
-            SecureMnist.Interop.PyTorchImport.Import(Path.Combine(fixtures, "lenet5-sequential.pth"), SecureMnist.Modeling.ArchitectureSpec.Load(Path.Combine(fixtures, "lenet5.spec.json")), package, key);
+        {
+            if (kind == "spec")
+                SecureMnist.Interop.PyTorchImport.Import(Path.Combine(fixtures, "pytorch", "lenet5-sequential.pth"),
+                    SecureMnist.Modeling.ArchitectureSpec.Load(Path.Combine(fixtures, "pytorch", "lenet5.spec.json")), package, key);
+            else ModelPackage.WriteOnnx(package, File.ReadAllBytes(Path.Combine(fixtures, "onnx", "seed-cnn.onnx")), new ModelPackage.Provenance(null, null, null, null), key);
+        }
         await using var service = await RunningService.Start(model.Options(package));
-        var response = await service.PredictPng(ServedModel.Png(model.TestPixels(0)), model.Secrets["user"]);
+        // An explanation needs gradients, which an ONNX model does not give: it is left out, and the prediction still answers.
+        var response = await service.PredictPng(ServedModel.Png(model.TestPixels(0)), model.Secrets["user"], "?explain=true");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var body = await Json(response);
-        // The fixture's weights are untrained, so the service may well abstain; what matters is that the network answers.
+        // The fixtures' weights are untrained, so the service may well abstain; what matters is that the network answers.
         Assert.False(string.IsNullOrEmpty(body.GetProperty("decision").GetString()));
         Assert.Equal(1.0, body.GetProperty("probabilities").EnumerateArray().Sum(p => p.GetDouble()), 3);
+        Assert.Equal(kind == "spec", body.TryGetProperty("saliency", out var saliency) && saliency.ValueKind == System.Text.Json.JsonValueKind.Array);
         var metadata = await Json(await service.Send(HttpMethod.Get, "/v2/models/mnist", model.Secrets["user"]));
-        Assert.Equal("securemnist_custom", metadata.GetProperty("platform").GetString());
+        Assert.Equal(kind == "spec" ? "securemnist_custom" : "securemnist_onnx", metadata.GetProperty("platform").GetString());
     }
 
     [Fact]
