@@ -43,6 +43,10 @@ internal static class AttackCommand
         var curveAttacks = new Option<string>("--curve-attacks") { Description = "Attacks for the curve", DefaultValueFactory = _ => "fgsm,pgd" };
         var output = new Option<string>("--out") { Description = "Folder for report.json, grid.png, the adversarial set and the curve", DefaultValueFactory = _ => "out/attack" };
         var json = CommonOptions.Json();
+        var target = new Option<string?>("--target") { Description = "Attack a running SecureMnist service at this URL instead of a package (black-box attacks only: square, hopskipjump), e.g. http://127.0.0.1:8080" };
+        var apiKey = new Option<string?>("--api-key") { Description = "With --target: the API key to query with (scores access; the SECUREMNIST_API_KEY environment variable if not given)" };
+        var budget = new Option<long?>("--budget") { Description = "With --target: total queries (images sent) the attack may spend; each input gets an equal share" };
+        var quota = new Option<int?>("--quota") { Description = "With --target: the key's images per minute, so the attack paces itself instead of meeting 429s" };
 
         var command = new Command("attack", """
             Attack a verified model and report robust accuracy under the per-input worst case of the listed attacks,
@@ -50,11 +54,14 @@ internal static class AttackCommand
             (IDX: float32 images, labels, predictions; see adversarial.json) and a picture grid.
             Robustness is measured in one threat model at a time: a list that mixes L-inf and L2 attacks is refused.
             Example: ./securemnist attack --model models/baseline --attacks autoattack --eps 0.3
+            A running service is attacked over HTTP with --target URL --api-key K --budget N: Square (scores) and HopSkipJump
+            (decisions) within N queries in all, shared equally by the inputs, with the queries really sent in the report.
             Example: ./securemnist attack --model models/baseline --attacks fgsm,pgd,apgd-ce,apgd-dlr --eps 0.3 --subset 1000
+            Example: ./securemnist attack --target http://127.0.0.1:8080 --api-key $KEY --attacks square --budget 20000 --subset 100
             """)
         {
             model, publicKey, allowUnsigned, dataset, attacks, eps, alpha, steps, restarts, epsL2, alphaL2, apgdSteps,
-            cwSteps, cwSearch, cwKappa, cwConst, cwLr, seed, subset, batchSize, curve, curveAttacks, output, json,
+            cwSteps, cwSearch, cwKappa, cwConst, cwLr, seed, subset, batchSize, curve, curveAttacks, output, json, target, apiKey, budget, quota,
         };
         foreach (var option in budgets.All) command.Options.Add(option);
         command.SetAction(result =>
@@ -65,6 +72,10 @@ internal static class AttackCommand
                 EpsilonL2 = result.GetValue(epsL2), StepSizeL2 = result.GetValue(alphaL2), ApgdSteps = result.GetValue(apgdSteps), Seed = result.GetValue(seed),
                 CarliniWagner = new CarliniWagnerOptions(result.GetValue(cwKappa), result.GetValue(cwLr), result.GetValue(cwSearch), result.GetValue(cwSteps), result.GetValue(cwConst)),
             }, result);
+            if (result.GetValue(target) is { } url)
+                return RemoteAttack.Run(url, result.GetValue(apiKey), result.GetValue(budget), result.GetValue(quota), result.GetValue(attacks)!, settings,
+                    new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!), result.GetValue(subset) ?? 100,
+                    result.GetValue(output)!, result.GetValue(json));
             var attackList = AttackCatalog.Parse(result.GetValue(attacks)!, settings);
             var epsilons = ParseEpsilons(result.GetValue(curve));
             var curveList = result.GetValue(curveAttacks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

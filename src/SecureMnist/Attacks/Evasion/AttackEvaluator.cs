@@ -58,7 +58,7 @@ public static class AttackEvaluator
                 var generated = attack.Generate(counted, x, y).detach();
                 CheckThreatModel(attack, x, generated);
                 int[] predictions;
-                using (no_grad()) predictions = model.Logits(generated).argmax(1).to(ScalarType.Int32).data<int>().ToArray();
+                using (no_grad()) predictions = RefusedAnswers.PredictionsOrLabels(model.Logits(generated), y).to(ScalarType.Int32).data<int>().ToArray();
                 var values = generated.contiguous().data<float>().ToArray();
                 for (var j = 0; j < batch.Length; j++)
                 {
@@ -77,7 +77,18 @@ public static class AttackEvaluator
 
         // The reported predictions are recomputed on the kept examples, not carried over from the attack loop.
         using var kept = tensor(adversarial, [count, 1, data.Rows, data.Columns]);
-        var adversarialPredictions = model.Predict(kept, batchSize);
+        // A refused answer counts as the attack not getting past, as in the loop (a remote service may refuse more as it sees more).
+        var adversarialPredictions = new int[count];
+        using (no_grad())
+        {
+            for (var start = 0; start < count; start += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                var length = Math.Min(batchSize, count - start);
+                var logits = model.Logits(kept.narrow(0, start, length));
+                RefusedAnswers.PredictionsOrLabels(logits, labels.narrow(0, start, length)).to(ScalarType.Int32).data<int>().CopyTo(adversarialPredictions.AsSpan(start, length));
+            }
+        }
         var robustCount = Enumerable.Range(0, count).Count(i => cleanPredictions[i] == data.Labels[i] && adversarialPredictions[i] == data.Labels[i]);
         if (robustCount != robust.Count(r => r))
             throw new AttackInvariantException($"recomputed predictions on the kept examples disagree with the attack loop ({robustCount} vs {robust.Count(r => r)} robust)");

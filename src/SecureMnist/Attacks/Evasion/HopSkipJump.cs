@@ -77,7 +77,8 @@ public sealed class HopSkipJump(HopSkipJumpOptions options) : IEvasionAttack
         bool[] Adversarial(Tensor batch)
         {
             used += batch.shape[0];
-            return model.Logits(batch).argmax(1).ne(label).data<bool>().ToArray();
+            var logits = model.Logits(batch);
+            return logits.argmax(1).ne(label).logical_and(RefusedAnswers.Mask(logits).logical_not()).data<bool>().ToArray();
         }
 
         // A starting point: uniform noise the model misclassifies, ten candidates at a time.

@@ -82,7 +82,8 @@ public static class ClassifierInference
     /// <summary>Predicted classes for a batch of images, computed without gradients in chunks of <paramref name="batchSize"/>.</summary>
     public static int[] Predict(this IClassifier model, Tensor images, int batchSize = 1000)
     {
-        using var predictions = Chunked(model, images, batchSize, logits => logits.argmax(1).to(ScalarType.Int32));
+        // A refused answer (see RefusedAnswers) predicts no class: -1.
+        using var predictions = Chunked(model, images, batchSize, logits => where(RefusedAnswers.Mask(logits), -1, logits.argmax(1)).to(ScalarType.Int32));
         return predictions.data<int>().ToArray();
     }
 
@@ -103,5 +104,27 @@ public static class ClassifierInference
             chunks.Add(map(model.Logits(images.narrow(0, start, Math.Min(batchSize, count - start)))));
         if (chunks.Count == 0) return map(zeros(0, model.ClassCount)).MoveToOuterDisposeScope();
         return cat(chunks, 0).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// A model may refuse to answer: a defended service flags an input as adversarial, or abstains, and gives no scores. Its row of logits is
+/// then NaN. The attacks take a refused candidate as no progress, and the evaluator takes a refused adversarial example as one that did
+/// not get past (the input stays robust); a refused clean input predicts no class.
+/// </summary>
+public static class RefusedAnswers
+{
+    /// <summary>True for each row the model refused to answer.</summary>
+    public static Tensor Mask(Tensor logits)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        return logits.isnan().any(1);
+    }
+
+    /// <summary>The predicted class per row, with a refused row answered by its true label: the attack did not get past the model.</summary>
+    public static Tensor PredictionsOrLabels(Tensor logits, Tensor labels)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        return where(Mask(logits), labels, logits.argmax(1));
     }
 }

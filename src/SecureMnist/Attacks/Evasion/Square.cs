@@ -122,7 +122,7 @@ public sealed class Square : IEvasionAttack
         return (best.MoveToOuterDisposeScope(), margin.le(0).MoveToOuterDisposeScope());
     }
 
-    /// <summary>True logit minus the largest other logit: positive while the input is classified correctly.</summary>
+    /// <summary>True logit minus the largest other logit: positive while the input is classified correctly; +inf for a refused answer (no progress).</summary>
     private static Tensor Margin(IClassifier model, Tensor images, Tensor labels)
     {
         using var scope = NewDisposeScope();
@@ -130,7 +130,7 @@ public sealed class Square : IEvasionAttack
         var trueLogit = logits.gather(1, labels.view(-1, 1)).squeeze(1);
         var isTrue = arange(logits.shape[1]).unsqueeze(0).eq(labels.view(-1, 1));
         var others = logits.masked_fill(isTrue, float.NegativeInfinity);
-        return (trueLogit - others.amax(1)).MoveToOuterDisposeScope();
+        return (trueLogit - others.amax(1)).nan_to_num(float.PositiveInfinity).MoveToOuterDisposeScope();
     }
 
     private static Tensor RandomSigns(long[] shape, Generator generator) =>

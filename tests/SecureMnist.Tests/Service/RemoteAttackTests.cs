@@ -1,0 +1,39 @@
+using SecureMnist.Attacks.Evasion;
+using SecureMnist.Attacks.Extraction;
+
+namespace SecureMnist.Tests.Service;
+
+/// <summary>The black-box attacks against the real service over loopback, within a query budget (<c>attack --target</c>).</summary>
+[Collection(ServedModelCollection.Name)]
+public sealed class RemoteAttackTests(ServedModel model)
+{
+    [Fact]
+    public async Task Square_attacks_the_running_service_within_its_query_budget_and_a_label_only_key_is_refused()
+    {
+        await using var service = await RunningService.Start(model.Options());
+        const int Images = 20;
+        const long Budget = Images * 43L; // 40 queries per input for the attack, 3 for the evaluator's own questions
+        var perInput = RemoteClassifier.QueriesPerInput(Budget, Images);
+        Assert.Equal(40, perInput);
+        var test = model.Mnist.Test.Take(Images);
+        var classifier = new RemoteClassifier(new HttpVictim(service.Client, model.Secrets["user"], scores: true));
+        var attack = new Square(new SquareOptions(0.3, Queries: (int)perInput, Seed: 1));
+        var run = AttackEvaluator.Run(classifier, test, [attack], batchSize: Images);
+
+        Assert.InRange(classifier.Queries, 3L * Images + 1, Budget); // the attack asked, and never past the budget
+        Assert.True(run.Report.CleanAccuracy >= 0.8, $"clean accuracy over HTTP {run.Report.CleanAccuracy:P0}");
+        // Square's stream of near-duplicate queries is what the extraction monitor looks for: it cuts the key down to labels, and the answers
+        // without scores are refusals, never counted as the attack's success.
+        Assert.True(classifier.Refused > 0, $"nothing refused; robust {run.Report.RobustAccuracy:P0} of clean {run.Report.CleanAccuracy:P0}");
+        Assert.InRange(run.Report.RobustAccuracy, 0, run.Report.CleanAccuracy);
+        // The service saw the attack: every query is in its audit log, and the monitor's verdict on the key is there too.
+        var records = service.AuditRecords();
+        Assert.Equal(classifier.Queries, records.Count);
+        Assert.Contains(records, r => r.KeyId == "user" && r.Reason is { } reason && reason.Contains("extraction", StringComparison.OrdinalIgnoreCase));
+
+        var labelOnly = new RemoteClassifier(new HttpVictim(service.Client, model.Secrets["label-only"], scores: false));
+        var error = Assert.Throws<InvalidOperationException>(() => AttackEvaluator.Run(labelOnly, test, [attack], batchSize: Images));
+        Assert.Contains("label-only", error.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentOutOfRangeException>(() => RemoteClassifier.QueriesPerInput(4L * Images - 1, Images));
+    }
+}
