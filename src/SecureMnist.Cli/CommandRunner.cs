@@ -65,7 +65,7 @@ internal static class CommandRunner
     private static bool IsUserFacing(Exception e) => e is DatasetException or IdxFormatException or ModelPackageException
         or SafetensorsException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
         or InvalidDataException or CryptographicException or Interop.PyTorchFormatException or Interop.UnsafePickleException
-        or Server.ServiceConfigurationException or Microsoft.Extensions.Options.OptionsValidationException or Modeling.ArchitectureSpecException or Interop.OnnxFormatException;
+        or Server.ServiceConfigurationException or Microsoft.Extensions.Options.OptionsValidationException or Modeling.ArchitectureSpecException or Interop.OnnxFormatException or HttpRequestException;
 }
 
 /// <summary>Writes help text with the assembly's name replaced by the command's, securemnist.</summary>

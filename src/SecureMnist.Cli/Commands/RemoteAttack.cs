@@ -47,7 +47,7 @@ internal static class RemoteAttack
             return 0;
         }
         Ui.Out.MarkupLineInterpolated($"{address}: clean accuracy [bold]{Ui.Percent(run.Report.CleanAccuracy)}[/], robust accuracy [bold]{Ui.Percent(run.Report.RobustAccuracy)}[/] on {test.Count} inputs");
-        Ui.Out.MarkupLineInterpolated($"queries used [bold]{classifier.Queries:N0}[/] of {total:N0} ({perInput:N0} per input for the attack), {classifier.Refused:N0} refused by the service (flagged or abstained, no scores); {victim.RateLimited} refused with 429, {victim.WaitedSeconds:F1} s waited; {run.Report.Seconds:F1} s");
+        Ui.Out.MarkupLineInterpolated($"queries used [bold]{classifier.Queries:N0}[/] of {total:N0} ({perInput:N0} per input for the attack), {classifier.Refused:N0} answered without scores (withheld, or the key cut down to labels by the service); {victim.RateLimited} refused with 429, {victim.WaitedSeconds:F1} s waited; {run.Report.Seconds:F1} s");
         Ui.Out.MarkupLineInterpolated($"written to [bold]{outputDirectory}[/]: report.json");
         return 0;
     }
