@@ -10,7 +10,10 @@ public sealed class RemoteAttackTests(ServedModel model)
     [Fact]
     public async Task Square_attacks_the_running_service_within_its_query_budget_and_a_label_only_key_is_refused()
     {
-        await using var service = await RunningService.Start(model.Options());
+        // A key file of its own: the monitor's verdict on a key is kept beside the key file, and the other tests share the fixture's.
+        var keys = Path.Combine(model.Directory, "remote-attack-" + Guid.NewGuid().ToString("N") + ".json");
+        File.Copy(model.ApiKeysPath, keys);
+        await using var service = await RunningService.Start(model.Options() with { ApiKeysPath = keys });
         const int Images = 20;
         const long Budget = Images * 43L; // 40 queries per input for the attack, 3 for the evaluator's own questions
         var perInput = RemoteClassifier.QueriesPerInput(Budget, Images);
