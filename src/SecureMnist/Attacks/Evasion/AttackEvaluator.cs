@@ -58,7 +58,7 @@ public static class AttackEvaluator
                 var generated = attack.Generate(counted, x, y).detach();
                 CheckThreatModel(attack, x, generated);
                 int[] predictions;
-                using (no_grad()) predictions = RefusedAnswers.PredictionsOrLabels(model.Logits(generated), y).to(ScalarType.Int32).data<int>().ToArray();
+                using (no_grad()) predictions = RefusedAnswers.Predictions(model, model.Logits(generated), y).to(ScalarType.Int32).data<int>().ToArray();
                 var values = generated.contiguous().data<float>().ToArray();
                 for (var j = 0; j < batch.Length; j++)
                 {
@@ -86,7 +86,7 @@ public static class AttackEvaluator
                 using var scope = NewDisposeScope();
                 var length = Math.Min(batchSize, count - start);
                 var logits = model.Logits(kept.narrow(0, start, length));
-                RefusedAnswers.PredictionsOrLabels(logits, labels.narrow(0, start, length)).to(ScalarType.Int32).data<int>().CopyTo(adversarialPredictions.AsSpan(start, length));
+                RefusedAnswers.Predictions(model, logits, labels.narrow(0, start, length)).to(ScalarType.Int32).data<int>().CopyTo(adversarialPredictions.AsSpan(start, length));
             }
         }
         var robustCount = Enumerable.Range(0, count).Count(i => cleanPredictions[i] == data.Labels[i] && adversarialPredictions[i] == data.Labels[i]);

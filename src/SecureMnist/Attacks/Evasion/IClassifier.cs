@@ -108,9 +108,10 @@ public static class ClassifierInference
 }
 
 /// <summary>
-/// A model may refuse to answer: a defended service flags an input as adversarial, or abstains, and gives no scores. Its row of logits is
-/// then NaN. The attacks take a refused candidate as no progress, and the evaluator takes a refused adversarial example as one that did
-/// not get past (the input stays robust); a refused clean input predicts no class.
+/// A remote model may refuse to answer: a defended service withholds its scores. <see cref="RemoteClassifier"/> then gives a NaN row of
+/// logits. The attacks take a NaN row as no progress; the evaluator takes a refused adversarial example as one that did not get past (the
+/// input stays robust) only for a model that can refuse, a remote one. A local network that answers NaN is broken, not robust: its NaN
+/// rows stay wrong answers. A NaN clean answer predicts no class.
 /// </summary>
 public static class RefusedAnswers
 {
@@ -121,10 +122,13 @@ public static class RefusedAnswers
         return logits.isnan().any(1);
     }
 
-    /// <summary>The predicted class per row, with a refused row answered by its true label: the attack did not get past the model.</summary>
-    public static Tensor PredictionsOrLabels(Tensor logits, Tensor labels)
+    /// <summary>
+    /// The predicted class per row. For a model that can refuse (<see cref="RemoteClassifier"/>), a refused row is answered by its true
+    /// label: the attack did not get past. For any other model a NaN row predicts no class (-1), so it can never count as robust.
+    /// </summary>
+    public static Tensor Predictions(IClassifier model, Tensor logits, Tensor labels)
     {
         ArgumentNullException.ThrowIfNull(labels);
-        return where(Mask(logits), labels, logits.argmax(1));
+        return where(Mask(logits), model is RemoteClassifier ? labels : full_like(labels, -1), logits.argmax(1));
     }
 }
