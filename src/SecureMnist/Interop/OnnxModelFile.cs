@@ -80,7 +80,7 @@ public static class OnnxModelFile
         {
             switch (field)
             {
-                case ModelIrVersion when wire == Reader.Varint: irVersion = (long)reader.ReadVarint(); break;
+                case ModelIrVersion when wire == Reader.Varint: irVersion = reader.ReadInt64(); break;
                 case ModelProducer when wire == Reader.Bytes: producer = reader.ReadString(limits.MaxStringBytes); break;
                 case ModelGraph when wire == Reader.Bytes: graphs++; Graph(reader.ReadMessage(), state, depth: 1); break;
                 case ModelOpset when wire == Reader.Bytes: state.Opsets.Add(Opset(reader.ReadMessage(), limits)); break;
@@ -113,7 +113,7 @@ public static class OnnxModelFile
         while (reader.Next(out var field, out var wire))
         {
             if (field == OpsetDomain && wire == Reader.Bytes) domain = reader.ReadString(limits.MaxStringBytes);
-            else if (field == OpsetVersion && wire == Reader.Varint) version = (long)reader.ReadVarint();
+            else if (field == OpsetVersion && wire == Reader.Varint) version = reader.ReadInt64();
             else reader.Skip(wire);
         }
         return (domain, version);
@@ -184,13 +184,13 @@ public static class OnnxModelFile
             switch (field)
             {
                 case TensorDims when wire == Reader.Varint:
-                    dims.Add((long)reader.ReadVarint());
+                    dims.Add(reader.ReadInt64());
                     break;
                 case TensorDims when wire == Reader.Bytes:
                     var packed = reader.ReadMessage();
-                    while (!packed.AtEnd) dims.Add((long)packed.ReadVarint());
+                    while (!packed.AtEnd) dims.Add(packed.ReadInt64());
                     break;
-                case TensorDataType when wire == Reader.Varint: dataType = (int)reader.ReadVarint(); break;
+                case TensorDataType when wire == Reader.Varint: dataType = reader.ReadInt32(); break;
                 case TensorName when wire == Reader.Bytes: name = reader.ReadString(state.Limits.MaxStringBytes); break;
                 case TensorRawData or TensorFloatData or TensorInt32Data or TensorInt64Data or TensorDoubleData when wire == Reader.Bytes:
                     bytes += reader.SkipBytes();
@@ -257,6 +257,12 @@ public static class OnnxModelFile
             }
             throw new OnnxFormatException($"a varint longer than 10 bytes ends at byte {position}");
         }
+
+        /// <summary>An int64 field: protobuf writes negative values as ten-byte two's complement, so every 64-bit pattern is a value.</summary>
+        public long ReadInt64() => unchecked((long)ReadVarint());
+
+        /// <summary>An int32 or enum field: protobuf keeps the low 32 bits of whatever varint was written.</summary>
+        public int ReadInt32() => unchecked((int)ReadVarint());
 
         /// <summary>The next length-delimited field as a reader over its bytes (a nested message or a packed list).</summary>
         public Reader ReadMessage()

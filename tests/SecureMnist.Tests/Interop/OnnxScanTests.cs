@@ -63,6 +63,18 @@ public sealed class OnnxScanTests : IDisposable
         else Assert.Contains($"(external data: {location})", Assert.Single(scan.Tensors), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Integers_are_read_as_protobuf_writes_them_whatever_their_bit_pattern()
+    {
+        // int64 fields are ten-byte two's complement: a dim of -1 is 2^64 - 1 on the wire, and an ir_version with the top bit set is negative.
+        var tensor = Message(Int(1, ulong.MaxValue), Int(1, 5), Int(2, 0xFFFF_FFFF_0000_0001UL), Str(8, "w"));
+        var read = Assert.Single(OnnxModelFile.Read(Model([Node("Relu")], [tensor])).Initializers);
+        Assert.Equal([-1L, 5L], read.Dims);
+        Assert.Equal(1, read.DataType); // an int32 keeps the low 32 bits
+        var refusal = Assert.Throws<OnnxFormatException>(() => OnnxModelFile.Read(Message(Int(1, 1UL << 63), Field(7, Message(Field(1, Node("Relu")))))));
+        Assert.Contains("no ir_version", refusal.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>An If node whose then-branch holds another If, <paramref name="depth"/> graphs deep.</summary>
     private static byte[] NestedIf(int depth) =>
         depth == 0 ? Node("Relu") : Message(Str(4, "If"), Field(5, Message(Str(1, "then_branch"), Field(6, Message(Field(1, NestedIf(depth - 1)))))));
