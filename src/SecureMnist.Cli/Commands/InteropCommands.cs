@@ -147,13 +147,8 @@ internal static class InteropCommands
 
     private static int ImportOnnx(string path, string output, SigningKey signingKey, bool json)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path} not found", path);
-        var limits = new OnnxLimits();
-        var length = new FileInfo(path).Length;
-        if (length > limits.MaxFileBytes) throw new ArgumentException($"{path} is {length:N0} bytes, over the {limits.MaxFileBytes:N0} byte limit");
-        var bytes = File.ReadAllBytes(path);
-        var source = new ImportSource(Path.GetFileName(path), Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)), ModelFileKinds.Describe(ModelFileKind.Onnx), []);
-        var manifest = ModelPackage.WriteOnnx(output, bytes, new ModelPackage.Provenance(null, null, null, null, source), signingKey);
+        var manifest = OnnxImport.Import(path, output, signingKey);
+        var source = manifest.ImportedFrom!;
         if (json)
         {
             Ui.WriteJson(new { package = output, manifest });

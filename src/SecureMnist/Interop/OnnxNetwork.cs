@@ -34,18 +34,32 @@ public sealed class OnnxNetwork : Module<Tensor, Tensor>
         {
             throw new OnnxFormatException($"ONNX Runtime cannot load it: {e.Message}");
         }
-        if (session.InputMetadata.Count != 1 || session.OutputMetadata.Count < 1)
-            throw Refuse($"it has {session.InputMetadata.Count} inputs and {session.OutputMetadata.Count} outputs; a classifier here takes one image input");
-        var (name, input) = session.InputMetadata.First();
-        if (input.ElementType != typeof(float)) throw Refuse($"its input '{name}' is {input.ElementType.Name}; images are float32");
-        var dims = input.Dimensions;
-        flatInput = dims.Length == 2 && dims[1] == 784;
-        if (!flatInput && !(dims.Length == 4 && dims[1] == 1 && dims[2] == 28 && dims[3] == 28))
-            throw Refuse($"its input '{name}' is [{string.Join(", ", dims)}]; it must be [N, 1, 28, 28] or [N, 784]");
-        (inputName, outputName, fixedBatch) = (name, session.OutputMetadata.First().Key, dims[0] > 0 ? dims[0] : 0);
-        using var probe = zeros(1, 1, 28, 28);
-        using var logits = forward(probe);
-        if (logits.shape is not [1, 10]) throw Refuse($"its output is [{string.Join(", ", logits.shape)}] for one image; a classifier here gives 10 logits");
+        try
+        {
+            if (session.InputMetadata.Count != 1 || session.OutputMetadata.Count < 1)
+                throw Refuse($"it has {session.InputMetadata.Count} inputs and {session.OutputMetadata.Count} outputs; a classifier here takes one image input");
+            var (name, input) = session.InputMetadata.First();
+            if (input.ElementType != typeof(float)) throw Refuse($"its input '{name}' is {input.ElementType.Name}; images are float32");
+            var dims = input.Dimensions;
+            flatInput = dims.Length == 2 && dims[1] == 784;
+            if (!flatInput && !(dims.Length == 4 && dims[1] == 1 && dims[2] == 28 && dims[3] == 28))
+                throw Refuse($"its input '{name}' is [{string.Join(", ", dims)}]; it must be [N, 1, 28, 28] or [N, 784]");
+            (inputName, outputName, fixedBatch) = (name, session.OutputMetadata.First().Key, dims[0] > 0 ? dims[0] : 0);
+            // One image, and (unless the batch is fixed) two: a graph that reshapes to a batch of one passes the first probe only.
+            foreach (var count in fixedBatch > 0 ? [1] : new[] { 1, 2 })
+            {
+                using var probe = zeros(count, 1, 28, 28);
+                using var logits = forward(probe);
+                if (logits.shape[0] != count || logits.shape is not [_, 10])
+                    throw Refuse($"its output is [{string.Join(", ", logits.shape)}] for {count} image(s); a classifier here gives 10 logits each");
+            }
+        }
+        catch
+        {
+            // A refused model never reaches its owner, so nobody else would release the native session.
+            session.Dispose();
+            throw;
+        }
     }
 
     /// <summary>What the file holds: operators, weights, opsets.</summary>
@@ -72,12 +86,24 @@ public sealed class OnnxNetwork : Module<Tensor, Tensor>
             long[] shape = flatInput ? [chunk, 784] : [chunk, 1, 28, 28];
             using var value = OrtValue.CreateTensorValueFromMemory(batch, shape);
             using var runOptions = new RunOptions();
-            using var outputs = session.Run(runOptions, [inputName], [value], [outputName]);
+            using var outputs = Run(runOptions, value);
             var result = outputs[0].GetTensorDataAsSpan<float>();
             if (result.Length != chunk * 10) throw Refuse($"it answered {result.Length} values for {chunk} images; a classifier here gives 10 logits each");
             result[..(length * 10)].CopyTo(logits.AsSpan(start * 10));
         }
         return tensor(logits, [count, 10]);
+    }
+
+    private IDisposableReadOnlyCollection<OrtValue> Run(RunOptions runOptions, OrtValue value)
+    {
+        try
+        {
+            return session.Run(runOptions, [inputName], [value], [outputName]);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new OnnxFormatException($"ONNX Runtime could not run the model: {e.Message}");
+        }
     }
 
     private static OnnxFormatException Refuse(string why) => new($"not a classifier of 28x28 images: {why}");

@@ -24,7 +24,8 @@ public sealed class OnnxImportTests : IDisposable
     private string OnnxPackage()
     {
         var package = Path.Combine(directory, "onnx");
-        ModelPackage.WriteOnnx(package, File.ReadAllBytes(Path.Combine(Fixtures, "onnx", "seed-cnn.onnx")), new ModelPackage.Provenance(null, null, null, null), key);
+        var manifest = OnnxImport.Import(Path.Combine(Fixtures, "onnx", "seed-cnn.onnx"), package, key);
+        Assert.Equal(("seed-cnn.onnx", "ONNX (protobuf)"), (manifest.ImportedFrom!.File, manifest.ImportedFrom.Format));
         return package;
     }
 
@@ -83,6 +84,30 @@ public sealed class OnnxImportTests : IDisposable
         bytes[^100] ^= 1;
         File.WriteAllBytes(path, bytes);
         Assert.Throws<ModelPackageException>(() => ModelPackage.Load(package, key.PublicKey).Dispose());
+    }
+
+    [Fact]
+    public void A_sealed_onnx_package_opens_in_memory_with_its_kek_only_and_predicts_as_before()
+    {
+        var package = OnnxPackage();
+        var sealedPackage = Path.Combine(directory, "sealed");
+        using var kek = KeyEncryptionKey.Generate();
+        ModelPackage.Seal(package, key.PublicKey, key, kek, sealedPackage);
+        Assert.False(File.Exists(Path.Combine(sealedPackage, ModelPackage.OnnxFile)));
+        var plaintext = File.ReadAllBytes(Path.Combine(package, ModelPackage.OnnxFile));
+        Assert.True(File.ReadAllBytes(Path.Combine(sealedPackage, ModelPackage.SealedWeightsFile)).AsSpan().IndexOf(plaintext.AsSpan(plaintext.Length / 2, 64)) < 0);
+
+        var error = Assert.Throws<ModelPackageException>(() => ModelPackage.Load(sealedPackage, key.PublicKey).Dispose());
+        Assert.Contains("sealed", error.Message, StringComparison.OrdinalIgnoreCase);
+        using var opened = ModelPackage.Load(sealedPackage, key.PublicKey, kek);
+        using var plain = ModelPackage.Load(package, key.PublicKey);
+        using var images = TestPaths.Mnist().Test.Take(32).ImagesTensor();
+        using (no_grad())
+        {
+            using var a = opened.Network.call(images);
+            using var b = plain.Network.call(images);
+            Assert.True(a.equal(b).all().item<bool>(), "the sealed and the plain package give different logits");
+        }
     }
 
     [Fact]
