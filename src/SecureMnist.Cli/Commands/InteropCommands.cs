@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SecureMnist.Data;
 using SecureMnist.Interop;
 using SecureMnist.Modeling;
 using SecureMnist.Security;
@@ -89,7 +90,7 @@ internal static class InteropCommands
         var from = new Option<string?>("--from-pytorch") { Description = "PyTorch state_dict file written by torch.save (zip format, PyTorch 1.6+)" };
         var fromOnnx = new Option<string?>("--from-onnx") { Description = "ONNX model (standard operators, weights inside the file) taking [N, 1, 28, 28] or [N, 784] pixels in [0, 1] and giving 10 logits; run by ONNX Runtime, for evaluate, serve and black-box attacks" };
         var arch = new Option<string>("--arch") { Description = $"Architecture the names map onto: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => Architectures.Default };
-        var spec = new Option<string?>("--arch-spec") { Description = $"A layer list (JSON) for a network we do not define: {string.Join(", ", ArchitectureSpec.LayerTypes)} with PyTorch's argument names; recorded in the signed manifest (replaces --arch)" };
+        var spec = new Option<string?>("--arch-spec") { Description = $"A layer list (JSON) for a network we do not define: {string.Join(", ", ArchitectureSpec.LayerTypes)} with PyTorch's argument names; recorded in the signed manifest (replaces --arch). '{SpecInference.Keyword}' infers it from an nn.Sequential's shapes" };
         var output = new Option<string>("--out") { Description = "Package folder to write", DefaultValueFactory = _ => "models/imported" };
         var key = new Option<string>("--key") { Description = "Ed25519 private key that signs the package (created on first use at the default path)", DefaultValueFactory = _ => TrainCommand.DefaultKey };
         var json = CommonOptions.Json();
@@ -112,7 +113,13 @@ internal static class InteropCommands
             An ONNX model (--from-onnx) is kept as it is, scanned first: only standard operators (no custom-op library) and
             weights inside the file; it must take [N, 1, 28, 28] or [N, 784] pixels in [0, 1] and give 10 logits. It has no
             gradients, so evaluate, serve and the black-box attacks (square, hopskipjump) run on it, the white-box ones do not.
+            With --arch-spec infer (or without --arch, for an nn.Sequential that is none of ours) the layer list is inferred:
+            the weights give the Conv2d, Linear and BatchNorm2d layers, the gaps in the indices the layers without weights;
+            every reading the shapes allow (activation, pooling, padding, Flatten's place, input scaling) is scored on 1,000
+            MNIST test images, and the best is taken only when it is clearly best (lowest loss, the runner-up's at least 1.25x),
+            else the import is refused naming the leading readings. The command prints the list it took.
             Example: ./securemnist import --from-pytorch lenet5.pth --arch-spec lenet5.json --out models/lenet5
+            Example: ./securemnist import --from-pytorch sequential.pth --arch-spec infer --out models/mine
             Example: ./securemnist import --from-onnx model.onnx --out models/onnx
             """) { from, fromOnnx, arch, spec, output, key, json };
         command.SetAction(result =>
@@ -126,12 +133,26 @@ internal static class InteropCommands
                 if ((result.GetValue(from) is null) == (result.GetValue(fromOnnx) is null))
                     throw new ArgumentException("give one model file: --from-pytorch FILE.pth or --from-onnx FILE.onnx");
                 if (result.GetValue(fromOnnx) is { } onnxPath) return ImportOnnx(onnxPath, result.GetValue(output)!, signingKey, result.GetValue(json));
-                var imported = result.GetValue(spec) is { } specPath
-                    ? PyTorchImport.Import(result.GetValue(from)!, ArchitectureSpec.Load(specPath), result.GetValue(output)!, signingKey)
-                    : PyTorchImport.Import(result.GetValue(from)!, result.GetValue(arch)!, result.GetValue(output)!, signingKey);
+                // The readings an inferred layer list weighs are scored on MNIST test images (./securemnist data fetch).
+                LabeledImages Check()
+                {
+                    Ui.Info($"inferring the layer list from the nn.Sequential's shapes, scoring each reading on {SpecInference.CheckImages:N0} MNIST test images");
+                    return new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load("mnist").Test.Take(SpecInference.CheckImages);
+                }
+                var (file, package) = (result.GetValue(from)!, result.GetValue(output)!);
+                var imported = result.GetValue(spec) switch
+                {
+                    SpecInference.Keyword => PyTorchImport.ImportInferred(file, Check(), package, signingKey),
+                    { } specPath => PyTorchImport.Import(file, ArchitectureSpec.Load(specPath), package, signingKey),
+                    null => PyTorchImport.Import(file, result.GetValue(arch)!, package, signingKey, inferWith: result.GetResult(arch) is { Implicit: false } ? null : Check),
+                };
                 if (result.GetValue(json))
                 {
-                    Ui.WriteJson(new { package = result.GetValue(output), manifest = imported.Manifest, sourceNames = imported.SourceNames, note = imported.Note });
+                    Ui.WriteJson(new
+                    {
+                        package = result.GetValue(output), manifest = imported.Manifest, sourceNames = imported.SourceNames, note = imported.Note,
+                        inferred = imported.Inference is { } inference ? new { spec = inference.Spec, readings = inference.Candidates.Count, leading = inference.Candidates.Take(5) } : null,
+                    });
                     return 0;
                 }
                 var source = imported.Manifest.ImportedFrom!;

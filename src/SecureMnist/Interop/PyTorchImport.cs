@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using SecureMnist.Data;
 using SecureMnist.Modeling;
 using SecureMnist.Security;
 using static TorchSharp.torch;
@@ -8,7 +9,9 @@ namespace SecureMnist.Interop;
 
 /// <summary>What an import produced: the package's manifest and the tensors as they were named in the file.</summary>
 /// <param name="Note">What the import assumed, when it had to (an nn.Sequential read as one of our architectures); null otherwise.</param>
-public sealed record PyTorchImportResult(ModelManifest Manifest, IReadOnlyList<string> SourceNames, IReadOnlyList<PickleGlobal> Globals, string? Note = null);
+/// <param name="Inference">When the layer list was inferred from an nn.Sequential's shapes: the list and every reading weighed.</param>
+public sealed record PyTorchImportResult(ModelManifest Manifest, IReadOnlyList<string> SourceNames, IReadOnlyList<PickleGlobal> Globals, string? Note = null,
+    SpecInferenceResult? Inference = null);
 
 /// <summary>
 /// Turns a PyTorch state_dict file into a signed package: read through the restricted unpickler, names mapped onto
@@ -17,7 +20,10 @@ public sealed record PyTorchImportResult(ModelManifest Manifest, IReadOnlyList<s
 /// </summary>
 public static class PyTorchImport
 {
-    public static PyTorchImportResult Import(string pytorchFile, string architecture, string packageDirectory, SigningKey key, PyTorchArchiveLimits? limits = null)
+    /// <param name="inferWith">When given, an nn.Sequential that fits none of <paramref name="architecture"/>'s layers has its layer list
+    /// inferred (<see cref="SpecInference"/>), scored on these labelled images, instead of being refused.</param>
+    public static PyTorchImportResult Import(string pytorchFile, string architecture, string packageDirectory, SigningKey key, PyTorchArchiveLimits? limits = null,
+        Func<LabeledImages>? inferWith = null)
     {
         ArgumentNullException.ThrowIfNull(pytorchFile);
         ArgumentNullException.ThrowIfNull(key);
@@ -36,7 +42,11 @@ public static class PyTorchImport
             catch (PyTorchFormatException e)
             {
                 var fits = Architectures.Names.Where(name => name != architecture && Fits(tensors, name)).ToList();
-                throw new PyTorchFormatException(fits.Count == 0 ? e.Message : $"{e.Message}; it fits {string.Join(", ", fits.Select(f => $"{f} (--arch {f})"))}");
+                if (fits.Count == 0 && inferWith is not null)
+                {
+                    return Inferred(pytorchFile, stateDict, tensors, inferWith(), packageDirectory, key, $"it is not {architecture} ({e.Message}); ", null);
+                }
+                throw new PyTorchFormatException(fits.Count == 0 ? $"{e.Message}; to infer its layer list from the shapes, give --arch-spec infer" : $"{e.Message}; it fits {string.Join(", ", fits.Select(f => $"{f} (--arch {f})"))}");
             }
             (tensors, note) = (mapping.Tensors, mapping.Note);
         }
@@ -74,6 +84,29 @@ public static class PyTorchImport
             (tensors, note) = (mapping.Tensors, $"{mapping.Note}; the spec: {spec.Describe()}");
         }
         return Package(pytorchFile, Architectures.Custom, network, tensors, stateDict, packageDirectory, key, note);
+    }
+
+    /// <summary>
+    /// Imports an nn.Sequential state_dict with the layer list its shapes give (<see cref="SpecInference"/>): the readings the shapes allow
+    /// are scored on <paramref name="check"/>, and the import is refused, naming the leading ones, unless one is clearly best.
+    /// </summary>
+    public static PyTorchImportResult ImportInferred(string pytorchFile, LabeledImages check, string packageDirectory, SigningKey key, PyTorchArchiveLimits? limits = null,
+        Action<int, int>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(pytorchFile);
+        ArgumentNullException.ThrowIfNull(check);
+        ArgumentNullException.ThrowIfNull(key);
+        if (!File.Exists(pytorchFile)) throw new FileNotFoundException($"{pytorchFile} not found", pytorchFile);
+        var stateDict = PyTorchArchive.ReadStateDict(pytorchFile, limits);
+        return Inferred(pytorchFile, stateDict, MapNames(stateDict.Tensors), check, packageDirectory, key, "", progress);
+    }
+
+    private static PyTorchImportResult Inferred(string pytorchFile, PyTorchStateDict stateDict, IReadOnlyList<PyTorchTensor> tensors, LabeledImages check,
+        string packageDirectory, SigningKey key, string why, Action<int, int>? progress)
+    {
+        var inference = SpecInference.Infer(tensors, check, progress);
+        using var network = new SpecNetwork(inference.Spec);
+        return Package(pytorchFile, Architectures.Custom, network, tensors, stateDict, packageDirectory, key, why + inference.Note) with { Inference = inference };
     }
 
     private static PyTorchImportResult Package(string pytorchFile, string architecture, Module<Tensor, Tensor> network, IReadOnlyList<PyTorchTensor> tensors,

@@ -55,6 +55,35 @@ public sealed class ExitCodeTests
     }
 
     [Fact]
+    public void Import_takes_onnx_and_infers_a_sequentials_layer_list_and_an_ambiguous_one_is_an_input_error()
+    {
+        var directory = TestPaths.NewScratchDirectory();
+        var fixtures = Path.Combine(TestPaths.RepositoryRoot, "tests", "fixtures");
+        var key = Path.Combine(directory, "signing.key");
+        Assert.Equal(0, CliProcess.Run(directory, "keys", "generate", "--out", key).ExitCode);
+
+        var (onnxExit, onnxOutput, _) = CliProcess.Run(directory, "import", "--from-onnx", Path.Combine(fixtures, "onnx", "seed-cnn.onnx"), "--out", "onnx", "--key", key, "--json");
+        Assert.Equal(0, onnxExit);
+        using (var onnx = JsonDocument.Parse(onnxOutput))
+            Assert.Equal("onnx", onnx.RootElement.GetProperty("manifest").GetProperty("architecture").GetString());
+
+        var (inferExit, inferOutput, _) = CliProcess.Run(directory, "import", "--from-pytorch", Path.Combine(fixtures, "pytorch", "tanh-cnn-sequential.pth"), "--out", "tanh", "--key", key, "--json");
+        Assert.Equal(0, inferExit);
+        using (var inferred = JsonDocument.Parse(inferOutput))
+        {
+            Assert.StartsWith("it is not seed-cnn", inferred.RootElement.GetProperty("note").GetString(), StringComparison.Ordinal);
+            var layers = inferred.RootElement.GetProperty("inferred").GetProperty("spec").GetProperty("layers").EnumerateArray().Select(l => l.GetProperty("type").GetString()).ToList();
+            Assert.Equal(["Conv2d", "Tanh", "AvgPool2d", "Conv2d", "Tanh", "AvgPool2d", "Flatten", "Linear"], layers);
+        }
+
+        var (ambiguousExit, ambiguousOutput, _) = CliProcess.Run(directory, "import", "--from-pytorch", Path.Combine(fixtures, "pytorch", "lenet5-sequential.pth"), "--arch-spec", "infer", "--out", "never", "--key", key, "--json");
+        Assert.Equal(2, ambiguousExit);
+        using (var ambiguous = JsonDocument.Parse(ambiguousOutput))
+            Assert.Contains("cannot be told from the shapes", ambiguous.RootElement.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(directory, "never")));
+    }
+
+    [Fact]
     public void Redirected_output_is_not_wrapped_at_80_columns()
     {
         var directory = Path.Combine(TestPaths.NewScratchDirectory(), new string('d', 60), new string('e', 60));

@@ -56,6 +56,51 @@ public sealed class PyTorchImportTests : IDisposable
         AssertPredictsAsPyTorch(package, expected);
     }
 
+    [Theory]
+    [InlineData("relu-cnn-sequential.pth", "(x - 0.1307) / 0.3081, (0) Conv2d(1, 8, kernel_size=5, padding=2), (1) ReLU(), (2) MaxPool2d(2), (3) Conv2d(8, 16, kernel_size=5), (4) ReLU(), (5) MaxPool2d(2), (6) Dropout(0.5), (7) Flatten(), (8) Linear(400, 32), (9) ReLU(), (10) Dropout(0.5), (11) Linear(32, 10)")]
+    [InlineData("tanh-cnn-sequential.pth", "(0) Conv2d(1, 6, kernel_size=5, padding=2), (1) Tanh(), (2) AvgPool2d(2), (3) Conv2d(6, 12, kernel_size=5), (4) Tanh(), (5) AvgPool2d(2), (6) Flatten(), (7) Linear(300, 10)")]
+    public void The_layer_list_of_a_trained_sequential_is_inferred_from_its_shapes_and_the_import_predicts_as_pytorch_does(string file, string layers)
+    {
+        // Trained for one epoch by make_fixtures.py trained: ReLU, max pooling and MNIST scaling; tanh, average pooling and raw pixels.
+        var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures, "expected.json"))).RootElement.GetProperty("files").GetProperty(file);
+        var package = Path.Combine(directory, "inferred");
+        var result = PyTorchImport.ImportInferred(Path.Combine(Fixtures, file), TestPaths.Mnist().Test.Take(1000), package, key);
+
+        var inference = Assert.IsType<SpecInferenceResult>(result.Inference);
+        Assert.Equal(layers, inference.Spec.Describe());
+        Assert.Equal(layers, result.Manifest.Spec!.Describe()); // signed with the package
+        Assert.Contains("inferred from the nn.Sequential's shapes", result.Note, StringComparison.Ordinal);
+        Assert.True(inference.Candidates.Count >= 12, $"{inference.Candidates.Count} readings weighed");
+        Assert.True(inference.Candidates[0].Accuracy >= 0.9, $"best reading {inference.Candidates[0].Accuracy:P1}");
+        AssertPredictsAsPyTorch(package, expected);
+
+        // Without a layer list, a Sequential that is none of our architectures is inferred, and the note says why.
+        var byDefault = PyTorchImport.Import(Path.Combine(Fixtures, file), "seed-cnn", Path.Combine(directory, "default"), key, inferWith: () => TestPaths.Mnist().Test.Take(1000));
+        Assert.StartsWith("it is not seed-cnn", byDefault.Note, StringComparison.Ordinal);
+        Assert.Equal(layers, byDefault.Manifest.Spec!.Describe());
+    }
+
+    [Fact]
+    public void A_sequential_whose_readings_score_alike_is_refused_naming_them_and_non_sequential_names_are_not_guessed()
+    {
+        // LeNet-5 with untrained weights: every reading is near chance, so none can be told from the rest.
+        var error = Assert.Throws<PyTorchFormatException>(() =>
+            PyTorchImport.ImportInferred(Path.Combine(Fixtures, "lenet5-sequential.pth"), TestPaths.Mnist().Test.Take(300), Path.Combine(directory, "ambiguous"), key));
+        Assert.Contains("cannot be told from the shapes", error.Message, StringComparison.Ordinal);
+        Assert.Contains("(1) ", error.Message, StringComparison.Ordinal);
+        Assert.Contains("--arch-spec FILE", error.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(directory, "ambiguous")));
+        // The shapes still narrow it down: LeNet's 400 features after two 5x5 convolutions need "same" padding on the first and pooling twice.
+        var structures = SpecInference.Candidates(PyTorchArchive.ReadStateDict(Path.Combine(Fixtures, "lenet5-sequential.pth")).Tensors);
+        Assert.Contains("(0) Conv2d(1, 6, kernel_size=5, padding=2), (1) <activation>(), (2) <pool>(), (3) Conv2d(6, 16, kernel_size=5), (4) <activation>(), (5) <pool>(), (6) Flatten(), (7) Linear(400, 120), (8) <activation>(), (9) Linear(120, 84), (10) <activation>(), (11) Linear(84, 10)",
+            structures.Select(s => s.Describe()));
+        Assert.InRange(structures.Count, 1, 4);
+
+        // A module with named children has no layer indices to count gaps with.
+        var named = Assert.Throws<PyTorchFormatException>(() => SpecInference.Candidates(PyTorchArchive.ReadStateDict(Path.Combine(Fixtures, "batchnorm-cnn.pth")).Tensors));
+        Assert.Contains("only for an nn.Sequential", named.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>The package's logits on the formula inputs against PyTorch's, recorded in expected.json, within 1e-5.</summary>
     private void AssertPredictsAsPyTorch(string package, JsonElement expected)
     {
