@@ -8,8 +8,8 @@ internal static class CommonOptions
 {
     public static readonly Option<string> DataRoot = new("--data-root")
     {
-        Description = "Folder that holds installed datasets (data/NAME)",
-        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SECUREMNIST_DATA") ?? DatasetStore.DefaultRoot,
+        Description = "Folder that holds installed datasets (NAME/ inside it): $SECUREMNIST_DATA if set; else ./data in the repository or where ./data exists; else $SECUREMNIST_HOME/data (default ~/.local/share/securemnist/data)",
+        DefaultValueFactory = _ => ToolHome.DataRoot(),
         Recursive = true,
     };
 

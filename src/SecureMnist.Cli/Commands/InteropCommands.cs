@@ -18,11 +18,14 @@ internal static class InteropCommands
         yield return Dependencies();
     }
 
-    private static List<string> LockFiles()
+    /// <summary>The lock files given, else the repository's (in a checkout) or the ones built into the tool, saying which.</summary>
+    private static IReadOnlyList<ShippedLocks.Input> LockFiles(string[]? given)
     {
-        var lockFiles = CycloneDxSbom.ShippedLockFiles(Directory.GetCurrentDirectory()).ToList();
-        if (lockFiles.Count == 0) throw new InvalidOperationException($"no packages.lock.json under {Path.Combine(Directory.GetCurrentDirectory(), "src")}; run this from the repository root");
-        return lockFiles;
+        if (given is { Length: > 0 }) return [.. given.Select(f => new ShippedLocks.Input(f, File.ReadAllBytes(f)))];
+        var files = ShippedLocks.LockFiles(Directory.GetCurrentDirectory());
+        if (files[0].Name.StartsWith("built-in:", StringComparison.Ordinal))
+            Ui.Info($"not in a checkout (no src/*/packages.lock.json here): reading the {files.Count} lock files built into this securemnist");
+        return files;
     }
 
     private static Command Dependencies()
@@ -37,8 +40,8 @@ internal static class InteropCommands
             """) { lockFile, output };
         sbom.SetAction(result =>
         {
-            var lockFiles = result.GetValue(lockFile) is { Length: > 0 } given ? given.ToList() : LockFiles();
-            var components = CycloneDxSbom.ReadLockFiles(lockFiles);
+            var lockFiles = LockFiles(result.GetValue(lockFile));
+            var components = CycloneDxSbom.ReadLockFiles(lockFiles.Select(f => (f.Name, f.Bytes)));
             var version = typeof(CycloneDxSbom).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
                 .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
             var document = CycloneDxSbom.Create(version, components);
@@ -54,7 +57,7 @@ internal static class InteropCommands
         });
 
         var auditLockFile = new Option<string[]>("--lock-file") { Description = "Lock files to read (default: every src/*/packages.lock.json)", AllowMultipleArgumentsPerToken = true };
-        var advisories = new Option<string>("--advisories") { Description = "Advisory snapshot (JSON)", DefaultValueFactory = _ => "build/advisories.json" };
+        var advisories = new Option<string?>("--advisories") { Description = "Advisory snapshot (JSON) [default: build/advisories.json in a checkout, else the one built into the tool]" };
         var auditSarif = CommonSarif();
         var json = CommonOptions.Json();
         var audit = new Command("audit", """
@@ -65,12 +68,14 @@ internal static class InteropCommands
             """) { auditLockFile, advisories, auditSarif, json };
         audit.SetAction(result =>
         {
-            var lockFiles = result.GetValue(auditLockFile) is { Length: > 0 } given ? given.ToList() : LockFiles();
-            var components = CycloneDxSbom.ReadLockFiles(lockFiles);
-            var known = PackageAdvisories.Load(result.GetValue(advisories)!);
+            var lockFiles = LockFiles(result.GetValue(auditLockFile));
+            var components = CycloneDxSbom.ReadLockFiles(lockFiles.Select(f => (f.Name, f.Bytes)));
+            // The snapshot named, else the repository's, else the one built into the tool.
+            var snapshot = result.GetValue(advisories) is { } named ? new ShippedLocks.Input(named, File.ReadAllBytes(named)) : ShippedLocks.Advisories(Directory.GetCurrentDirectory());
+            var known = PackageAdvisories.Parse(snapshot.Bytes, snapshot.Name);
             var hits = PackageAdvisories.Check(components, known);
             if (result.GetValue(auditSarif) is { } sarifPath)
-                SecureMnist.Reporting.Sarif.Save(sarifPath, SecureMnist.Reporting.SarifFindings.Advisories(hits, lockFiles[0], CodeVersion.Current()));
+                SecureMnist.Reporting.Sarif.Save(sarifPath, SecureMnist.Reporting.SarifFindings.Advisories(hits, lockFiles[0].Name, CodeVersion.Current()));
             if (result.GetValue(json))
             {
                 Ui.WriteJson(new { packages = components.Count, advisories = known.Count, vulnerable = hits.Select(h => new { package = h.Component.Name, version = h.Component.Version, h.Advisory.Id, h.Advisory.Severity, h.Advisory.Vulnerable, h.Advisory.Summary }) });

@@ -28,12 +28,19 @@ public static class CycloneDxSbom
     public static IReadOnlyList<Component> ReadLockFiles(IEnumerable<string> lockFiles)
     {
         ArgumentNullException.ThrowIfNull(lockFiles);
+        return ReadLockFiles(lockFiles.Select(file => (file, File.ReadAllBytes(file))));
+    }
+
+    /// <summary>Lock files given as bytes with a name for messages (the copies built into the tool, when it runs outside a checkout).</summary>
+    public static IReadOnlyList<Component> ReadLockFiles(IEnumerable<(string Name, byte[] Bytes)> lockFiles)
+    {
+        ArgumentNullException.ThrowIfNull(lockFiles);
         var components = new SortedDictionary<string, Component>(StringComparer.OrdinalIgnoreCase);
-        foreach (var file in lockFiles)
+        foreach (var (file, bytes) in lockFiles)
         {
             try
             {
-                ReadLockFile(file, components);
+                ReadLockFile(bytes, components);
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
             {
@@ -43,10 +50,10 @@ public static class CycloneDxSbom
         return components.Values.ToList();
     }
 
-    private static void ReadLockFile(string file, SortedDictionary<string, Component> components)
+    private static void ReadLockFile(byte[] bytes, SortedDictionary<string, Component> components)
     {
         {
-            using var document = JsonDocument.Parse(File.ReadAllBytes(file));
+            using var document = JsonDocument.Parse(bytes);
             foreach (var framework in document.RootElement.GetProperty("dependencies").EnumerateObject())
             {
                 var resolved = framework.Value.EnumerateObject()

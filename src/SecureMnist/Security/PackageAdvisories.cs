@@ -14,9 +14,12 @@ public sealed record AdvisoryHit(CycloneDxSbom.Component Component, PackageAdvis
 /// </summary>
 public static class PackageAdvisories
 {
-    public static IReadOnlyList<PackageAdvisory> Load(string path)
+    public static IReadOnlyList<PackageAdvisory> Load(string path) => Parse(File.ReadAllBytes(path), path);
+
+    /// <summary>An advisory snapshot given as bytes, named <paramref name="path"/> in messages.</summary>
+    public static IReadOnlyList<PackageAdvisory> Parse(byte[] bytes, string path)
     {
-        using var document = JsonDocument.Parse(File.ReadAllBytes(path));
+        using var document = JsonDocument.Parse(bytes);
         var advisories = new List<PackageAdvisory>();
         foreach (var entry in document.RootElement.GetProperty("advisories").EnumerateArray())
         {

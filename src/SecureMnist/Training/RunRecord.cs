@@ -87,20 +87,46 @@ public sealed record RunRecord(
         Epochs.Where(e => e.RobustValidationAccuracy is not null).Select(e => (e.Epoch, e.RobustValidationAccuracy!.Value)).ToList();
 }
 
-/// <summary>The code version: the git commit when run from a checkout, else "unknown".</summary>
+/// <summary>
+/// The commit of the code that runs. From a checkout (the assembly sits in a git work tree, as under ./securemnist and the tests), git
+/// says, with "+modified" for uncommitted changes; the working folder's repository plays no part. An installed tool (outside any work
+/// tree) reports the commit stamped into the assembly at build (SourceRevisionId, in the informational version), else "unknown".
+/// </summary>
 public static class CodeVersion
 {
-    public static string Current()
+    public static string Current() =>
+        Checkout(AppContext.BaseDirectory) is { } checkout ? FromGit(checkout) : Stamped(typeof(CodeVersion).Assembly) ?? "unknown";
+
+    /// <summary>The commit in an assembly's informational version ("1.0.0+COMMIT"), when the build stamped one.</summary>
+    public static string? Stamped(System.Reflection.Assembly assembly)
+    {
+        ArgumentNullException.ThrowIfNull(assembly);
+        var version = assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion;
+        var plus = version?.LastIndexOf('+') ?? -1;
+        var commit = plus < 0 ? null : version![(plus + 1)..];
+        return commit is { Length: 40 } && commit.All(char.IsAsciiHexDigitLower) ? commit : null;
+    }
+
+    /// <summary>The root of the git work tree holding <paramref name="directory"/> (.git is a folder in a clone, a file in a worktree), or null.</summary>
+    public static string? Checkout(string directory)
+    {
+        for (var current = new DirectoryInfo(directory); current is not null; current = current.Parent)
+            if (Path.Exists(Path.Combine(current.FullName, ".git"))) return current.FullName;
+        return null;
+    }
+
+    private static string FromGit(string checkout)
     {
         try
         {
-            var start = new ProcessStartInfo("git", "rev-parse HEAD") { RedirectStandardOutput = true, RedirectStandardError = true };
+            var start = new ProcessStartInfo("git", ["-C", checkout, "rev-parse", "HEAD"]) { RedirectStandardOutput = true, RedirectStandardError = true };
             using var process = Process.Start(start);
             if (process is null) return "unknown";
             var commit = process.StandardOutput.ReadToEnd().Trim();
             process.WaitForExit();
             if (process.ExitCode != 0 || commit.Length != 40) return "unknown";
-            using var status = Process.Start(new ProcessStartInfo("git", "status --porcelain --untracked-files=no") { RedirectStandardOutput = true, RedirectStandardError = true });
+            using var status = Process.Start(new ProcessStartInfo("git", ["-C", checkout, "status", "--porcelain", "--untracked-files=no"]) { RedirectStandardOutput = true, RedirectStandardError = true });
             var dirty = status is not null && status.StandardOutput.ReadToEnd().Trim().Length > 0;
             status?.WaitForExit();
             return dirty ? commit + "+modified" : commit;

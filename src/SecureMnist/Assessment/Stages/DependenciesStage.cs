@@ -13,21 +13,23 @@ public sealed class DependenciesStage : AssessmentStage
     public override string Name => "dependencies";
     public override IReadOnlyList<MetricKey> MetricKeys => [Packages, Advisories, Vulnerable];
 
-    public override object Inputs(StageContext context) =>
-        new { lockFiles = LockFiles(context).Select(File.ReadAllText).ToList(), advisories = AdvisoriesPath(context) is { } a ? File.ReadAllText(a) : "" };
-
-    private static string? AdvisoriesPath(StageContext context) =>
-        context.Options.RepositoryRoot is { } root && File.Exists(Path.Combine(root, "build", "advisories.json")) ? Path.Combine(root, "build", "advisories.json") : null;
-
-    private static IReadOnlyList<string> LockFiles(StageContext context) => context.Options.RepositoryRoot is { } root ? CycloneDxSbom.ShippedLockFiles(root) : [];
+    public override object Inputs(StageContext context)
+    {
+        var root = context.Options.RepositoryRoot;
+        return new
+        {
+            lockFiles = ShippedLocks.LockFiles(root).Select(f => System.Text.Encoding.UTF8.GetString(f.Bytes)).ToList(),
+            advisories = System.Text.Encoding.UTF8.GetString(ShippedLocks.Advisories(root).Bytes),
+        };
+    }
 
     public override StageOutput Run(StageContext context, string directory)
     {
-        var lockFiles = LockFiles(context);
-        if (lockFiles.Count == 0 || AdvisoriesPath(context) is not { } advisoriesPath)
-            return new(new Dictionary<string, Metric>(), new Dictionary<string, string>(), JsonValue.Create("no repository checkout here: lock files and advisories not found"));
-        var components = CycloneDxSbom.ReadLockFiles(lockFiles);
-        var advisories = PackageAdvisories.Load(advisoriesPath);
+        // A checkout's files, or the copies built into the tool when it runs elsewhere.
+        var lockFiles = ShippedLocks.LockFiles(context.Options.RepositoryRoot);
+        var snapshot = ShippedLocks.Advisories(context.Options.RepositoryRoot);
+        var components = CycloneDxSbom.ReadLockFiles(lockFiles.Select(f => (f.Name, f.Bytes)));
+        var advisories = PackageAdvisories.Parse(snapshot.Bytes, snapshot.Name);
         var hits = PackageAdvisories.Check(components, advisories);
         return new(new Dictionary<string, Metric>
         {

@@ -1,0 +1,60 @@
+using SecureMnist.Data;
+using SecureMnist.Security;
+using SecureMnist.Training;
+
+namespace SecureMnist.Tests.SupplyChain;
+
+/// <summary>What the installed tool relies on outside a checkout: where datasets go, the built-in lock files and snapshot, the stamped commit.</summary>
+public sealed class InstalledToolTests
+{
+    [Fact]
+    public void Datasets_live_in_the_repositorys_data_folder_there_and_under_the_users_data_folder_elsewhere()
+    {
+        var repository = TestPaths.NewScratchDirectory();
+        File.WriteAllText(Path.Combine(repository, ToolHome.RepositoryMarker), "");
+        var empty = TestPaths.NewScratchDirectory();
+        var withData = TestPaths.NewScratchDirectory();
+        Directory.CreateDirectory(Path.Combine(withData, "data"));
+        Func<string, string?> Env(params (string Name, string Value)[] values) => name => values.FirstOrDefault(v => v.Name == name).Value;
+
+        Assert.Equal("data", ToolHome.DataRoot(repository, Env(("HOME", "/home/u"))));
+        Assert.Equal("data", ToolHome.DataRoot(withData, Env(("HOME", "/home/u"))));
+        Assert.Equal("/home/u/.local/share/securemnist/data", ToolHome.DataRoot(empty, Env(("HOME", "/home/u"))));
+        Assert.Equal("/x/securemnist/data", ToolHome.DataRoot(empty, Env(("HOME", "/home/u"), ("XDG_DATA_HOME", "/x"))));
+        Assert.Equal("/sm/data", ToolHome.DataRoot(empty, Env(("HOME", "/home/u"), ("XDG_DATA_HOME", "/x"), (ToolHome.HomeVariable, "/sm"))));
+        // SECUREMNIST_DATA names the folder outright, even in the repository.
+        Assert.Equal("/d", ToolHome.DataRoot(repository, Env((ToolHome.DataVariable, "/d"), (ToolHome.HomeVariable, "/sm"))));
+        Assert.Equal("/home/u/.local/share/securemnist/data", ToolHome.DataRoot(empty, Env(("HOME", "/home/u"), (ToolHome.HomeVariable, " "))));
+    }
+
+    [Fact]
+    public void The_built_in_lock_files_and_advisory_snapshot_are_the_repositorys()
+    {
+        var root = TestPaths.RepositoryRoot;
+        var repository = ShippedLocks.LockFiles(root);
+        var builtIn = ShippedLocks.LockFiles(null);
+        Assert.Equal(3, repository.Count);
+        Assert.Equal(repository.Count, builtIn.Count);
+        foreach (var file in repository)
+        {
+            var project = Path.GetFileName(Path.GetDirectoryName(file.Name)!);
+            var copy = Assert.Single(builtIn, b => b.Name == $"built-in:lock/{project}/packages.lock.json");
+            Assert.True(file.Bytes.AsSpan().SequenceEqual(copy.Bytes), $"the built-in lock file of {project} differs from the repository's: rebuild");
+        }
+        Assert.Equal(File.ReadAllBytes(Path.Combine(root, "build", "advisories.json")), ShippedLocks.Advisories(null).Bytes);
+        Assert.Equal("built-in:build/advisories.json", ShippedLocks.Advisories(TestPaths.NewScratchDirectory()).Name);
+        Assert.Equal(CycloneDxSbom.ReadLockFiles(repository.Select(f => f.Name)).Count, CycloneDxSbom.ReadLockFiles(builtIn.Select(f => (f.Name, f.Bytes))).Count);
+    }
+
+    [Fact]
+    public void The_code_version_comes_from_the_checkout_holding_the_tool_not_the_working_folder()
+    {
+        // This test assembly sits in the repository's work tree; a folder outside any work tree has none.
+        Assert.Equal(Path.GetFullPath(TestPaths.RepositoryRoot).TrimEnd('/'), CodeVersion.Checkout(AppContext.BaseDirectory)?.TrimEnd('/'));
+        Assert.Null(CodeVersion.Checkout("/proc"));
+        var current = CodeVersion.Current();
+        Assert.Matches("^[0-9a-f]{40}(\\+modified)?$", current);
+        // The build stamps the commit it was built from into the assembly (the SDK's SourceRevisionId), which an installed tool reports.
+        Assert.Matches("^[0-9a-f]{40}$", CodeVersion.Stamped(typeof(CodeVersion).Assembly) ?? "none");
+    }
+}
