@@ -56,6 +56,8 @@ internal static class AttackCommand
             Example: ./securemnist attack --model models/baseline --attacks autoattack --eps 0.3
             A running service is attacked over HTTP with --target URL --api-key K --budget N: Square (scores) and HopSkipJump
             (decisions) within N queries in all, shared equally by the inputs, with the queries really sent in the report.
+            HopSkipJump alone asks for labels only, so it also attacks label-only keys; an answer the service abstained on is a
+            refusal, never the attack's success.
             Example: ./securemnist attack --model models/baseline --attacks fgsm,pgd,apgd-ce,apgd-dlr --eps 0.3 --subset 1000
             Example: ./securemnist attack --target http://127.0.0.1:8080 --api-key $KEY --attacks square --budget 20000 --subset 100
             """)

@@ -31,13 +31,16 @@ internal static class RemoteAttack
         var attackList = AttackCatalog.Parse(attackNames, settings);
         var test = data.Test.Take(images);
         using var client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(2) };
-        var victim = new HttpVictim(client, key, scores: true, quota is { } q ? new QueryPacer(q) : null);
-        var classifier = new RemoteClassifier(victim, CommandRunner.Cancellation.Token);
+        // Decision-based attacks alone need labels only: they ask for no scores, so label-only keys can be attacked too.
+        var decisionsOnly = names.All(n => RemoteClassifier.DecisionAttacks.Contains(n));
+        var victim = new HttpVictim(client, key, scores: !decisionsOnly, quota is { } q ? new QueryPacer(q) : null);
+        var classifier = new RemoteClassifier(victim, CommandRunner.Cancellation.Token, decisionsOnly);
         var run = Ui.WithAttackProgress(attackList.Select(a => a.Name).ToList(), progress =>
             AttackEvaluator.Run(classifier, test, attackList, batchSize: Math.Min(100, images), progress, CommandRunner.Cancellation.Token));
         var document = new
         {
-            target = address.ToString(), dataset = data.Name, images = test.Count, budget = total, queriesUsed = classifier.Queries, queriesPerInput = perInput, refused = classifier.Refused,
+            target = address.ToString(), dataset = data.Name, images = test.Count, budget = total, queriesUsed = classifier.Queries, queriesPerInput = perInput,
+            access = decisionsOnly ? "labels" : "scores", refused = classifier.Refused,
             rateLimited = victim.RateLimited, waitedSeconds = victim.WaitedSeconds, attacks = attackList.Select(a => a.Name).ToList(), report = run.Report,
         };
         AtomicFile.WriteAllText(Path.Combine(outputDirectory, "report.json"), System.Text.Json.JsonSerializer.Serialize(document, JsonFiles.Options));
@@ -47,7 +50,7 @@ internal static class RemoteAttack
             return 0;
         }
         Ui.Out.MarkupLineInterpolated($"{address}: clean accuracy [bold]{Ui.Percent(run.Report.CleanAccuracy)}[/], robust accuracy [bold]{Ui.Percent(run.Report.RobustAccuracy)}[/] on {test.Count} inputs");
-        Ui.Out.MarkupLineInterpolated($"queries used [bold]{classifier.Queries:N0}[/] of {total:N0} ({perInput:N0} per input for the attack), {classifier.Refused:N0} answered without scores (withheld, or the key cut down to labels by the service); {victim.RateLimited} refused with 429, {victim.WaitedSeconds:F1} s waited; {run.Report.Seconds:F1} s");
+        Ui.Out.MarkupLineInterpolated($"queries used [bold]{classifier.Queries:N0}[/] of {total:N0} ({perInput:N0} per input for the attack), {classifier.Refused:N0} {(decisionsOnly ? "answered without a label (the service abstained)" : "answered without scores (withheld, or the key cut down to labels by the service)")}; {victim.RateLimited} refused with 429, {victim.WaitedSeconds:F1} s waited; {run.Report.Seconds:F1} s");
         Ui.Out.MarkupLineInterpolated($"written to [bold]{outputDirectory}[/]: report.json");
         return 0;
     }

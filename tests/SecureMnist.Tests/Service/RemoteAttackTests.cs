@@ -8,7 +8,7 @@ namespace SecureMnist.Tests.Service;
 public sealed class RemoteAttackTests(ServedModel model)
 {
     [Fact]
-    public async Task Square_attacks_the_running_service_within_its_query_budget_and_a_label_only_key_is_refused()
+    public async Task Square_attacks_the_running_service_within_its_query_budget_a_label_only_key_only_by_hopskipjump()
     {
         // A key file of its own: the monitor's verdict on a key is kept beside the key file, and the other tests share the fixture's.
         var keys = Path.Combine(model.Directory, "remote-attack-" + Guid.NewGuid().ToString("N") + ".json");
@@ -38,5 +38,24 @@ public sealed class RemoteAttackTests(ServedModel model)
         var error = Assert.Throws<InvalidOperationException>(() => AttackEvaluator.Run(labelOnly, test, [attack], batchSize: Images));
         Assert.Contains("label-only", error.Message, StringComparison.Ordinal);
         Assert.Throws<ArgumentOutOfRangeException>(() => RemoteClassifier.QueriesPerInput(4L * Images - 1, Images));
+
+        // HopSkipJump needs decisions only, so the label-only key can be attacked. This service abstains on what its detector flags, and
+        // HopSkipJump starts from noise and walks the boundary through off-manifold images: the abstentions are refusals, never successes.
+        const int Few = 5;
+        var decisions = new RemoteClassifier(new HttpVictim(service.Client, model.Secrets["label-only"], scores: false), decisionsOnly: true);
+        var hopSkipJump = new HopSkipJump(new HopSkipJumpOptions(Queries: 150, Seed: 1));
+        var decided = AttackEvaluator.Run(decisions, test.Take(Few), [hopSkipJump], batchSize: Few);
+        Assert.InRange(decisions.Queries, 3L * Few + 1, Few * (150L + 3));
+        Assert.True(decided.Report.CleanAccuracy >= 0.6, $"clean accuracy from labels {decided.Report.CleanAccuracy:P0}");
+        Assert.True(decisions.Refused > 0, "the service never abstained");
+        Assert.InRange(decided.Report.RobustAccuracy, 0, decided.Report.CleanAccuracy);
+
+        // The same attack through the same classifier on labels from an undefended copy of the network: decisions alone find adversarial
+        // examples, with the L2 they needed.
+        using var verified = SecureMnist.Security.ModelPackage.Load(model.PackageDirectory, SecureMnist.Security.TrustedPublicKey.FromFile(model.PublicKeyPath));
+        var local = new RemoteClassifier(new PackageVictim(verified.Network, scores: false), decisionsOnly: true);
+        var found = AttackEvaluator.Run(local, test.Take(Few), [hopSkipJump], batchSize: Few);
+        Assert.True(found.Report.Perturbation is { Count: > 0, MedianL2: > 0 and < 28 }, $"perturbation {found.Report.Perturbation}");
+        Assert.True(found.Report.RobustAccuracy < found.Report.CleanAccuracy, $"robust {found.Report.RobustAccuracy:P0} of clean {found.Report.CleanAccuracy:P0}");
     }
 }

@@ -10,9 +10,15 @@ namespace SecureMnist.Attacks.Evasion;
 /// An answer without scores is a refusal: a NaN row (<see cref="RefusedAnswers"/>), no progress for the attack and no success. That is
 /// what a service gives when it withholds a decision, or when its extraction monitor has cut the key down to labels mid-attack. A key
 /// that is label-only from its first answer is refused: it never gives the scores Square reads.
+/// With <paramref name="decisionsOnly"/> (every attack is decision-based, as HopSkipJump is) a label is all an answer needs: it becomes
+/// a one-hot row (log-probability 0 for the label, log 1e-30 for the rest), so label-only keys can be attacked, and only an answer
+/// without a label (the service abstained) is a refusal.
 /// </summary>
-public sealed class RemoteClassifier(IVictim victim, CancellationToken cancellationToken = default) : IClassifier
+public sealed class RemoteClassifier(IVictim victim, CancellationToken cancellationToken = default, bool decisionsOnly = false) : IClassifier
 {
+    /// <summary>The attacks that need only the model's decision (its label), not its scores.</summary>
+    public static IReadOnlyCollection<string> DecisionAttacks { get; } = ["hopskipjump"];
+
     /// <summary>The attacks that need only the model's answers.</summary>
     public static IReadOnlyCollection<string> BlackBoxAttacks { get; } = ["square", "hopskipjump"];
 
@@ -33,7 +39,8 @@ public sealed class RemoteClassifier(IVictim victim, CancellationToken cancellat
     /// <summary>Images sent to the service so far.</summary>
     public long Queries { get; private set; }
 
-    /// <summary>Answers that came without scores after the key had been given scores (withheld, or the key cut down to labels).</summary>
+    /// <summary>Answers refused: without scores after the key had been given scores (withheld, or the key cut down to labels), or, when
+    /// decisions suffice, without a label (abstained).</summary>
     public long Refused { get; private set; }
 
     private bool sawScores;
@@ -51,6 +58,20 @@ public sealed class RemoteClassifier(IVictim victim, CancellationToken cancellat
         var logits = new float[count * 10];
         for (var i = 0; i < count; i++)
         {
+            if (decisionsOnly)
+            {
+                if (answers[i].Label is { } label and >= 0 and < 10)
+                {
+                    Array.Fill(logits, MathF.Log(1e-30f), i * 10, 10);
+                    logits[i * 10 + label] = 0;
+                }
+                else
+                {
+                    Refused++;
+                    Array.Fill(logits, float.NaN, i * 10, 10);
+                }
+                continue;
+            }
             if (answers[i].Probabilities is not { } probabilities)
             {
                 if (!sawScores && answers[i].Label is not null)
