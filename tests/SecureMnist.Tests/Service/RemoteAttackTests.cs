@@ -39,8 +39,8 @@ public sealed class RemoteAttackTests(ServedModel model)
         Assert.Contains("label-only", error.Message, StringComparison.Ordinal);
         Assert.Throws<ArgumentOutOfRangeException>(() => RemoteClassifier.QueriesPerInput(4L * Images - 1, Images));
 
-        // HopSkipJump needs decisions only, so the label-only key can be attacked. This service abstains on what its detector flags, and
-        // HopSkipJump starts from noise and walks the boundary through off-manifold images: the abstentions are refusals, never successes.
+        // HopSkipJump needs decisions only, so the label-only key can be attacked. This service abstains on noise, so HopSkipJump's noise
+        // starts are refused (never successes) and it starts from another input of another class instead.
         const int Few = 5;
         var decisions = new RemoteClassifier(new HttpVictim(service.Client, model.Secrets["label-only"], scores: false), decisionsOnly: true);
         var hopSkipJump = new HopSkipJump(new HopSkipJumpOptions(Queries: 150, Seed: 1));
@@ -48,6 +48,7 @@ public sealed class RemoteAttackTests(ServedModel model)
         Assert.InRange(decisions.Queries, 3L * Few + 1, Few * (150L + 3));
         Assert.True(decided.Report.CleanAccuracy >= 0.6, $"clean accuracy from labels {decided.Report.CleanAccuracy:P0}");
         Assert.True(decisions.Refused > 0, "the service never abstained");
+        Assert.True(decided.Report.Perturbation.Count > 0, $"nothing found from labels alone; robust {decided.Report.RobustAccuracy:P0}");
         Assert.InRange(decided.Report.RobustAccuracy, 0, decided.Report.CleanAccuracy);
 
         // The same attack through the same classifier on labels from an undefended copy of the network: decisions alone find adversarial

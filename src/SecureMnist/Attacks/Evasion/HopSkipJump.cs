@@ -25,7 +25,8 @@ public sealed record HopSkipJumpOptions(int Queries = 1000, int InitialEvaluatio
 
 /// <summary>
 /// A decision-based black-box attack: it sees only the predicted label, never a score or a gradient, which is all a label-only API
-/// gives. From an adversarial starting point (uniform noise that is misclassified, pulled in to the decision boundary by binary search)
+/// gives. From an adversarial starting point (uniform noise that is misclassified, else another input of another class that is, pulled
+/// in to the decision boundary by binary search)
 /// it repeats: estimate the boundary's normal at the boundary point from the labels of random perturbations around it (Monte Carlo,
 /// baseline-subtracted), step along it by a geometrically shrinking size until still adversarial, and binary-search back to the
 /// boundary, each time closer to the input. The result is a minimum-L2 attack: it reports the distance it needed, like C&amp;W.
@@ -61,14 +62,16 @@ public sealed class HopSkipJump(HopSkipJumpOptions options) : IEvasionAttack
         LastQueries = 0;
         using var scope = NewDisposeScope();
         var results = new List<Tensor>();
-        for (var i = 0; i < original.shape[0]; i++) results.Add(Attack(model, original[i], labels[i].item<long>(), generator));
+        var classes = labels.to(ScalarType.Int64).cpu().data<long>().ToArray();
+        for (var i = 0; i < original.shape[0]; i++) results.Add(Attack(model, original, classes, i, generator));
         return stack(results).detach().MoveToOuterDisposeScope();
     }
 
     /// <summary>One input: its closest adversarial point found within the budget, or the input itself when none was.</summary>
-    private Tensor Attack(IClassifier model, Tensor x, long label, Generator generator)
+    private Tensor Attack(IClassifier model, Tensor batch, long[] classes, int index, Generator generator)
     {
         using var scope = NewDisposeScope();
+        var (x, label) = (batch[index], classes[index]);
         var shape = x.shape;
         var d = x.numel();
         var theta = options.Gamma / (d * Math.Sqrt(d));
@@ -89,6 +92,15 @@ public sealed class HopSkipJump(HopSkipJumpOptions options) : IEvasionAttack
             var hits = Adversarial(noise);
             var first = Array.IndexOf(hits, true);
             if (first >= 0) adversarial = noise[first].clone();
+        }
+        // Failing that, the other inputs of another class, ten at a time: real digits, which a service that abstains on noise still labels.
+        var others = Enumerable.Range(0, classes.Length).Where(j => j != index && classes[j] != label).ToList();
+        for (var start = 0; start < others.Count && adversarial is null && Remaining(Math.Min(10, others.Count - start)); start += 10)
+        {
+            var chosen = others.Skip(start).Take(10).ToArray();
+            using var candidates = batch.index_select(0, tensor(chosen.Select(j => (long)j).ToArray()));
+            var first = Array.IndexOf(Adversarial(candidates), true);
+            if (first >= 0) adversarial = candidates[first].clone();
         }
         if (adversarial is null)
         {
