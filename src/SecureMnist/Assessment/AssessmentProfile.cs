@@ -57,6 +57,9 @@ public sealed record AssessmentProfile(
 
     /// <summary>The model-theft stage's extraction budgets and monitor measurement.</summary>
     public ModelTheftSettings ModelTheft { get; init; } = ModelTheftSettings.Quick;
+    /// <summary>The thresholds that decide each threat's status on the report's scorecard (<see cref="Scorecard.Default"/> in both profiles).</summary>
+    public IReadOnlyList<ThreatThreshold> Thresholds { get; init; } = Scorecard.Default;
+
     /// <summary>Whether the poison-grid stage runs the quick poisoning grid (about half an hour) or only quotes it from its cache when there.</summary>
     public bool RunPoisonGrid { get; init; }
 

@@ -1,8 +1,8 @@
-using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SecureMnist.IO;
+using SecureMnist.Reporting;
 
 namespace SecureMnist.Assessment;
 
@@ -27,7 +27,7 @@ public sealed record SeedFigure(string Metric, string What, double Value, int De
 }
 
 /// <summary>Writes results.json, report.md and a self-contained report.html from an assessment's results, and docs/THREAT_MODEL.md from the threat model.</summary>
-public static class AssessmentReport
+public static partial class AssessmentReport
 {
     public static IReadOnlyList<SeedFigure> SeedFigures { get; } =
     [
@@ -84,6 +84,7 @@ public static class AssessmentReport
         selectedStages = results.SelectedStages,
         seeds = SeedFigures.Select(s => new { s.Metric, s.What, s.Value, s.Decimals, formatted = s.Formatted, s.Source }),
         stages = results.Stages.Select(s => new { s.Stage, s.Fingerprint, s.Seconds, secondsFormatted = s.Seconds.ToString("F0", System.Globalization.CultureInfo.InvariantCulture), s.FinishedUtc, s.Files, s.Details }),
+        scorecard = Scorecard.Document(ScorecardOf(results)),
         threats = ThreatModel.Threats.Select(t => new { t.Id, t.Category, t.Title, t.Owasp, t.Atlas, t.Control, t.Tests, evidence = Evidence(t, results), t.ResidualRisk }),
     };
 
@@ -124,18 +125,69 @@ public static class AssessmentReport
         }
     }
 
+    /// <summary>The figures the scorecard leads with, when the run measured them (the best defended model's are added by name).</summary>
+    private static readonly string[] Headlines =
+    [
+        "baseline.clean_accuracy", "baseline.worst_case_accuracy", "privacy.dp_epsilon", "privacy.dp_membership_tpr_at_0_1_fpr",
+        "privacy.baseline_membership_tpr_at_0_1_fpr", "sanitize.attack_success_rate", "poison.attack_success_rate", "theft.copy_fidelity", "dependencies.vulnerable",
+    ];
+
+    /// <summary>The pictures the scorecard shows (by file name): the robustness curves, membership, extraction and the backdoor after sanitizing.</summary>
+    private static bool KeyChart(string name) => name.EndsWith("_curve", StringComparison.Ordinal) ||
+        name is "membership_baseline" or "membership_dp" or "extraction_plot" or "asr-sanitized";
+
+    /// <summary>The scorecard of a run, under the thresholds of its profile.</summary>
+    public static IReadOnlyList<ThreatScore> ScorecardOf(AssessmentResults results)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        return Scorecard.Score(AssessmentProfile.Named(results.Profile).Thresholds, results.Metrics);
+    }
+
+    /// <summary>
+    /// The report, in Markdown: the one source of both report.md and report.html. It opens with the scorecard (each threat's status by
+    /// the profile's thresholds, the headline figures with their intervals and the key charts); the detail follows.
+    /// </summary>
     public static string Markdown(AssessmentResults results)
     {
         ArgumentNullException.ThrowIfNull(results);
         var md = new StringBuilder();
         md.AppendLine("# SecureMnist security assessment").AppendLine();
-        md.AppendLine($"Profile `{results.Profile}`, started {results.StartedUtc:u}, {Timing(results)}; code {results.CodeVersion}; {results.Machine.Cpu}, {results.Machine.LogicalCores} cores, {results.Machine.TorchThreads} torch threads.").AppendLine();
+        md.AppendLine($"Profile `{results.Profile}`, started {results.StartedUtc:u}, {Text(Timing(results))}; code {Text(results.CodeVersion)}; {Text(results.Machine.Cpu)}, {results.Machine.LogicalCores} cores, {results.Machine.TorchThreads} torch threads.").AppendLine();
         md.AppendLine("Every number below comes from this run's `results.json`; the seeds' figures are quoted from the seed reports for comparison, at the precision the seeds give them.").AppendLine();
-        if (PartialNote(results) is { } partial) md.AppendLine(partial).AppendLine();
+        if (PartialNote(results) is { } partial) md.AppendLine(Text(partial)).AppendLine();
+
+        md.AppendLine("## Scorecard").AppendLine();
+        md.AppendLine($"Each threat's status follows the thresholds the `{results.Profile}` profile states: mitigated when every one was measured and met, partly when some were, open when none was, not measured when the run has none of its figures.").AppendLine();
+        md.AppendLine("| threat | status | thresholds met | what falls short |").AppendLine("|---|---|---|---|");
+        var scorecard = ScorecardOf(results);
+        foreach (var score in scorecard)
+        {
+            var shortfalls = score.Checks.Where(c => !c.Met).Select(c => c.Missing is { } missing ? $"{Short(missing)} not measured" : $"{Short(c.Condition.Metric)} {c.Formatted}, needs {c.Required}");
+            md.AppendLine($"| [{score.Threat.Id}](#{score.Threat.Id.ToLowerInvariant()}) {Cell(score.Threat.Title)} | {score.StatusText} | " +
+                $"{score.Checks.Count(c => c.Met)} of {score.Checks.Count}{(score.Model is null ? "" : $" ({Cell(score.Model)})")} | {Cell(string.Join("; ", shortfalls))} |");
+        }
+        md.AppendLine();
+        var metrics = results.Metrics;
+        var best = scorecard.FirstOrDefault(s => s.Threat.Id == "S1")?.Checks.Select(c => c.Condition.Metric).Where(metrics.ContainsKey).ToList() ?? [];
+        var headlines = Headlines.Take(2).Concat(best).Concat(Headlines.Skip(2)).Where(metrics.ContainsKey).Distinct().ToList();
+        if (headlines.Count > 0)
+        {
+            md.AppendLine("### Headline figures").AppendLine();
+            md.AppendLine("| figure | this run |").AppendLine("|---|---|");
+            foreach (var key in headlines) md.AppendLine($"| {Cell(metrics[key].Label)} | {Cell(metrics[key].Format())} |");
+            md.AppendLine();
+        }
+        var charts = Pictures(results).Where(p => KeyChart(p.Name)).ToList();
+        if (charts.Count > 0)
+        {
+            md.AppendLine("### Key charts").AppendLine();
+            md.AppendLine(string.Join(Environment.NewLine, charts.Select(p => $"![{p.Stage}: {p.Name.Replace('_', ' ')}]({p.File})"))).AppendLine();
+        }
+
         md.AppendLine("## Summary beside the seeds").AppendLine();
         md.AppendLine("| figure | seeds | this run | |").AppendLine("|---|---|---|---|");
         foreach (var (seed, ours, verdict) in Summary(results))
-            md.AppendLine($"| {seed.What} | {seed.Formatted} ({seed.Source}) | {ours?.Format() ?? "-"} | {verdict} |");
+            md.AppendLine($"| {Cell(seed.What)} | {seed.Formatted} ({seed.Source}) | {Cell(ours?.Format() ?? "-")} | {Cell(verdict)} |");
         md.AppendLine();
         var verdicts = RobustnessVerdict.From(results);
         if (verdicts.Count > 0)
@@ -143,87 +195,63 @@ public static class AssessmentReport
             md.AppendLine("## Robustness verdicts").AppendLine();
             md.AppendLine(VerdictsIntro).AppendLine();
             md.AppendLine($"| {string.Join(" | ", RobustnessVerdict.Columns.Select(c => c.Header))} |").AppendLine($"|{string.Concat(RobustnessVerdict.Columns.Select(_ => "---|"))}");
-            foreach (var verdict in verdicts) md.AppendLine($"| {string.Join(" | ", RobustnessVerdict.Columns.Select(c => c.Cell(verdict)))} |");
+            foreach (var verdict in verdicts) md.AppendLine($"| {string.Join(" | ", RobustnessVerdict.Columns.Select(c => Cell(c.Cell(verdict))))} |");
             md.AppendLine();
         }
         md.AppendLine("## Threats, controls and evidence (STRIDE)").AppendLine();
         foreach (var threat in ThreatModel.Threats)
         {
             md.AppendLine($"### {threat.Id} {threat.Category}: {threat.Title}").AppendLine();
+            md.AppendLine(threat.Scenario).AppendLine();
             md.AppendLine($"- OWASP ML Top 10: {string.Join("; ", threat.Owasp)}");
             md.AppendLine($"- MITRE ATLAS: {string.Join("; ", threat.Atlas)}");
             md.AppendLine($"- Control: {threat.Control}");
             md.AppendLine($"- Guarded by: {string.Join(", ", threat.Tests.Select(t => $"`{t}`"))}");
             var evidence = Evidence(threat, results);
             md.AppendLine(evidence.Count == 0 ? $"- Evidence: {NotMeasured(results)}" : "- Evidence (this run):");
-            foreach (var (_, metric) in evidence) md.AppendLine($"  - {metric.Label}: **{metric.Format()}**");
+            foreach (var (_, metric) in evidence) md.AppendLine($"  - {Text(metric.Label)}: **{Text(metric.Format())}**");
+            if (scorecard.FirstOrDefault(x => x.Threat.Id == threat.Id) is { } scored)
+            {
+                md.AppendLine($"- Status: **{scored.StatusText}**, by the profile's thresholds{(scored.Model is null ? "" : $" (best defended model: {Text(scored.Model)})")}:");
+                foreach (var check in scored.Checks)
+                    md.AppendLine($"  - {(check.Met ? "met" : check.Value is null ? "not measured" : "missed")}: `{check.Condition.Metric}` {Text(check.Formatted)}, needs {Text(check.Required)}");
+            }
             md.AppendLine($"- Residual risk: {threat.ResidualRisk}").AppendLine();
         }
+        md.AppendLine("## Pictures").AppendLine();
+        foreach (var picture in Pictures(results)) md.AppendLine($"![{picture.Stage}: {picture.Name.Replace('_', ' ')}]({picture.File})").AppendLine();
         md.AppendLine("## All measurements").AppendLine();
         md.AppendLine("| stage | metric | value |").AppendLine("|---|---|---|");
         foreach (var stage in results.Stages)
-            foreach (var (_, metric) in stage.Metrics) md.AppendLine($"| {stage.Stage} | {metric.Label} | {metric.Format()} |");
+            foreach (var (_, metric) in stage.Metrics) md.AppendLine($"| {stage.Stage} | {Cell(metric.Label)} | {Cell(metric.Format())} |");
         md.AppendLine();
         md.AppendLine("## Stages").AppendLine();
         md.AppendLine("| stage | seconds | fingerprint |").AppendLine("|---|---|---|");
         foreach (var stage in results.Stages) md.AppendLine($"| {stage.Stage} | {stage.Seconds:F0} | `{stage.Fingerprint}` |");
-        md.AppendLine();
-        md.AppendLine("## Pictures").AppendLine();
-        foreach (var stage in results.Stages)
-            foreach (var (name, file) in stage.Files.Where(f => f.Value.EndsWith(".png", StringComparison.Ordinal)))
-                md.AppendLine($"![{name}]({file.Replace('\\', '/')})");
         return md.ToString();
     }
 
-    public static string Html(AssessmentResults results, string directory)
-    {
-        ArgumentNullException.ThrowIfNull(results);
-        static string E(string text) => WebUtility.HtmlEncode(text);
-        var html = new StringBuilder();
-        html.AppendLine("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>SecureMnist security assessment</title>");
-        html.AppendLine("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">");
-        html.AppendLine("<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}.missed{color:#b00}.ok{color:#070}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{background:#f6f6f6;padding:0 3px}.threat{border-left:4px solid #36c;padding-left:1em;margin:1.5em 0}</style></head><body>");
-        html.AppendLine("<h1>SecureMnist security assessment</h1>");
-        html.AppendLine($"<p>Profile <code>{E(results.Profile)}</code>, started {E(results.StartedUtc.ToString("u", System.Globalization.CultureInfo.InvariantCulture))}, {E(Timing(results))}; code {E(results.CodeVersion)}; {E(results.Machine.Cpu)}.</p>");
-        html.AppendLine("<p>Every number below comes from this run's <code>results.json</code>; the seeds' figures are quoted from the seed reports for comparison, at the precision the seeds give them.</p>");
-        if (PartialNote(results) is { } partial) html.AppendLine($"<p class=\"missed\">{E(partial)}</p>");
-        html.AppendLine("<h2>Summary beside the seeds</h2><table id=\"summary\"><tr><th>figure</th><th>seeds</th><th>this run</th><th></th></tr>");
-        foreach (var (seed, ours, verdict) in Summary(results))
-            html.AppendLine($"<tr><td>{E(seed.What)}</td><td>{E(seed.Formatted)} ({E(seed.Source)})</td><td>{E(ours?.Format() ?? "-")}</td><td class=\"{(verdict == "missed" ? "missed" : "ok")}\">{E(verdict)}</td></tr>");
-        html.AppendLine("</table>");
-        var verdicts = RobustnessVerdict.From(results);
-        if (verdicts.Count > 0)
-        {
-            html.AppendLine($"<h2>Robustness verdicts</h2><p>{E(VerdictsIntro)}</p><table id=\"verdicts\"><tr>{string.Concat(RobustnessVerdict.Columns.Select(c => $"<th>{E(c.Header)}</th>"))}</tr>");
-            foreach (var verdict in verdicts)
-                html.AppendLine($"<tr>{string.Concat(RobustnessVerdict.Columns.Select(c => c.Header == "gradient-masking checks" && verdict.ChecksFailed is not null
-                    ? $"<td class=\"{(verdict.Trusted ? "ok" : "missed")}\">{E(c.Cell(verdict))}</td>" : $"<td>{E(c.Cell(verdict))}</td>"))}</tr>");
-            html.AppendLine("</table>");
-        }
-        html.AppendLine("<h2>Threats, controls and evidence (STRIDE)</h2>");
-        foreach (var threat in ThreatModel.Threats)
-        {
-            html.AppendLine($"<div class=\"threat\" id=\"{E(threat.Id)}\"><h3>{E(threat.Id)} {E(threat.Category)}: {E(threat.Title)}</h3><p>{E(threat.Scenario)}</p><table>");
-            html.AppendLine($"<tr><th>OWASP ML Top 10</th><td>{E(string.Join("; ", threat.Owasp))}</td></tr><tr><th>MITRE ATLAS</th><td>{E(string.Join("; ", threat.Atlas))}</td></tr>");
-            html.AppendLine($"<tr><th>control</th><td>{E(threat.Control)}</td></tr><tr><th>guarded by</th><td>{string.Join("<br>", threat.Tests.Select(t => $"<code>{E(t)}</code>"))}</td></tr>");
-            var evidence = Evidence(threat, results);
-            var evidenceHtml = evidence.Count == 0 ? E(NotMeasured(results)) : string.Join("<br>", evidence.Select(m => $"{E(m.Metric.Label)}: <b>{E(m.Metric.Format())}</b>"));
-            html.AppendLine($"<tr><th>evidence (this run)</th><td>{evidenceHtml}</td></tr><tr><th>residual risk</th><td>{E(threat.ResidualRisk)}</td></tr></table></div>");
-        }
-        html.AppendLine("<h2>Pictures</h2>");
-        foreach (var stage in results.Stages)
-            foreach (var (name, file) in stage.Files.Where(f => f.Value.EndsWith(".png", StringComparison.Ordinal)))
-            {
-                var path = Path.Combine(directory, file);
-                if (!File.Exists(path)) continue;
-                html.AppendLine($"<figure><img alt=\"{E(name)}\" src=\"data:image/png;base64,{Convert.ToBase64String(File.ReadAllBytes(path))}\"><figcaption>{E(stage.Stage)}: {E(name.Replace('_', ' '))}</figcaption></figure>");
-            }
-        html.AppendLine("<h2>All measurements</h2><table><tr><th>stage</th><th>metric</th><th>value</th></tr>");
-        foreach (var stage in results.Stages)
-            foreach (var (_, metric) in stage.Metrics) html.AppendLine($"<tr><td>{E(stage.Stage)}</td><td>{E(metric.Label)}</td><td>{E(metric.Format())}</td></tr>");
-        html.AppendLine("</table></body></html>");
-        return html.ToString();
-    }
+    /// <summary>A metric key without its stage: "service.oversized_status" is "oversized_status".</summary>
+    private static string Short(string key) => key[(key.IndexOf('.', StringComparison.Ordinal) + 1)..];
+
+    private static IEnumerable<(string Stage, string Name, string File)> Pictures(AssessmentResults results) =>
+        results.Stages.SelectMany(stage => stage.Files.Where(f => f.Value.EndsWith(".png", StringComparison.Ordinal))
+            .Select(f => (stage.Stage, f.Key, f.Value.Replace('\\', '/'))));
+
+    /// <summary>Text from a run (labels, paths, a machine's name) made inert in Markdown: no links, images, raw HTML or bold come from it (an underscore within a word emphasises nothing).</summary>
+    private static string Text(string text) => MarkdownEscape().Replace(text, @"\$0");
+
+    /// <summary>Text for a table cell: inert, and its pipes kept from splitting the cell.</summary>
+    private static string Cell(string text) => Text(text).ReplaceLineEndings(" ");
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"[\\|<>\[\]*]")]
+    private static partial System.Text.RegularExpressions.Regex MarkdownEscape();
+
+    /// <summary>
+    /// report.html: the Markdown report rendered by Markdig, raw HTML disabled, under a CSP that loads nothing (images are inlined as
+    /// data URIs; a picture whose file is missing is left out). Status words are coloured by what they mean, and "not measured" is grey.
+    /// </summary>
+    public static string Html(AssessmentResults results, string directory) => ReportHtml.Render(Markdown(results), directory, "SecureMnist security assessment");
 
     /// <summary>docs/THREAT_MODEL.md: the threat model without any run's numbers (those are in each report).</summary>
     public static string ThreatModelMarkdown()

@@ -3,20 +3,26 @@ using System.Text.RegularExpressions;
 
 namespace SecureMnist.Assessment;
 
-/// <summary>One condition of a gate: a metric key, a comparison and a number, e.g. <c>baseline.worst_case_accuracy&lt;0.9</c>.</summary>
-public sealed record GateCondition(string Metric, string Operator, double Threshold)
+/// <summary>
+/// One condition of a gate: a metric key, a comparison and a number, e.g. <c>baseline.worst_case_accuracy&lt;0.9</c>, or another
+/// metric in place of the number (<see cref="ThresholdMetric"/>), e.g. <c>packaging.tampered_refused&lt;packaging.tampered_tried</c>.
+/// </summary>
+public sealed record GateCondition(string Metric, string Operator, double Threshold, string? ThresholdMetric = null)
 {
-    public bool HoldsFor(double value) => Operator switch
+    public bool HoldsFor(double value) => HoldsFor(value, Threshold);
+
+    /// <summary>Whether the comparison holds against <paramref name="threshold"/> (the other metric's value, for a metric-to-metric condition).</summary>
+    public bool HoldsFor(double value, double threshold) => Operator switch
     {
-        "<" => value < Threshold,
-        "<=" => value <= Threshold,
-        ">" => value > Threshold,
-        ">=" => value >= Threshold,
-        "==" => value == Threshold,
-        _ => value != Threshold,
+        "<" => value < threshold,
+        "<=" => value <= threshold,
+        ">" => value > threshold,
+        ">=" => value >= threshold,
+        "==" => value == threshold,
+        _ => value != threshold,
     };
 
-    public override string ToString() => $"{Metric}{Operator}{Threshold.ToString("0.####", CultureInfo.InvariantCulture)}";
+    public override string ToString() => $"{Metric}{Operator}{ThresholdMetric ?? Threshold.ToString("0.####", CultureInfo.InvariantCulture)}";
 }
 
 /// <summary>A condition that held: the run fails the gate because of it.</summary>
@@ -30,10 +36,12 @@ public sealed record GateFailure(GateCondition Condition, double Value, string L
 /// </summary>
 public static partial class MetricGate
 {
-    [GeneratedRegex(@"^\s*(?<metric>[a-z0-9_.]+)\s*(?<op><=|>=|==|!=|<|>)\s*(?<value>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")]
+    [GeneratedRegex(@"^\s*(?<metric>[a-z0-9_.*]+)\s*(?<op><=|>=|==|!=|<|>)\s*(?:(?<value>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)|(?<other>[a-z][a-z0-9_.*]*))\s*$")]
     private static partial Regex ConditionPattern();
 
-    public static IReadOnlyList<GateCondition> Parse(string expression)
+    /// <param name="expression">The conditions, comma-separated.</param>
+    /// <param name="defenceWildcards">Whether "defense_*" may stand for any defended model (the scorecard's thresholds); a gate names one.</param>
+    public static IReadOnlyList<GateCondition> Parse(string expression, bool defenceWildcards = false)
     {
         ArgumentNullException.ThrowIfNull(expression);
         if (expression.Length > 4096) throw new ArgumentException("--fail-on is at most 4,096 characters");
@@ -42,11 +50,17 @@ public static partial class MetricGate
         {
             var match = ConditionPattern().Match(part);
             if (!match.Success)
-                throw new ArgumentException($"--fail-on condition '{part}' is not METRIC OP NUMBER (OP one of < <= > >= == !=), e.g. baseline.worst_case_accuracy<0.9");
+                throw new ArgumentException($"--fail-on condition '{part}' is not METRIC OP NUMBER or METRIC OP METRIC (OP one of < <= > >= == !=), e.g. baseline.worst_case_accuracy<0.9");
             var metric = match.Groups["metric"].Value;
-            if (!SecurityAssessment.Stages.Any(s => s.Declares(metric)))
-                throw new ArgumentException($"--fail-on names '{metric}', which no stage measures; the metrics are listed in results.json (e.g. {string.Join(", ", SecurityAssessment.Stages.SelectMany(s => s.MetricKeys).Take(3).Select(k => k.Name))})");
-            conditions.Add(new GateCondition(metric, match.Groups["op"].Value, double.Parse(match.Groups["value"].Value, CultureInfo.InvariantCulture)));
+            var other = match.Groups["other"].Success ? match.Groups["other"].Value : null;
+            foreach (var name in other is null ? [metric] : new[] { metric, other })
+                if (!defenceWildcards && name.Contains('*', StringComparison.Ordinal))
+                    throw new ArgumentException($"--fail-on names the pattern '{name}'; name one defended model, e.g. {name.Replace(MetricKey.DefensePrefix, "defense_trades", StringComparison.Ordinal)}");
+                else if (!SecurityAssessment.Stages.Any(s => s.Declares(name)))
+                    throw new ArgumentException($"--fail-on names '{name}', which no stage measures; the metrics are listed in results.json (e.g. {string.Join(", ", SecurityAssessment.Stages.SelectMany(s => s.MetricKeys).Take(3).Select(k => k.Name))})");
+            conditions.Add(other is null
+                ? new GateCondition(metric, match.Groups["op"].Value, double.Parse(match.Groups["value"].Value, CultureInfo.InvariantCulture))
+                : new GateCondition(metric, match.Groups["op"].Value, double.NaN, other));
         }
         if (conditions.Count == 0) throw new ArgumentException("--fail-on needs at least one condition, e.g. baseline.worst_case_accuracy<0.9");
         return conditions;
@@ -65,7 +79,17 @@ public static partial class MetricGate
                 failures.Add(new GateFailure(condition, double.NaN, "not measured in this run, so the gate cannot pass"));
                 continue;
             }
-            if (condition.HoldsFor(metric.Value)) failures.Add(new GateFailure(condition, metric.Value, metric.Label));
+            var threshold = condition.Threshold;
+            if (condition.ThresholdMetric is { } name)
+            {
+                if (!metrics.TryGetValue(name, out var other))
+                {
+                    failures.Add(new GateFailure(condition, metric.Value, $"{name} was not measured in this run, so the gate cannot pass"));
+                    continue;
+                }
+                threshold = other.Value;
+            }
+            if (condition.HoldsFor(metric.Value, threshold)) failures.Add(new GateFailure(condition, metric.Value, metric.Label));
         }
         return failures;
     }

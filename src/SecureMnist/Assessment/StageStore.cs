@@ -22,6 +22,9 @@ public sealed record Metric(double Value, string Unit, string Label, Evaluation.
         _ => Value.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture),
     };
 
+    /// <summary>Another value in this metric's unit (a threshold beside the measured figure), without an interval.</summary>
+    public string FormatValue(double value) => (this with { Value = value, Interval95 = null }).Format();
+
     private static string Percent(double fraction) => (100 * fraction).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%";
 
     public static Metric Percent(double fraction, string label) => new(fraction, "percent", label);

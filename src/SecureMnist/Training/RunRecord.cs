@@ -108,13 +108,21 @@ public static class CodeVersion
         return commit is { Length: 40 } && commit.All(char.IsAsciiHexDigitLower) ? commit : null;
     }
 
-    /// <summary>The root of the git work tree holding <paramref name="directory"/> (.git is a folder in a clone, a file in a worktree), or null.</summary>
+    /// <summary>
+    /// The root of the git work tree of this project holding <paramref name="directory"/> (.git is a folder in a clone, a file in a
+    /// worktree), or null. The nearest work tree counts only if it holds the project's solution file: a tool installed under a home folder
+    /// that is some other repository (dotfiles) must not report that repository's commit.
+    /// </summary>
     public static string? Checkout(string directory)
     {
         for (var current = new DirectoryInfo(directory); current is not null; current = current.Parent)
-            if (Path.Exists(Path.Combine(current.FullName, ".git"))) return current.FullName;
+            if (Path.Exists(Path.Combine(current.FullName, ".git")))
+                return File.Exists(Path.Combine(current.FullName, SolutionFile)) ? current.FullName : null;
         return null;
     }
+
+    /// <summary>The file that marks a work tree as this project's.</summary>
+    public const string SolutionFile = "SecureMnist.slnx";
 
     private static string FromGit(string checkout)
     {

@@ -105,6 +105,63 @@ public sealed partial class AssessmentReportTests : IDisposable
     }
 
     [Fact]
+    public void The_report_opens_with_a_scorecard_whose_statuses_follow_the_profile_thresholds()
+    {
+        var results = Results(("service.oversized_status", Metric.Count(413, "HTTP status of an oversized body")),
+            ("service.rate_limited_status", Metric.Count(429, "HTTP status over the rate")),
+            ("service.admin_with_predict_key_status", Metric.Count(200, "HTTP status of admin with a predict key")),
+            ("defense_trades.worst_case_accuracy", Metric.Proportion(0.93, 300, "trades-trained: worst case")),
+            ("defense_trades.clean_accuracy", Metric.Percent(0.99, "trades-trained: clean")));
+        var markdown = AssessmentReport.Markdown(results);
+        var sections = markdown.Split('\n').Where(l => l.StartsWith("## ", StringComparison.Ordinal)).ToList();
+        Assert.Equal("## Scorecard", sections[0]);
+        string Row(string id) => markdown.Split('\n').First(l => l.StartsWith($"| [{id}]", StringComparison.Ordinal));
+        Assert.Contains("| mitigated |", Row("D1"));
+        Assert.Contains("| open |", Row("E1"));
+        Assert.Contains("| 0 of 1 | admin_with_predict_key_status 200, needs == 403 |", Row("E1"));
+        Assert.Contains("- missed: `service.admin_with_predict_key_status` 200, needs == 403", markdown); // the threat's own section
+        Assert.Contains("| not measured |", Row("R1"));
+        // Robust and clean, but its gradient-masking checks were not run: partly, and the figure shows its interval.
+        Assert.Contains("| partly mitigated |", Row("S1"));
+        Assert.Contains("| 2 of 3 (trades-trained) | masking_checks_failed not measured |", Row("S1"));
+        Assert.Contains("- met: `defense_trades.worst_case_accuracy` 93.00% (95% CI", markdown);
+
+        var html = AssessmentReport.Html(results, directory);
+        Assert.Contains("<td class=\"ok\">mitigated</td>", html);
+        Assert.Contains("<td class=\"missed\">open</td>", html);
+        Assert.Contains("<td class=\"partly\">partly mitigated</td>", html);
+        Assert.Contains("<td class=\"na\">not measured</td>", html);
+        Assert.DoesNotContain("<td class=\"ok\">not measured", html);
+        Assert.True(html.IndexOf("id=\"scorecard\"", StringComparison.Ordinal) < html.IndexOf("id=\"summary\"", StringComparison.Ordinal));
+        var json = File.ReadAllText(Path.Combine(WriteTo(results), "results.json"));
+        Assert.Contains("\"status\": \"partly mitigated\"", json);
+    }
+
+    [Fact]
+    public void Text_from_a_run_cannot_inject_markup_or_load_anything()
+    {
+        var results = Results(("defense_x.worst_case_accuracy", Metric.Percent(0.5, "<script>alert(1)</script> | [link](http://example.com) ![img](http://example.com/a.png)")));
+        var html = AssessmentReport.Html(results, directory);
+        Assert.DoesNotContain("<script>", html);
+        Assert.DoesNotContain("href=\"http://example.com", html);
+        Assert.DoesNotContain("src=\"http", html);
+        Assert.Contains("&lt;script&gt;alert(1)&lt;/script&gt;", html);
+        // A picture whose file is missing is named, not loaded.
+        var stage = new StageResult("poisoning", "0123456789abcdef", 1, DateTimeOffset.UtcNow, new Dictionary<string, Metric>(),
+            new Dictionary<string, string> { ["backdoor_examples"] = "stages/poisoning/backdoor.png", ["escape"] = "../../etc/x.png" }, null);
+        var withPictures = Results() with { Stages = [.. Results().Stages, stage] };
+        html = AssessmentReport.Html(withPictures, directory);
+        Assert.Contains("(missing)", html);
+        Assert.DoesNotContain("<img", html);
+    }
+
+    private string WriteTo(AssessmentResults results)
+    {
+        AssessmentReport.Write(results, directory);
+        return directory;
+    }
+
+    [Fact]
     public void A_seed_figure_missed_is_reported_as_missed()
     {
         var markdown = AssessmentReport.Markdown(Results());
@@ -150,7 +207,18 @@ public sealed partial class AssessmentReportTests : IDisposable
     [Fact]
     public async Task The_report_renders_in_chromium()
     {
-        AssessmentReport.Write(Results(), directory);
+        // Two key charts (the baseline's curve and a defended model's) and one detail picture, as an assessment's stages leave them.
+        var stageDirectory = Directory.CreateDirectory(Path.Combine(directory, "stages", "evasion")).FullName;
+        var files = new Dictionary<string, string>();
+        foreach (var (name, accuracy) in new[] { ("baseline_curve", 0.0), ("defense_trades_curve", 0.9), ("baseline_grid", 0.5) })
+        {
+            var file = Path.Combine(stageDirectory, name + ".png");
+            SecureMnist.Reporting.LineChart.Save(file, name, "eps", "accuracy", [new("pgd", [(0, 0.99), (0.3, accuracy)])], 0, 1, 600, 380);
+            files[name] = Path.GetRelativePath(directory, file);
+        }
+        var pictures = new StageResult("evasion", "0123456789abcdef", 1, DateTimeOffset.UtcNow, new Dictionary<string, Metric>(), files, null);
+        var results = Results() with { Stages = [.. Results().Stages, pictures] };
+        AssessmentReport.Write(results, directory);
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {
@@ -162,10 +230,26 @@ public sealed partial class AssessmentReportTests : IDisposable
         page.Console += (_, message) => { if (message.Type == "error") errors.Add(message.Text); };
         await page.GotoAsync(new Uri(Path.Combine(directory, "report.html")).AbsoluteUri);
         Assert.Equal(AssessmentReport.SeedFigures.Count + 1, await page.Locator("#summary tr").CountAsync());
-        Assert.Equal(ThreatModel.Threats.Count, await page.Locator("div.threat").CountAsync());
+        Assert.Equal(ThreatModel.Threats.Count, await page.Locator("h3.threat").CountAsync());
+        // The scorecard opens the page: its table is the first, one row per threat, and it sits within the first screen.
+        Assert.Equal("scorecard", await page.Locator("table").First.GetAttributeAsync("id"));
+        Assert.Equal(ThreatModel.Threats.Count + 1, await page.Locator("#scorecard tr").CountAsync());
+        await page.SetViewportSizeAsync(1280, 900);
+        var box = await page.Locator("#scorecard").BoundingBoxAsync();
+        Assert.True(box is { Y: < 900 }, $"the scorecard starts at y = {box?.Y}, below the first screen");
+        // Unmeasured threats are grey, not green; a threat link reaches its section.
+        var unmeasured = page.Locator("#scorecard td.na");
+        Assert.True(await unmeasured.CountAsync() > 0);
+        Assert.Equal("rgb(119, 119, 119)", await unmeasured.First.EvaluateAsync<string>("e => getComputedStyle(e).color"));
+        Assert.Equal(1, await page.Locator("h3#e1.threat").CountAsync());
+        Assert.Equal(2, await page.Locator("p.charts img").CountAsync());
+        Assert.Equal(3 + 2, await page.Locator("img").CountAsync()); // every picture below, the key charts again at the top
+        Assert.True(await page.Locator("img").EvaluateAllAsync<bool>("imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"));
         Assert.Empty(errors);
-        var screenshot = Path.Combine(TestPaths.RepositoryRoot, "artifacts", "report.png");
-        Directory.CreateDirectory(Path.GetDirectoryName(screenshot)!);
+        var artifacts = Path.Combine(TestPaths.RepositoryRoot, "artifacts");
+        Directory.CreateDirectory(artifacts);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(artifacts, "report-first-screen.png") });
+        var screenshot = Path.Combine(artifacts, "report.png");
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = screenshot, FullPage = true });
         Assert.True(new FileInfo(screenshot).Length > 10_000);
     }

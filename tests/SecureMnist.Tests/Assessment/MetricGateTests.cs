@@ -33,10 +33,23 @@ public sealed class MetricGateTests
         Assert.Contains("not measured", failure.Label, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_condition_may_compare_two_metrics()
+    {
+        var metrics = new Dictionary<string, Metric>(Metrics) { ["packaging.tampered_tried"] = Metric.Count(10, "tried") };
+        var failure = Assert.Single(MetricGate.Check(MetricGate.Parse("packaging.tampered_refused<packaging.tampered_tried"), metrics));
+        Assert.Equal("packaging.tampered_refused<packaging.tampered_tried", failure.Condition.ToString());
+        Assert.Empty(MetricGate.Check(MetricGate.Parse("packaging.tampered_refused>=packaging.tampered_tried"), metrics));
+        // The other side unmeasured: the gate cannot be checked, so it fails.
+        Assert.Contains("packaging.tampered_tried was not measured", Assert.Single(MetricGate.Check(MetricGate.Parse("packaging.tampered_refused<packaging.tampered_tried"), Metrics)).Label);
+    }
+
     [Theory]
     [InlineData("baseline.clean_acuracy<0.9", "no stage measures")]
     [InlineData("baseline.clean_accuracy", "is not METRIC OP NUMBER")]
-    [InlineData("baseline.clean_accuracy<ninety", "is not METRIC OP NUMBER")]
+    [InlineData("baseline.clean_accuracy<ninety", "'ninety', which no stage measures")]
+    [InlineData("baseline.clean_accuracy<0.9x", "is not METRIC OP NUMBER")]
+    [InlineData("defense_*.worst_case_accuracy<0.9", "name one defended model, e.g. defense_trades.worst_case_accuracy")]
     [InlineData("baseline.clean_accuracy=<0.9", "is not METRIC OP NUMBER")]
     [InlineData(" , ", "at least one condition")]
     public void A_bad_condition_is_refused(string expression, string expected) =>

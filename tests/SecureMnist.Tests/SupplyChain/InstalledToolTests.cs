@@ -52,6 +52,13 @@ public sealed class InstalledToolTests
         // This test assembly sits in the repository's work tree; a folder outside any work tree has none.
         Assert.Equal(Path.GetFullPath(TestPaths.RepositoryRoot).TrimEnd('/'), CodeVersion.Checkout(AppContext.BaseDirectory)?.TrimEnd('/'));
         Assert.Null(CodeVersion.Checkout("/proc"));
+        // An installed tool under a home folder that is itself a git repository (dotfiles) is not a checkout of this project.
+        var home = TestPaths.NewScratchDirectory();
+        Directory.CreateDirectory(Path.Combine(home, ".git"));
+        var tool = Directory.CreateDirectory(Path.Combine(home, ".dotnet", "tools", ".store", "securemnist")).FullName;
+        Assert.Null(CodeVersion.Checkout(tool));
+        File.WriteAllText(Path.Combine(home, "SecureMnist.slnx"), "<Solution />");
+        Assert.Equal(home.TrimEnd('/'), CodeVersion.Checkout(tool)?.TrimEnd('/'));
         var current = CodeVersion.Current();
         Assert.Matches("^[0-9a-f]{40}(\\+modified)?$", current);
         // The build stamps the commit it was built from into the assembly (the SDK's SourceRevisionId), which an installed tool reports.
