@@ -15,7 +15,7 @@ internal static class EvaluateCommand
         var allowUnsigned = CommonOptions.AllowUnsigned();
         var dataset = CommonOptions.Dataset();
         var subset = new Option<int?>("--subset") { Description = "Evaluate on the first N test images only" };
-        var plot = new Option<string?>("--plot") { Description = "Write the confusion matrix as a PNG heatmap to this file" };
+        var plot = new Option<string?>("--plot") { Description = "Write the confusion matrix as a heatmap to this file: PNG, or SVG when it ends in .svg" };
         var json = CommonOptions.Json();
         var command = new Command("evaluate", """
             Accuracy, loss, per-class precision/recall/F1 and the confusion matrix of a verified model on a test set.

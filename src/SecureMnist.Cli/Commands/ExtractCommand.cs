@@ -29,7 +29,7 @@ internal static class ExtractCommand
         arch.AcceptOnlyFromAmong([.. Architectures.Names]);
         var reference = new Option<string?>("--reference") { Description = "The victim's own package, to measure fidelity and transfer (the defender's side; never queried). Default: --target when it is a package" };
         var transferImages = new Option<int>("--transfer-images") { Description = "Test images (from the last 5,000) attacked with PGD-40 on the copy to measure transfer to the victim", DefaultValueFactory = _ => 1000 };
-        var plot = new Option<string?>("--plot") { Description = "Draw fidelity and transfer rate against the queries as a PNG here" };
+        var plot = new Option<string?>("--plot") { Description = "Draw fidelity and transfer rate against the queries here: PNG, or SVG when it ends in .svg" };
         var output = new Option<string?>("--out") { Description = "Write the largest budget's copy as a signed package here" };
         var key = new Option<string>("--key") { Description = "Ed25519 key that signs --out", DefaultValueFactory = _ => TrainCommand.DefaultKey };
         var publicKey = CommonOptions.PublicKey();

@@ -21,7 +21,7 @@ internal static class MembershipCommand
         var shadowFiller = new Option<int?>("--shadow-filler") { Description = "Non-evaluated training images each shadow also trains on (default: enough to match the model's training-set size)" };
         var shadowDirectory = new Option<string?>("--shadow-dir") { Description = "Where shadows are cached and resumed (default: runs/membership/PACKAGE-WEIGHTS)" };
         var seed = new Option<int>("--seed") { Description = "Seed for the balanced draw and the shadows' halves", DefaultValueFactory = _ => defaults.Seed };
-        var plot = new Option<string?>("--plot") { Description = "Write the ROC curves (log-log, with chance and any DP bound) to this PNG" };
+        var plot = new Option<string?>("--plot") { Description = "Write the ROC curves (log-log, with chance and any DP bound) to this file: PNG, or SVG when it ends in .svg" };
         var json = CommonOptions.Json();
         var command = new Command("membership", """
             Membership inference: can an attacker tell the model's training images from images it never saw? On a balanced random set of

@@ -149,7 +149,7 @@ internal static class PoisoningCommands
         var detector = new DetectionFlags();
         var output = new Option<string?>("--out") { Description = "Write the full detection report (every flagged index with its score) as JSON" };
         var top = new Option<int>("--top") { Description = "Flagged samples to list on the console", DefaultValueFactory = _ => 15 };
-        var plot = new Option<string?>("--plot") { Description = "Write a PNG of each class's deciding figure against its threshold (separation, cluster share or share removed), suspicious classes in red" };
+        var plot = new Option<string?>("--plot") { Description = "Chart each class's deciding figure against its threshold (separation, cluster share or share removed), suspicious classes in red: PNG, or SVG when the file ends in .svg" };
         var json = CommonOptions.Json();
         var command = new Command("detect-poison", """
             Find poisoned training samples without knowing the trigger, from a trained model's penultimate-layer activations

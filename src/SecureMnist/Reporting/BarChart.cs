@@ -1,4 +1,4 @@
-using SkiaSharp;
+using ScottPlot;
 
 namespace SecureMnist.Reporting;
 
@@ -6,43 +6,47 @@ namespace SecureMnist.Reporting;
 public sealed record Bar(string Label, double Value, bool Highlighted = false, string? Note = null);
 
 /// <summary>
-/// Draws bar charts as PNG: one bar per category, highlighted bars in red, an optional dashed threshold line; the axis ends at
-/// <c>yMax</c> when given (100 for a percentage), else just above the tallest bar.
+/// Bar charts (ScottPlot): one bar per category, highlighted bars in red, an optional dashed threshold line; the axis ends at
+/// <c>yMax</c> when given (100 for a percentage), else just above the tallest bar and its note.
 /// </summary>
 public static class BarChart
 {
-    private static readonly SKColor Normal = new(31, 119, 180);
-    private static readonly SKColor Alarm = new(214, 39, 40);
-
     public static void Save(string path, string title, string xLabel, string yLabel, IReadOnlyList<Bar> bars,
         (double Value, string Label)? threshold = null, string highlightedLabel = "highlighted", int width = 900, int height = 560, double? yMax = null)
     {
         ArgumentNullException.ThrowIfNull(bars);
         if (bars.Count == 0) throw new ArgumentException("nothing to plot", nameof(bars));
-        var values = bars.Select(b => b.Value).Append(0).Concat(threshold is { } t ? [t.Value] : []).ToList();
-        // Room above the tallest bar for its note.
-        var ticks = LineChart.Ticks(values.Min(), yMax ?? values.Max() * (bars.Any(b => b.Note is not null) ? 1.08 : 1));
-        using var frame = new ChartFrame(width, height, title, xLabel, yLabel, ticks);
-        var slot = (float)frame.PlotWidth / bars.Count;
-        var normal = frame.Picture.Own(new SKPaint { Color = Normal, IsAntialias = true });
-        var alarm = frame.Picture.Own(new SKPaint { Color = Alarm, IsAntialias = true });
-        var floor = frame.Y(ticks[0]);
-        for (var i = 0; i < bars.Count; i++)
+        var plot = Charts.New(title, xLabel, yLabel);
+        var drawn = bars.Select((bar, i) => new ScottPlot.Bar
         {
-            var bar = bars[i];
-            var x = ChartFrame.Left + i * slot;
-            var top = frame.Y(bar.Value);
-            frame.Canvas.DrawRect(SKRect.Create(x + slot * 0.2f, top, slot * 0.6f, floor - top), bar.Highlighted ? alarm : normal);
-            frame.XTick(x + slot / 2, bar.Label, gridLine: false);
-            if (bar.Note is { } note) frame.Canvas.DrawText(note, x + slot / 2, top - 6, SKTextAlign.Center, frame.Picture.Text, frame.Picture.Ink);
-        }
-        frame.Legend(0, highlightedLabel, (canvas, box) => canvas.DrawRect(box, alarm));
+            Position = i, Value = bar.Value, FillColor = bar.Highlighted ? Charts.Alarm : Charts.Palette[0], LineWidth = 0, Size = 0.6,
+        }).ToList();
+        plot.Add.Bars(drawn);
+        var top = bars.Max(b => b.Value);
+        foreach (var (bar, i) in bars.Select((b, i) => (b, i)))
+            if (bar.Note is { } note)
+            {
+                var text = plot.Add.Text(note, i, bar.Value);
+                text.LabelAlignment = Alignment.LowerCenter;
+                text.LabelFontSize = 13;
+                text.LabelFontName = Fonts.SansFamily;
+                text.OffsetY = -4;
+            }
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, bars.Count).Select(i => (double)i).ToArray(), bars.Select(b => b.Label).ToArray());
+        plot.Axes.Bottom.MajorTickStyle.Length = 0;
+        plot.Axes.Bottom.TickLabelStyle.FontSize = 13;
+        if (bars.Any(b => b.Highlighted)) plot.Legend.ManualItems.Add(new LegendItem { LabelText = highlightedLabel, FillColor = Charts.Alarm });
         if (threshold is { } line)
         {
-            using var dashed = new SKPaint { Color = SKColors.Black, StrokeWidth = 2, IsAntialias = true, Style = SKPaintStyle.Stroke, PathEffect = SKPathEffect.CreateDash([8, 6], 0) };
-            frame.Canvas.DrawLine(ChartFrame.Left, frame.Y(line.Value), ChartFrame.Left + frame.PlotWidth, frame.Y(line.Value), dashed);
-            frame.Legend(1, line.Label, (canvas, box) => canvas.DrawLine(box.Left, box.MidY, box.Right, box.MidY, dashed));
+            var rule = plot.Add.HorizontalLine(line.Value, 2, Colors.Black, LinePattern.Dashed);
+            rule.LegendText = line.Label;
+            top = Math.Max(top, line.Value);
         }
-        frame.Save(path);
+        var low = Math.Min(0, bars.Min(b => b.Value));
+        plot.Axes.SetLimits(-0.6, bars.Count - 0.4, low, yMax ?? (top <= 0 ? 1 : top * (bars.Any(b => b.Note is not null) ? 1.12 : 1.05)));
+        plot.HideGrid();
+        plot.Grid.YAxisStyle.IsVisible = true;
+        plot.ShowLegend(Edge.Right);
+        Charts.Save(plot, path, width, height);
     }
 }
