@@ -16,6 +16,12 @@ internal sealed class CliProcess : IDisposable
 
     /// <summary>Starts the CLI with extra environment variables (e.g. a KEK, or TMPDIR).</summary>
     public CliProcess(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] arguments)
+        : this(workingDirectory, environment, sharedData: true, arguments)
+    {
+    }
+
+    /// <summary>Starts the CLI; without <paramref name="sharedData"/> it finds its datasets as a user's run would (no --data-root).</summary>
+    public CliProcess(string workingDirectory, IReadOnlyDictionary<string, string>? environment, bool sharedData, params string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -24,8 +30,11 @@ internal sealed class CliProcess : IDisposable
             RedirectStandardError = true,
         };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SecureMnist.Cli.dll"));
-        start.ArgumentList.Add("--data-root");
-        start.ArgumentList.Add(TestPaths.DataRoot);
+        if (sharedData)
+        {
+            start.ArgumentList.Add("--data-root");
+            start.ArgumentList.Add(TestPaths.DataRoot);
+        }
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         process = new Process { StartInfo = start };
@@ -44,6 +53,14 @@ internal sealed class CliProcess : IDisposable
     public static (int ExitCode, string Output, string Error) Run(string workingDirectory, params string[] arguments)
     {
         using var cli = new CliProcess(workingDirectory, arguments);
+        var exitCode = cli.WaitForExit(TimeSpan.FromMinutes(5));
+        return (exitCode, cli.Output, cli.Error);
+    }
+
+    /// <summary>Runs the CLI as a user would from <paramref name="workingDirectory"/>: its own data folder, these environment variables.</summary>
+    public static (int ExitCode, string Output, string Error) RunAsUser(string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] arguments)
+    {
+        using var cli = new CliProcess(workingDirectory, environment, sharedData: false, arguments);
         var exitCode = cli.WaitForExit(TimeSpan.FromMinutes(5));
         return (exitCode, cli.Output, cli.Error);
     }

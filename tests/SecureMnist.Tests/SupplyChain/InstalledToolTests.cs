@@ -28,6 +28,38 @@ public sealed class InstalledToolTests
     }
 
     [Fact]
+    public void From_an_empty_folder_outside_the_repository_data_fetch_assess_and_deps_audit_run()
+    {
+        // A folder outside the repository with nothing in it, and a user data folder of its own: what a tool user starts from.
+        var empty = Directory.CreateTempSubdirectory("securemnist-user-").FullName;
+        var home = Directory.CreateTempSubdirectory("securemnist-home-").FullName;
+        try
+        {
+            Assert.False(empty.StartsWith(Path.GetFullPath(TestPaths.RepositoryRoot), StringComparison.Ordinal));
+            var environment = new Dictionary<string, string> { [ToolHome.HomeVariable] = home };
+            var (fetched, _, fetchError) = Tests.Cli.CliProcess.RunAsUser(empty, environment, "data", "fetch");
+            Assert.True(fetched == 0, fetchError);
+            Assert.True(File.Exists(Path.Combine(home, "data", "mnist", "manifest.json")), "data fetch did not fill the user data folder");
+            Assert.Empty(Directory.GetFileSystemEntries(empty)); // nothing written where the user stood
+
+            var (assessed, _, assessError) = Tests.Cli.CliProcess.RunAsUser(empty, environment, "assess", "--stages", "data", "--json");
+            Assert.True(assessed == 0, assessError);
+            Assert.True(File.Exists(Path.Combine(empty, "out", "assess-quick", "report.html")));
+
+            var (audited, auditOutput, auditError) = Tests.Cli.CliProcess.RunAsUser(empty, environment, "deps", "audit", "--json");
+            Assert.True(audited == 0, auditError + auditOutput);
+            Assert.Contains("lock files built into this securemnist", auditError, StringComparison.Ordinal);
+            using var audit = System.Text.Json.JsonDocument.Parse(auditOutput);
+            Assert.True(audit.RootElement.GetProperty("packages").GetInt32() > 40);
+        }
+        finally
+        {
+            Directory.Delete(empty, recursive: true);
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    [Fact]
     public void The_built_in_lock_files_and_advisory_snapshot_are_the_repositorys()
     {
         var root = TestPaths.RepositoryRoot;
