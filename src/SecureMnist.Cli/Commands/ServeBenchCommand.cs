@@ -31,7 +31,7 @@ internal static class ServeBenchCommand
     public sealed record ServeBenchResult(string Model, AdversarialAction OnAdversarial, InferencePrecision Precision, int TorchThreads,
         IReadOnlyList<double> ThroughputRuns, LoadResult Throughput, LoadResult Latency, FloodResult Flood,
         AnonymousFloodResult AnonymousFlood, long AuditRecords, long AuditedRequests, long AnsweredRequests, bool AuditIntact, string? AuditProblem,
-        string ExtractionMonitor, int Digits, IReadOnlyList<string> FlaggedKeys);
+        string ExtractionMonitor, int Digits, IReadOnlyList<string> FlaggedKeys, SecureMnist.Training.MachineInfo Machine);
 
     public static Command Create()
     {
@@ -160,7 +160,8 @@ internal static class ServeBenchCommand
                 var total = answered + anonymousRun.Answered;
                 var bench = new ServeBenchResult(options.ModelDirectory, options.Policy.OnAdversarial, options.Precision, TorchSharp.torch.get_num_threads(),
                     [.. throughputRuns.Select(r => Math.Round(r.SucceededPerSecond, 1))], throughput, latency,
-                    floodResult, anonymous, verdict.Records, audited, total, verdict.Intact, verdict.Problem, result.GetValue(extraction)!, digitCount, flaggedKeys);
+                    floodResult, anonymous, verdict.Records, audited, total, verdict.Intact, verdict.Problem, result.GetValue(extraction)!, digitCount, flaggedKeys,
+                    SecureMnist.Training.MachineInfo.Current(TorchSharp.torch.get_num_threads()));
                 var consistent = verdict.Intact && audited == total && anonymous.AuditedRequests == anonymous.Answered && anonymous.AuditRecords <= anonymous.AuditRecordsBound;
                 if (result.GetValue(json))
                 {
@@ -169,6 +170,7 @@ internal static class ServeBenchCommand
                 }
                 var table = new Table().AddColumns("measure", "value");
                 table.AddRow("set-up", $"detector {options.Policy.OnAdversarial.ToString().ToLowerInvariant()}, extraction monitor {result.GetValue(extraction)}, {digitCount} distinct digits, {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), {Environment.ProcessorCount} cores");
+                table.AddRow("machine", $"{bench.Machine.Cpu}; vector extensions {string.Join(" ", bench.Machine.VectorExtensions ?? [])} (compare figures only between hosts with the same set)");
                 table.AddRow("throughput (closed loop)", $"{throughput.SucceededPerSecond:F0} predictions/s, median of {runCount} ({string.Join(", ", throughputRuns.Select(r => r.SucceededPerSecond.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)))}); that run: {throughput.Answered} answered in {throughput.Seconds:F1} s, p50 {throughput.P50Milliseconds:F1} ms, p99 {throughput.P99Milliseconds:F1} ms");
                 table.AddRow("latency at 70% of it", $"{latency.TargetRate:F0}/s offered, {latency.SucceededPerSecond:F0}/s answered OK: p50 {latency.P50Milliseconds:F1} ms, p99 {latency.P99Milliseconds:F1} ms, max {latency.MaxMilliseconds:F1} ms");
                 table.AddRow("flood key", $"{accepted} accepted of {floodRun.Sent} sent; quota {allowed:F0} ({burst} burst + {rpm}/min for {floodRun.Seconds:F1} s): {100 * floodResult.Deviation:+0.0;-0.0}%");

@@ -10,14 +10,15 @@ namespace SecureMnist.Defenses;
 /// no model, so a backdoor trained to hide in the activations does not hide here; it cannot see clean-label poison, whose label is right,
 /// and it weakens when the poison is so dense that the poisoned images are each other's nearest neighbours.
 /// </summary>
-internal static class KnnConsistencyDetector
+internal sealed class KnnConsistencyDetector(PoisonDetectionOptions options) : IPoisonDetector
 {
     /// <summary>Query rows per distance block: a block holds [block, count] float32 distances (about 120 MB at 60,000 samples).</summary>
     private const int Block = 512;
 
     /// <summary>Per class, the members' scores (the share of neighbours with another label, higher meaning more suspect) and the flagged ones.</summary>
-    public static IReadOnlyList<ClassDetection> Analyse(FeatureActivations rows, IReadOnlyList<byte> labels, PoisonDetectionOptions options,
-        CancellationToken cancellationToken = default)
+    public bool ReadsPixels => true;
+
+    public IReadOnlyList<ClassDetection> Analyse(FeatureActivations rows, IReadOnlyList<byte> labels, CancellationToken cancellationToken)
     {
         var agreement = Agreement(rows, labels, options.Neighbours, cancellationToken);
         var detections = new List<ClassDetection>();

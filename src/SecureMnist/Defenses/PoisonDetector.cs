@@ -127,9 +127,42 @@ public sealed record PoisonDetectionReport(
 /// </summary>
 internal sealed record ClassDetection(ClassAnalysis Analysis, IReadOnlyList<FlaggedSample> Flagged, double[]? Scores = null);
 
+/// <summary>
+/// A detector over the whole training set: one row per sample (activations, or pixels when it <see cref="ReadsPixels"/>), and per class
+/// (in label order) what it found. Every method is one of these; <see cref="PoisonDetector"/> only builds the report.
+/// </summary>
+internal interface IPoisonDetector
+{
+    /// <summary>Whether the rows are the training images themselves rather than a model's activations.</summary>
+    bool ReadsPixels { get; }
+
+    IReadOnlyList<ClassDetection> Analyse(FeatureActivations rows, IReadOnlyList<byte> labels, CancellationToken cancellationToken);
+}
+
+/// <summary>A detector that looks at one class at a time, seeing only that class's rows.</summary>
 internal interface IClassPoisonDetector
 {
     ClassDetection Analyse(ClassActivations activations);
+}
+
+/// <summary>Runs a per-class detector over every class of the set, each on its own members' rows.</summary>
+internal sealed class ClassByClass(IClassPoisonDetector detector) : IPoisonDetector
+{
+    public bool ReadsPixels => false;
+
+    public IReadOnlyList<ClassDetection> Analyse(FeatureActivations rows, IReadOnlyList<byte> labels, CancellationToken cancellationToken)
+    {
+        var detections = new List<ClassDetection>();
+        foreach (var label in labels.Distinct().Order())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var members = Enumerable.Range(0, labels.Count).Where(i => labels[i] == label).ToArray();
+            var values = new float[checked(members.Length * rows.Dimensions)];
+            for (var k = 0; k < members.Length; k++) rows.Row(members[k]).CopyTo(values.AsSpan(k * rows.Dimensions));
+            detections.Add(detector.Analyse(new ClassActivations(label, members, values, rows.Dimensions)));
+        }
+        return detections;
+    }
 }
 
 /// <summary>Every member of one class (training indices) with the detector's score, higher meaning more suspect: what a ROC curve needs.</summary>
@@ -172,38 +205,21 @@ public static class PoisonDetector
         options.Validate();
         if (features.Count != labels.Count) throw new ArgumentException($"{features.Count} activation rows for {labels.Count} labels");
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
-        if (options.Method == PoisonDetectionMethod.KnnConsistency)
-        {
-            var detections = KnnConsistencyDetector.Analyse(features, labels, options, cancellationToken);
-            FlaggedSample[] knnFlagged = [.. detections.SelectMany(d => d.Flagged).OrderByDescending(f => f.Score)];
-            var knnScored = detections.FirstOrDefault(d => d.Analysis.Label == scoreClass) is { Scores: { } knnScores } d
-                ? new ClassScores(d.Analysis.Label, [.. Enumerable.Range(0, labels.Count).Where(i => labels[i] == d.Analysis.Label)], knnScores) : null;
-            return new PoisonDetectionReport(options, labels.Count, [.. detections.Select(d => d.Analysis)], knnFlagged, stopwatch.Elapsed.TotalSeconds, ScoredClass: knnScored);
-        }
-        IClassPoisonDetector detector = options.Method switch
-        {
-            PoisonDetectionMethod.Spectre => new SpectreDetector(options),
-            PoisonDetectionMethod.ActivationClustering => new ActivationClusteringDetector(options),
-            PoisonDetectionMethod.SpectralSignatures => new SpectralSignaturesDetector(options),
-            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown detection method"),
-        };
-        var classes = new List<ClassAnalysis>();
-        var flagged = new List<FlaggedSample>();
-        ClassScores? scored = null;
-        foreach (var label in labels.Distinct().Order())
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var members = Enumerable.Range(0, labels.Count).Where(i => labels[i] == label).ToArray();
-            var rows = new float[checked(members.Length * features.Dimensions)];
-            for (var k = 0; k < members.Length; k++) features.Row(members[k]).CopyTo(rows.AsSpan(k * features.Dimensions));
-            var detection = detector.Analyse(new ClassActivations(label, members, rows, features.Dimensions));
-            classes.Add(detection.Analysis);
-            flagged.AddRange(detection.Flagged);
-            if (label == scoreClass && detection.Scores is { } scores) scored = new ClassScores(label, members, scores);
-        }
-        flagged.Sort((a, b) => b.Score.CompareTo(a.Score));
-        return new PoisonDetectionReport(options, labels.Count, classes, flagged, stopwatch.Elapsed.TotalSeconds, ScoredClass: scored);
+        var detections = Create(options).Analyse(features, labels, cancellationToken);
+        FlaggedSample[] flagged = [.. detections.SelectMany(d => d.Flagged).OrderByDescending(f => f.Score)];
+        var scored = detections.FirstOrDefault(d => d.Analysis.Label == scoreClass) is { Scores: { } scores } d
+            ? new ClassScores(d.Analysis.Label, [.. Enumerable.Range(0, labels.Count).Where(i => labels[i] == d.Analysis.Label)], scores) : null;
+        return new PoisonDetectionReport(options, labels.Count, [.. detections.Select(x => x.Analysis)], flagged, stopwatch.Elapsed.TotalSeconds, ScoredClass: scored);
     }
+
+    private static IPoisonDetector Create(PoisonDetectionOptions options) => options.Method switch
+    {
+        PoisonDetectionMethod.Spectre => new ClassByClass(new SpectreDetector(options)),
+        PoisonDetectionMethod.ActivationClustering => new ClassByClass(new ActivationClusteringDetector(options)),
+        PoisonDetectionMethod.SpectralSignatures => new ClassByClass(new SpectralSignaturesDetector(options)),
+        PoisonDetectionMethod.KnnConsistency => new KnnConsistencyDetector(options),
+        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown detection method"),
+    };
 
     /// <summary>
     /// Per class, the figure the method decides on, with its threshold: the clusters' separation (spectre), the smaller cluster's share
@@ -241,7 +257,7 @@ public static class PoisonDetector
     };
 
     /// <summary>Whether the method reads the training images themselves rather than a model's activations.</summary>
-    public static bool ReadsPixels(PoisonDetectionMethod method) => method == PoisonDetectionMethod.KnnConsistency;
+    public static bool ReadsPixels(PoisonDetectionMethod method) => Create(new PoisonDetectionOptions(method)).ReadsPixels;
 
     internal static double Median(double[] values)
     {

@@ -31,8 +31,12 @@ public sealed record PrivacyRecord(
     }
 }
 
-/// <summary>The machine a run used.</summary>
-public sealed record MachineInfo(string Os, string Cpu, int LogicalCores, int TorchThreads, string DotnetVersion, string TorchSharpVersion)
+/// <summary>
+/// The machine a run used. <see cref="VectorExtensions"/> are the CPU's SIMD extensions that set libtorch's speed (AVX2, AVX-512 and
+/// its BF16/VNNI parts, AMX): two hosts with one CPU name can differ by twice in speed, so figures are compared only between equal sets.
+/// </summary>
+public sealed record MachineInfo(string Os, string Cpu, int LogicalCores, int TorchThreads, string DotnetVersion, string TorchSharpVersion,
+    IReadOnlyList<string>? VectorExtensions = null)
 {
     public static MachineInfo Current(int torchThreads) => new(
         RuntimeInformation.OSDescription,
@@ -40,7 +44,29 @@ public sealed record MachineInfo(string Os, string Cpu, int LogicalCores, int To
         Environment.ProcessorCount,
         torchThreads,
         RuntimeInformation.FrameworkDescription,
-        typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString() ?? "unknown");
+        typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString() ?? "unknown",
+        CpuExtensions());
+
+    /// <summary>The vector extensions in a /proc/cpuinfo "flags" line that matter to libtorch's kernels, in a fixed order.</summary>
+    public static IReadOnlyList<string> VectorExtensionsOf(string flagsLine)
+    {
+        ArgumentNullException.ThrowIfNull(flagsLine);
+        var flags = flagsLine.Split([' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+        return [.. new[] { "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile" }.Where(flags.Contains)];
+    }
+
+    private static IReadOnlyList<string> CpuExtensions()
+    {
+        try
+        {
+            var line = File.Exists("/proc/cpuinfo") ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) : null;
+            return line is null ? [] : VectorExtensionsOf(line);
+        }
+        catch (IOException)
+        {
+            return [];
+        }
+    }
 
     private static string CpuName()
     {

@@ -56,6 +56,20 @@ public sealed class ProvenanceTests : IDisposable
     private static ProvenanceCheck Link(ProvenanceReport report, string name) => report.Checks.Single(c => c.Name == name);
 
     [Fact]
+    public void A_record_names_the_cpus_vector_extensions_so_hosts_are_compared_like_for_like()
+    {
+        // An AVX2 host and an AVX-512 BF16 host of one CPU family: the same name, twice the speed apart.
+        Assert.Equal(["avx", "avx2", "fma"], MachineInfo.VectorExtensionsOf("flags\t\t: fpu vme sse4_2 avx f16c fma avx2 bmi2"));
+        Assert.Equal(["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"],
+            MachineInfo.VectorExtensionsOf("flags : avx512_bf16 avx512_vnni avx512vl avx512bw avx512f fma avx2 avx"));
+        Assert.Empty(MachineInfo.VectorExtensionsOf("flags : fpu sse2"));
+        // Records written before the field existed still read.
+        var old = System.Text.Json.JsonSerializer.Deserialize<MachineInfo>("""{"Os":"l","Cpu":"c","LogicalCores":2,"TorchThreads":2,"DotnetVersion":"d","TorchSharpVersion":"t"}""");
+        Assert.Null(old!.VectorExtensions);
+        if (File.Exists("/proc/cpuinfo")) Assert.Contains("avx", MachineInfo.Current(1).VectorExtensions ?? []);
+    }
+
+    [Fact]
     public void A_package_from_committed_code_and_verified_data_holds_its_chain()
     {
         var report = Package(record with { RunId = "clean" });
