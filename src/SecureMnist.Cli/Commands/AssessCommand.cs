@@ -22,7 +22,7 @@ internal static class AssessCommand
         var threatModel = new Option<string?>("--threat-model") { Description = "Only write the threat model as Markdown to this file (e.g. docs/THREAT_MODEL.md) and stop" };
         var failOn = new Option<string?>("--fail-on")
         {
-            Description = "Exit 1 when any of these comma-separated conditions holds (a CI gate), e.g. 'defense_pgd.worst_case_accuracy<0.5,packaging.tampered_refused<9'; " +
+            Description = "Exit 1 when any of these comma-separated conditions holds (a CI gate), e.g. 'defense_pgd.worst_case_accuracy<0.5,packaging.tampered_refused<packaging.tampered_tried' (the right side a number or another metric); " +
                 "percentages compare as fractions (0.9 is 90%); an unknown metric is refused before any work, and one this run did not measure fails the gate",
         };
         var sarif = InteropCommands.CommonSarif();
@@ -87,11 +87,13 @@ internal static class AssessCommand
             var exitCode = failures.Count == 0 ? ExitCodes.Success : ExitCodes.CheckFailed;
             if (result.GetValue(sarif) is { } sarifPath)
                 SecureMnist.Reporting.Sarif.Save(sarifPath, SecureMnist.Reporting.SarifFindings.Assessment(failures, results!, Path.Combine(directory, "results.json"), SecureMnist.Training.CodeVersion.Current()));
+            var scorecard = AssessmentReport.ScorecardOf(results!);
             if (result.GetValue(json))
             {
                 Ui.WriteJson(new
                 {
                     output = directory, results!.Profile, results.Seconds, metrics = results.Metrics.ToDictionary(kv => kv.Key, kv => kv.Value.Value),
+                    scorecard = scorecard.ToDictionary(s => s.Threat.Id, s => s.StatusText),
                     gate = gate is null ? null : new { conditions = gate.Select(c => c.ToString()), passed = failures.Count == 0,
                         failures = failures.Select(f => new { condition = f.Condition.ToString(), value = double.IsNaN(f.Value) ? (double?)null : f.Value, f.Label }) },
                 });
@@ -100,6 +102,13 @@ internal static class AssessCommand
             var table = new Table().AddColumns("figure", "this run");
             foreach (var (_, metric) in results!.Metrics) table.AddRow(Markup.Escape(metric.Label), metric.Format());
             Ui.Out.Write(table);
+            var card = new Table().AddColumns("threat", "status", "thresholds met");
+            foreach (var score in scorecard)
+            {
+                var colour = score.Status switch { ThreatStatus.Mitigated => "green", ThreatStatus.Partly => "yellow", ThreatStatus.Open => "red", _ => "grey" };
+                card.AddRow(Markup.Escape($"{score.Threat.Id} {score.Threat.Title}"), $"[{colour}]{Markup.Escape(score.StatusText)}[/]", $"{score.Checks.Count(c => c.Met)} of {score.Checks.Count}");
+            }
+            Ui.Out.Write(card);
             Ui.Out.MarkupLineInterpolated($"wrote {Path.Combine(directory, "report.html")}, report.md and results.json ({results.Seconds:F0} s)");
             if (gate is not null)
             {

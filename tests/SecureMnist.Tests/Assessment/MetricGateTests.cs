@@ -70,6 +70,8 @@ public sealed class MetricGateTests
         var gate = document.RootElement.GetProperty("gate");
         Assert.False(gate.GetProperty("passed").GetBoolean());
         Assert.Equal(60_000, gate.GetProperty("failures")[0].GetProperty("value").GetDouble());
+        // The scorecard comes with it: a data-only run has measured no threat's figures, and says so.
+        Assert.All(document.RootElement.GetProperty("scorecard").EnumerateObject(), threat => Assert.Equal("not measured", threat.Value.GetString()));
 
         var (passed, _, passedError) = CliProcess.Run(directory, "assess", "--stages", "data", "--fail-on", "data.train_images<60000");
         Assert.True(passed == 0, passedError);
