@@ -64,12 +64,16 @@ public static partial class AssessmentReport
     public static void Write(AssessmentResults results, string directory)
     {
         ArgumentNullException.ThrowIfNull(results);
-        JsonFormat.Save(Path.Combine(directory, "results.json"), Document(results));
-        AtomicFile.WriteAllText(Path.Combine(directory, "report.md"), Markdown(results));
-        AtomicFile.WriteAllText(Path.Combine(directory, "report.html"), Html(results, directory));
+        var scorecard = ScorecardOf(results);
+        var markdown = Markdown(results, scorecard);
+        JsonFormat.Save(Path.Combine(directory, "results.json"), Document(results, scorecard));
+        AtomicFile.WriteAllText(Path.Combine(directory, "report.md"), markdown);
+        AtomicFile.WriteAllText(Path.Combine(directory, "report.html"), ReportHtml.Render(markdown, directory, Title));
     }
 
-    private static object Document(AssessmentResults results) => new
+    private const string Title = "SecureMnist security assessment";
+
+    private static object Document(AssessmentResults results, IReadOnlyList<ThreatScore> scorecard) => new
     {
         results.Profile,
         results.StartedUtc,
@@ -84,7 +88,7 @@ public static partial class AssessmentReport
         selectedStages = results.SelectedStages,
         seeds = SeedFigures.Select(s => new { s.Metric, s.What, s.Value, s.Decimals, formatted = s.Formatted, s.Source }),
         stages = results.Stages.Select(s => new { s.Stage, s.Fingerprint, s.Seconds, secondsFormatted = s.Seconds.ToString("F0", System.Globalization.CultureInfo.InvariantCulture), s.FinishedUtc, s.Files, s.Details }),
-        scorecard = Scorecard.Document(ScorecardOf(results)),
+        scorecard = Scorecard.Document(scorecard),
         threats = ThreatModel.Threats.Select(t => new { t.Id, t.Category, t.Title, t.Owasp, t.Atlas, t.Control, t.Tests, evidence = Evidence(t, results), t.ResidualRisk }),
     };
 
@@ -147,11 +151,13 @@ public static partial class AssessmentReport
     /// The report, in Markdown: the one source of both report.md and report.html. It opens with the scorecard (each threat's status by
     /// the profile's thresholds, the headline figures with their intervals and the key charts); the detail follows.
     /// </summary>
-    public static string Markdown(AssessmentResults results)
+    public static string Markdown(AssessmentResults results) => Markdown(results, ScorecardOf(results));
+
+    private static string Markdown(AssessmentResults results, IReadOnlyList<ThreatScore> scorecard)
     {
         ArgumentNullException.ThrowIfNull(results);
         var md = new StringBuilder();
-        md.AppendLine("# SecureMnist security assessment").AppendLine();
+        md.AppendLine($"# {Title}").AppendLine();
         md.AppendLine($"Profile `{results.Profile}`, started {results.StartedUtc:u}, {Text(Timing(results))}; code {Text(results.CodeVersion)}; {Text(results.Machine.Cpu)}, {results.Machine.LogicalCores} cores, {results.Machine.TorchThreads} torch threads.").AppendLine();
         md.AppendLine("Every number below comes from this run's `results.json`; the seeds' figures are quoted from the seed reports for comparison, at the precision the seeds give them.").AppendLine();
         if (PartialNote(results) is { } partial) md.AppendLine(Text(partial)).AppendLine();
@@ -159,7 +165,6 @@ public static partial class AssessmentReport
         md.AppendLine("## Scorecard").AppendLine();
         md.AppendLine($"Each threat's status follows the thresholds the `{results.Profile}` profile states: mitigated when every one was measured and met, partly when some were, open when none was, not measured when the run has none of its figures.").AppendLine();
         md.AppendLine("| threat | status | thresholds met | what falls short |").AppendLine("|---|---|---|---|");
-        var scorecard = ScorecardOf(results);
         foreach (var score in scorecard)
         {
             var shortfalls = score.Checks.Where(c => !c.Met).Select(c => c.Missing is { } missing ? $"{Short(missing)} not measured" : $"{Short(c.Condition.Metric)} {c.Formatted}, needs {c.Required}");
@@ -251,7 +256,7 @@ public static partial class AssessmentReport
     /// report.html: the Markdown report rendered by Markdig, raw HTML disabled, under a CSP that loads nothing (images are inlined as
     /// data URIs; a picture whose file is missing is left out). Status words are coloured by what they mean, and "not measured" is grey.
     /// </summary>
-    public static string Html(AssessmentResults results, string directory) => ReportHtml.Render(Markdown(results), directory, "SecureMnist security assessment");
+    public static string Html(AssessmentResults results, string directory) => ReportHtml.Render(Markdown(results), directory, Title);
 
     /// <summary>docs/THREAT_MODEL.md: the threat model without any run's numbers (those are in each report).</summary>
     public static string ThreatModelMarkdown()

@@ -23,6 +23,14 @@ public readonly record struct MetricKey(string Name)
     /// <summary>The metric prefix of a defence's figures: "defense_" and the defence with '-' as '_'.</summary>
     public static string DefensePrefixOf(string defense) => $"defense_{defense.Replace('-', '_')}";
 
+    /// <summary>The defended models' prefixes ("defense_pgd", ...) among produced keys, in order; with a suffix, only of keys that end with it.</summary>
+    public static IReadOnlyList<string> DefencePrefixesIn(IEnumerable<string> keys, string suffix = "")
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        return keys.Where(k => k.StartsWith("defense_", StringComparison.Ordinal) && k.EndsWith(suffix, StringComparison.Ordinal) && k.Contains('.', StringComparison.Ordinal))
+            .Select(k => k[..k.IndexOf('.', StringComparison.Ordinal)]).Distinct().Order(StringComparer.Ordinal).ToList();
+    }
+
     /// <summary>Whether a produced key (or a cited pattern) is this declared key, with "*" standing for one defence.</summary>
     public bool Matches(string key)
     {

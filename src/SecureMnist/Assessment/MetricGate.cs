@@ -22,6 +22,19 @@ public sealed record GateCondition(string Metric, string Operator, double Thresh
         _ => value != threshold,
     };
 
+    /// <summary>
+    /// The condition's operands in a run: its metric, the other metric when compared to one, the threshold in effect (the other's value,
+    /// or the number), and the first key the run did not measure (null when both were).
+    /// </summary>
+    public (Metric? Value, Metric? Other, double Threshold, string? Missing) Resolve(IReadOnlyDictionary<string, Metric> metrics)
+    {
+        ArgumentNullException.ThrowIfNull(metrics);
+        var value = metrics.GetValueOrDefault(Metric);
+        var other = ThresholdMetric is { } name ? metrics.GetValueOrDefault(name) : null;
+        var missing = value is null ? Metric : ThresholdMetric is not null && other is null ? ThresholdMetric : null;
+        return (value, other, other?.Value ?? Threshold, missing);
+    }
+
     public override string ToString() => $"{Metric}{Operator}{ThresholdMetric ?? Threshold.ToString("0.####", CultureInfo.InvariantCulture)}";
 }
 
@@ -74,22 +87,11 @@ public static partial class MetricGate
         var failures = new List<GateFailure>();
         foreach (var condition in conditions)
         {
-            if (!metrics.TryGetValue(condition.Metric, out var metric))
-            {
-                failures.Add(new GateFailure(condition, double.NaN, "not measured in this run, so the gate cannot pass"));
-                continue;
-            }
-            var threshold = condition.Threshold;
-            if (condition.ThresholdMetric is { } name)
-            {
-                if (!metrics.TryGetValue(name, out var other))
-                {
-                    failures.Add(new GateFailure(condition, metric.Value, $"{name} was not measured in this run, so the gate cannot pass"));
-                    continue;
-                }
-                threshold = other.Value;
-            }
-            if (condition.HoldsFor(metric.Value, threshold)) failures.Add(new GateFailure(condition, metric.Value, metric.Label));
+            var (metric, _, threshold, missing) = condition.Resolve(metrics);
+            if (missing is not null)
+                failures.Add(new GateFailure(condition, metric?.Value ?? double.NaN, missing == condition.Metric
+                    ? "not measured in this run, so the gate cannot pass" : $"{missing} was not measured in this run, so the gate cannot pass"));
+            else if (condition.HoldsFor(metric!.Value, threshold)) failures.Add(new GateFailure(condition, metric.Value, metric.Label));
         }
         return failures;
     }

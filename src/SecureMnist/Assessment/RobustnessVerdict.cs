@@ -31,9 +31,9 @@ public sealed record RobustnessVerdict(string Model, Metric? Clean, Metric Worst
             verdicts.Add(new("baseline", Get(BaselineStage.CleanAccuracy.Name), baseline, null, [], null, null, null, null, null));
         var details = results.Stages.FirstOrDefault(s => s.Stage == "robustness-checks")?.Details as JsonObject;
         const string suffix = ".worst_case_accuracy";
-        foreach (var key in metrics.Keys.Where(k => k.StartsWith("defense_", StringComparison.Ordinal) && k.EndsWith(suffix, StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+        foreach (var prefix in MetricKey.DefencePrefixesIn(metrics.Keys, suffix))
         {
-            var prefix = key[..^suffix.Length];
+            var key = prefix + suffix;
             var defense = details?.Select(kv => kv.Key).FirstOrDefault(d => MetricKey.DefensePrefixOf(d) == prefix) ?? prefix["defense_".Length..].Replace('_', '-');
             string For(MetricKey k) => k.For(defense);
             var failed = (details?[defense]?["checks"] as JsonArray ?? [])

@@ -97,8 +97,7 @@ public static class Scorecard
         ArgumentNullException.ThrowIfNull(threshold);
         ArgumentNullException.ThrowIfNull(metrics);
         // Conditions on defended models are met together by one model: try each defence the run measured, keep the one meeting most.
-        var defences = metrics.Keys.Where(k => k.StartsWith("defense_", StringComparison.Ordinal)).Select(k => k[..k.IndexOf('.', StringComparison.Ordinal)])
-            .Distinct().Order(StringComparer.Ordinal).ToList();
+        var defences = MetricKey.DefencePrefixesIn(metrics.Keys);
         var generic = threshold.Conditions.Any(c => c.Metric.Contains('*', StringComparison.Ordinal));
         var candidates = generic && defences.Count > 0 ? defences.Cast<string?>().ToList() : [null];
         var best = candidates
@@ -125,16 +124,12 @@ public static class Scorecard
 
     private static ThresholdCheck Check(GateCondition condition, IReadOnlyDictionary<string, Metric> metrics)
     {
-        metrics.TryGetValue(condition.Metric, out var metric);
-        Metric? other = null;
-        if (condition.ThresholdMetric is { } name && !metrics.TryGetValue(name, out other))
-            return new ThresholdCheck(condition, null, metric?.Format() ?? "not measured", $"{condition.Operator} {name} (not measured)")
-                { Missing = metric is null ? condition.Metric : name };
-        var threshold = other?.Value ?? condition.Threshold;
+        var (metric, other, threshold, missing) = condition.Resolve(metrics);
+        if (other is null && condition.ThresholdMetric is { } name)
+            return new ThresholdCheck(condition, null, metric?.Format() ?? "not measured", $"{condition.Operator} {name} (not measured)") { Missing = missing };
         var required = other is not null ? $"{condition.Operator} {other.Format()} ({condition.ThresholdMetric})"
             : $"{condition.Operator} {metric?.FormatValue(threshold) ?? Invariant(threshold)}";
-        return new ThresholdCheck(condition, metric?.Value, metric?.Format() ?? "not measured", required)
-            { Threshold = threshold, Missing = metric is null ? condition.Metric : null };
+        return new ThresholdCheck(condition, metric?.Value, metric?.Format() ?? "not measured", required) { Threshold = threshold, Missing = missing };
     }
 
     /// <summary>For results.json: the scorecard with its thresholds and values formatted as the report shows them.</summary>

@@ -45,7 +45,6 @@ public static class ReportHtml
                         attributes.Id = text.Split(' ')[0].ToLowerInvariant();
                         attributes.AddClass("threat");
                     }
-                    if (heading.Level >= 2) section = heading.Level == 2 ? text : section;
                     break;
                 case Table table:
                     var id = TableId(section, document, table);
