@@ -123,15 +123,27 @@ public static class CodeVersion
     public static string Current() =>
         Checkout(AppContext.BaseDirectory) is { } checkout ? FromGit(checkout) : Stamped(typeof(CodeVersion).Assembly) ?? "unknown";
 
-    /// <summary>The commit in an assembly's informational version ("1.0.0+COMMIT"), when the build stamped one.</summary>
+    /// <summary>
+    /// The commit in an assembly's informational version ("1.0.0+COMMIT"), when the build stamped one; "COMMIT+modified" when it was built
+    /// from a work tree with uncommitted changes (stamped "1.0.0+COMMIT.modified").
+    /// </summary>
     public static string? Stamped(System.Reflection.Assembly assembly)
     {
         ArgumentNullException.ThrowIfNull(assembly);
-        var version = assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
-            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion;
-        var plus = version?.LastIndexOf('+') ?? -1;
-        var commit = plus < 0 ? null : version![(plus + 1)..];
-        return commit is { Length: 40 } && commit.All(char.IsAsciiHexDigitLower) ? commit : null;
+        return FromInformationalVersion(assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion);
+    }
+
+    /// <summary>The commit in an informational version string, with "+modified" for a build from a modified work tree; null when there is none.</summary>
+    public static string? FromInformationalVersion(string? version)
+    {
+        var plus = version?.IndexOf('+', StringComparison.Ordinal) ?? -1;
+        if (plus < 0) return null;
+        var stamp = version![(plus + 1)..];
+        const string modified = ".modified";
+        var dirty = stamp.EndsWith(modified, StringComparison.Ordinal);
+        var commit = dirty ? stamp[..^modified.Length] : stamp;
+        return commit is { Length: 40 } && commit.All(char.IsAsciiHexDigitLower) ? dirty ? commit + "+modified" : commit : null;
     }
 
     /// <summary>

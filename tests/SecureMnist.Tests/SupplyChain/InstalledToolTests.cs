@@ -94,6 +94,38 @@ public sealed class InstalledToolTests
         var current = CodeVersion.Current();
         Assert.Matches("^[0-9a-f]{40}(\\+modified)?$", current);
         // The build stamps the commit it was built from into the assembly (the SDK's SourceRevisionId), which an installed tool reports.
-        Assert.Matches("^[0-9a-f]{40}$", CodeVersion.Stamped(typeof(CodeVersion).Assembly) ?? "none");
+        // It matches the checkout's state: "+modified" when this build saw uncommitted changes to tracked files.
+        Assert.Matches("^[0-9a-f]{40}(\\+modified)?$", CodeVersion.Stamped(typeof(CodeVersion).Assembly) ?? "none");
+    }
+
+    [Theory]
+    [InlineData("1.0.0+0123456789abcdef0123456789abcdef01234567", "0123456789abcdef0123456789abcdef01234567")]
+    [InlineData("1.0.0+0123456789abcdef0123456789abcdef01234567.modified", "0123456789abcdef0123456789abcdef01234567+modified")]
+    [InlineData("1.0.0", null)]
+    [InlineData("1.0.0+0123456789abcdef", null)]
+    [InlineData("1.0.0+0123456789ABCDEF0123456789ABCDEF01234567", null)]
+    [InlineData("1.0.0+.modified", null)]
+    [InlineData(null, null)]
+    public void A_stamped_version_gives_its_commit_and_says_when_the_work_tree_was_modified(string? informational, string? expected) =>
+        Assert.Equal(expected, CodeVersion.FromInformationalVersion(informational));
+
+    [Fact]
+    public void The_build_stamps_the_commit_it_was_built_from()
+    {
+        // The stamp is the build's state: the commit, and "+modified" when tracked files had uncommitted changes. A work tree that is
+        // clean now was clean at the build (CI's fresh clone), so its stamp is the bare commit; one modified now may have been modified after.
+        var commit = Git("rev-parse", "HEAD");
+        var stamped = CodeVersion.Stamped(typeof(CodeVersion).Assembly);
+        Assert.StartsWith(commit, stamped);
+        if (Git("status", "--porcelain", "--untracked-files=no").Length == 0) Assert.Equal(commit, stamped);
+    }
+
+    private static string Git(params string[] arguments)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("git", ["-C", TestPaths.RepositoryRoot, .. arguments]) { RedirectStandardOutput = true };
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEnd().Trim();
+        process.WaitForExit();
+        return output;
     }
 }
