@@ -52,7 +52,7 @@ internal static class ReplicaBenchCommand
                     AuditKeyPath = Path.Combine(directory, "audit.key"),
                     DataRoot = dataRoot,
                 };
-                var png = ServeBenchCommand.DigitPng(new DatasetStore(dataRoot).Load("mnist").Test.Image(0));
+                var png = DigitImage.Png(new DatasetStore(dataRoot).Load("mnist").Test.Image(0));
                 var options = new ReplicaBenchOptions(template, flood, rpm, other, png, result.GetValue(replicas), result.GetValue(duration), RedisServer: result.GetValue(redisServer)!);
                 try
                 {

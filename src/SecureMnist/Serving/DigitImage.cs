@@ -32,6 +32,17 @@ public static class DigitImage
     public const int Side = 28;
     public const int Pixels = Side * Side;
 
+    /// <summary>A 28x28 grey digit (784 bytes, as MNIST stores it) as PNG bytes, as a client would upload it.</summary>
+    public static byte[] Png(ReadOnlySpan<byte> pixels)
+    {
+        if (pixels.Length != Pixels) throw new ArgumentException($"a digit has {Pixels} pixels, not {pixels.Length}", nameof(pixels));
+        using var bitmap = new SKBitmap(new SKImageInfo(Side, Side, SKColorType.Gray8, SKAlphaType.Opaque));
+        pixels.CopyTo(bitmap.GetPixelSpan());
+        using var image = SKImage.FromBitmap(bitmap);
+        using var encoded = image.Encode(SKEncodedImageFormat.Png, 100);
+        return encoded.ToArray();
+    }
+
     /// <summary>Decodes PNG or JPEG bytes into 784 values in [0, 1]; throws <see cref="InputRejectedException"/> with the reason.</summary>
     public static float[] Decode(ReadOnlySpan<byte> encoded, ImageLimits limits)
     {
