@@ -155,9 +155,10 @@ internal static class PoisoningCommands
             Find poisoned training samples without knowing the trigger, from a trained model's penultimate-layer activations
             or from the images themselves. Methods:
               knn-consistency (default): reads the images, not the model: a sample is flagged when at most --max-agreement of
-                its --neighbours nearest training images (pixel L2) share its label, as a source digit relabelled to the target
-                does. It cannot see clean-label poison, and it weakens when poisoned images are dense enough to be each other's
-                neighbours;
+                its --neighbours nearest training images (L2 on 2x2-pooled images, --knn-space) share its label, as a source digit
+                relabelled to the target does. Flagged samples then stop voting and the rest vote again (--peel-rounds), so
+                poisoned images dense enough to be each other's neighbours cannot vouch for each other. It cannot see clean-label
+                poison;
               spectre: the activations whitened with a robust (trimmed) covariance, as SPECTRE does, and scored along
                 their top direction; 2-means on that score, and a small, far, tight cluster is flagged;
               activation-clustering: Chen et al. with ART's settings: PCA to 10 dimensions, 2-means, and a cluster under 35% of
@@ -341,19 +342,21 @@ internal static class PoisoningCommands
         private readonly Option<double> sizeThreshold = new("--size-threshold") { Description = "activation-clustering: a cluster with less than this share of its class is poison, (0, 0.5] (ART: 0.35)", DefaultValueFactory = _ => Defaults.SizeThreshold };
         private readonly Option<int> neighbours = new("--neighbours") { Description = "knn-consistency: nearest training images that vote with their labels, 1 to 1,000", DefaultValueFactory = _ => Defaults.Neighbours };
         private readonly Option<double> maxAgreement = new("--max-agreement") { Description = "knn-consistency: a sample is flagged when at most this share of its neighbours carry its label, [0, 1)", DefaultValueFactory = _ => Defaults.MaxAgreement };
+        private readonly Option<KnnSpace> knnSpace = new("--knn-space") { Description = "knn-consistency: compare images as pooled (2x2 averages: the digit's shape, less of a trigger's fine pattern) or pixels", DefaultValueFactory = _ => Defaults.KnnSpace };
+        private readonly Option<int> peelRounds = new("--peel-rounds") { Description = "knn-consistency: rounds in which flagged samples stop voting and the rest vote again, so dense poison cannot vouch for itself; 0 votes once, up to 100", DefaultValueFactory = _ => Defaults.PeelRounds };
         private readonly Option<bool> silhouette = new("--silhouette") { Description = $"activation-clustering: flag only when the class's silhouette score is also at least {Defaults.SilhouetteThreshold} (ART's silhouette-scores analysis)" };
 
         public DetectionFlags() => method.AcceptOnlyFromAmong([.. Methods.Keys]);
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { method, trim, maxFraction, minSeparation, expectedFraction, dimensions, sizeThreshold, silhouette, neighbours, maxAgreement }) command.Options.Add(option);
+            foreach (var option in new Option[] { method, trim, maxFraction, minSeparation, expectedFraction, dimensions, sizeThreshold, silhouette, neighbours, maxAgreement, knnSpace, peelRounds }) command.Options.Add(option);
         }
 
         public PoisonDetectionOptions Read(ParseResult result) => new(Methods[result.GetValue(method)!], result.GetValue(trim), result.GetValue(maxFraction),
             result.GetValue(minSeparation), result.GetValue(expectedFraction), Dimensions: result.GetValue(dimensions), SizeThreshold: result.GetValue(sizeThreshold),
             Analysis: result.GetValue(silhouette) ? ClusterAnalysis.Silhouette : ClusterAnalysis.RelativeSize,
-            Neighbours: result.GetValue(neighbours), MaxAgreement: result.GetValue(maxAgreement));
+            Neighbours: result.GetValue(neighbours), MaxAgreement: result.GetValue(maxAgreement), KnnSpace: result.GetValue(knnSpace), PeelRounds: result.GetValue(peelRounds));
     }
 
     private static (Option<int>, Option<int?>, Option<int?>, Option<string>, Option<int>) TriggerOptions()

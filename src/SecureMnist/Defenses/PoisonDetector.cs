@@ -46,7 +46,8 @@ public enum ClusterAnalysis
 /// least <see cref="SilhouetteThreshold"/>).</item>
 /// <item><see cref="PoisonDetectionMethod.SpectralSignatures"/> removes the top 1.5 x <see cref="ExpectedFraction"/> of every class.</item>
 /// <item><see cref="PoisonDetectionMethod.KnnConsistency"/> flags a sample when at most <see cref="MaxAgreement"/> of its
-/// <see cref="Neighbours"/> nearest training images (in pixel space) share its label.</item>
+/// <see cref="Neighbours"/> nearest training images share its label, compared in <see cref="KnnSpace"/>; with <see cref="PeelRounds"/>,
+/// flagged samples stop voting and the rule is applied again, so a dense poison population cannot vouch for itself.</item>
 /// </list>
 /// </summary>
 public sealed record PoisonDetectionOptions(
@@ -61,7 +62,9 @@ public sealed record PoisonDetectionOptions(
     ClusterAnalysis Analysis = ClusterAnalysis.RelativeSize,
     double SilhouetteThreshold = 0.1,
     int Neighbours = 50,
-    double MaxAgreement = 0.1)
+    double MaxAgreement = 0.1,
+    KnnSpace KnnSpace = KnnSpace.Pooled,
+    int PeelRounds = 10)
 {
     public void Validate()
     {
@@ -74,7 +77,21 @@ public sealed record PoisonDetectionOptions(
         if (SilhouetteThreshold is < -1 or > 1) throw new ArgumentOutOfRangeException(nameof(SilhouetteThreshold), SilhouetteThreshold, "a silhouette threshold is in [-1, 1]");
         if (Neighbours is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(Neighbours), Neighbours, "the neighbours that vote must be 1 to 1,000");
         if (MaxAgreement is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(MaxAgreement), MaxAgreement, "the largest share of neighbours agreeing with a flagged sample's label must be in [0, 1)");
+        if (!Enum.IsDefined(KnnSpace)) throw new ArgumentOutOfRangeException(nameof(KnnSpace), KnnSpace, "the k-NN space is pixels or pooled");
+        if (PeelRounds is < 0 or > 100) throw new ArgumentOutOfRangeException(nameof(PeelRounds), PeelRounds, "the peeling rounds must be 0 to 100");
     }
+}
+
+/// <summary>Where k-NN consistency measures distances between training images.</summary>
+public enum KnnSpace
+{
+    /// <summary>The 784 pixels.</summary>
+    Pixels,
+    /// <summary>
+    /// The image averaged over 2x2 blocks (196 values): digit shape survives, while the high-frequency part of a trigger (a blended
+    /// noise pattern, a checkerboard) is attenuated, so the trigger pulls poisoned images less towards each other.
+    /// </summary>
+    Pooled,
 }
 
 /// <summary>

@@ -133,6 +133,9 @@ public sealed class PoisonDefenceTests(SmallBackdoorRun run) : IClassFixture<Sma
         Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(Trim: 0.5).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(MinSeparation: 0).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(ExpectedFraction: 0).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(PeelRounds: -1).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(PeelRounds: 101).Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PoisonDetectionOptions(KnnSpace: (KnnSpace)7).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(Overlays: 0).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(FalsePositiveRate: 1).Validate());
         Assert.Throws<ArgumentOutOfRangeException>(() => new StripOptions(Confidence: 1).Validate());
