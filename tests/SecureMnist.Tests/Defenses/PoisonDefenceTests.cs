@@ -82,11 +82,12 @@ public sealed class PoisonDefenceTests(SmallBackdoorRun run) : IClassFixture<Sma
         var report = PoisonDetector.Detect(run.Network, run.Poisoned.Train, new PoisonDetectionOptions())
             .ScoredAgainst(run.Poisoned.Manifest, run.Poisoned.Train.Labels);
         Assert.Equal(PoisonDetectionMethod.KnnConsistency, report.Options.Method);
-        // Measured on this draw: recall 94%, 1.29% of the clean 7s and 1.50% of all clean samples flagged. The misses are source digits
-        // that look like 7s; the false alarms are ambiguous or mislabelled digits in every class, a share of any clean MNIST draw.
-        Assert.True(report.Score!.Recall >= 0.9, $"recall {report.Score.Recall:P1}");
-        Assert.True(report.Score.CleanFlaggedRateInTargetClass <= 0.015, $"clean 7s flagged {report.Score.CleanFlaggedRateInTargetClass:P2}");
-        Assert.True(report.Score.CleanFlaggedRateOverall <= 0.02, $"clean samples flagged {report.Score.CleanFlaggedRateOverall:P2}");
+        // Measured on this draw: recall 97%, 0.91% of the clean 7s and 0.93% of all clean samples flagged (at the old default of 5 of 50
+        // agreeing neighbours: 94%, 1.29% and 1.50%, which these bounds refuse). The misses are source digits that look like 7s; the false
+        // alarms are ambiguous or mislabelled digits in every class, a share of any clean MNIST draw.
+        Assert.True(report.Score!.Recall >= 0.93, $"recall {report.Score.Recall:P1}");
+        Assert.True(report.Score.CleanFlaggedRateInTargetClass <= 0.012, $"clean 7s flagged {report.Score.CleanFlaggedRateInTargetClass:P2}");
+        Assert.True(report.Score.CleanFlaggedRateOverall <= 0.012, $"clean samples flagged {report.Score.CleanFlaggedRateOverall:P2}");
     }
 
     [Fact]
