@@ -57,12 +57,18 @@ done
 curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "serve-wrk: serve was not ready after 300 s" >&2; exit 1; }
 export SECUREMNIST_KEY="$key" SECUREMNIST_PNG="$work/digit.png"
 wrk -t 1 -c "$connections" -d 2s -s bench/wrk/predict.lua "http://127.0.0.1:$port" >/dev/null   # warm-up
-rates=()
+rates=() refused=()
 for run in $(seq 1 "$runs"); do
   echo "== run $run/$runs: wrk -t 1 -c $connections -d ${seconds}s --latency, serve ${serve_flags[*]:-(defaults)}"
   wrk -t 1 -c "$connections" -d "${seconds}s" --latency -s bench/wrk/predict.lua "http://127.0.0.1:$port" | tee "$work/run-$run.txt"
-  grep -q "non-2xx/3xx responses: 0$" "$work/run-$run.txt" || echo "serve-wrk: run $run had refused requests; its rate is not throughput" >&2
-  rates+=("$(awk '/^Requests\/sec:/ {print $2}' "$work/run-$run.txt")")
+  rate="$(awk '/^Requests\/sec:/ {print $2}' "$work/run-$run.txt")"
+  if grep -q "non-2xx/3xx responses: 0$" "$work/run-$run.txt"; then
+    rates+=("$rate")
+  else
+    echo "serve-wrk: run $run had refused requests; its rate ($rate/s) is not throughput and is left out of the median" >&2
+    refused+=("$rate")
+  fi
 done
+[ ${#rates[@]} -gt 0 ] || { echo "serve-wrk: every run had refused requests; no throughput figure" >&2; exit 1; }
 median="$(printf '%s\n' "${rates[@]}" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')"
-echo "requests/s per run: ${rates[*]}; median: $median"
+echo "requests/s per run: ${rates[*]}; median: $median${refused:+ (left out, with refusals: ${refused[*]})}"

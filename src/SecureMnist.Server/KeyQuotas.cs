@@ -19,8 +19,8 @@ public sealed class KeyQuotas
     /// <summary>The partition the middleware uses for the request's key: the same bucket <see cref="ChargeRest"/> draws on.</summary>
     public RateLimitPartition<string> Partition(HttpContext context)
     {
-        var (partition, burst, refill) = Describe(context);
-        return RateLimitPartition.Get(partition, p => new Kept(Bucket(context, p, burst, refill)));
+        var (partition, rate) = Describe(context);
+        return RateLimitPartition.Get(partition, p => new Kept(Bucket(context, p, rate)));
     }
 
     /// <summary>
@@ -31,34 +31,24 @@ public sealed class KeyQuotas
     {
         ArgumentNullException.ThrowIfNull(context);
         if (images <= 1) return null;
-        var (partition, burst, refill) = Describe(context);
-        if (images > burst)
-            return (StatusCodes.Status413PayloadTooLarge, $"this request carries {images} images and this API key's quota allows at most {burst} at once; send smaller batches", TimeSpan.Zero);
-        using var lease = await Bucket(context, partition, burst, refill).AcquireAsync(images - 1, context.RequestAborted).ConfigureAwait(false);
+        var (partition, rate) = Describe(context);
+        if (images > rate.Burst)
+            return (StatusCodes.Status413PayloadTooLarge, $"this request carries {images} images and this API key's quota allows at most {rate.Burst} at once; send smaller batches", TimeSpan.Zero);
+        using var lease = await Bucket(context, partition, rate).AcquireAsync(images - 1, context.RequestAborted).ConfigureAwait(false);
         if (lease.IsAcquired) return null;
         var retry = lease.TryGetMetadata(MetadataName.RetryAfter, out var span) ? span : TimeSpan.FromSeconds(1);
         return (StatusCodes.Status429TooManyRequests, $"this API key's quota is counted in images; the {images} in this request exceed what is left; retry after {Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds))} s", retry);
     }
 
-    private static (string Partition, int Burst, TimeSpan Refill) Describe(HttpContext context)
+    private static (string Partition, QuotaRate Rate) Describe(HttpContext context)
     {
         var keyId = context.User.FindFirst(ApiKeyAuthentication.KeyIdClaim)?.Value;
         var perMinute = int.TryParse(context.User.FindFirst(ApiKeyAuthentication.RateClaim)?.Value, CultureInfo.InvariantCulture, out var rate) ? rate : 60;
-        return ($"{keyId}:{perMinute}", Math.Max(1, perMinute / 10), TimeSpan.FromMinutes(1.0 / perMinute));
+        return ($"{keyId}:{perMinute}", new QuotaRate(perMinute));
     }
 
-    private RateLimiter Bucket(HttpContext context, string partition, int burst, TimeSpan refill) => buckets.GetOrAdd(partition, p =>
-    {
-        TokenBucketRateLimiter Local() => new(new TokenBucketRateLimiterOptions
-        {
-            TokenLimit = burst,
-            TokensPerPeriod = 1,
-            ReplenishmentPeriod = refill,
-            QueueLimit = 0,
-            AutoReplenishment = true,
-        });
-        return context.RequestServices.GetService<SharedQuota>() is { } shared ? shared.Bucket(p, burst, refill, Local) : Local();
-    });
+    private RateLimiter Bucket(HttpContext context, string partition, QuotaRate rate) => buckets.GetOrAdd(partition, p =>
+        context.RequestServices.GetService<SharedQuota>() is { } shared ? shared.Bucket(p, rate, rate.LocalBucket) : rate.LocalBucket());
 
     /// <summary>A bucket the middleware may use but never disposes as idle: <see cref="ChargeRest"/> holds on to it.</summary>
     private sealed class Kept(RateLimiter inner) : RateLimiter
@@ -71,4 +61,32 @@ public sealed class KeyQuotas
 
         protected override ValueTask<RateLimitLease> AcquireAsyncCore(int permitCount, CancellationToken cancellationToken) => inner.AcquireAsync(permitCount, cancellationToken);
     }
+}
+
+/// <summary>
+/// A key's quota as a token bucket: <see cref="Burst"/> tokens (a tenth of the per-minute rate, at least one), refilled by
+/// <see cref="TokensPerPeriod"/> every <see cref="Period"/>. The period is never shorter than <see cref="ShortestPeriod"/>: the refill
+/// runs on a timer that counts whole milliseconds, and one token per 60 s / rate would ask it for a period under a millisecond above
+/// 60,000 per minute, which a timer reads as zero and never fires (such a key got its first burst and nothing after it).
+/// </summary>
+public readonly record struct QuotaRate(int PerMinute)
+{
+    public static TimeSpan ShortestPeriod { get; } = TimeSpan.FromMilliseconds(100);
+
+    public int Burst => Math.Max(1, PerMinute / 10);
+
+    /// <summary>Tokens added each period: one up to 600 per minute, then enough that the period stays between 100 and 200 ms.</summary>
+    public int TokensPerPeriod => Math.Max(1, (int)Math.Ceiling((PerMinute * ShortestPeriod.TotalMinutes) - 1e-9));
+
+    public TimeSpan Period => TimeSpan.FromMinutes((double)TokensPerPeriod / Math.Max(1, PerMinute));
+
+    /// <summary>The bucket in this process.</summary>
+    public TokenBucketRateLimiter LocalBucket() => new(new TokenBucketRateLimiterOptions
+    {
+        TokenLimit = Burst,
+        TokensPerPeriod = TokensPerPeriod,
+        ReplenishmentPeriod = Period,
+        QueueLimit = 0,
+        AutoReplenishment = true,
+    });
 }

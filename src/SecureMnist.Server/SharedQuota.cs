@@ -83,16 +83,16 @@ public sealed class SharedQuota : IDisposable
         System.Text.RegularExpressions.Regex.Replace(configuration, "(password|user)=[^,]*", "$1=***", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
 
     /// <summary>
-    /// The bucket of one key: <paramref name="tokenLimit"/> tokens refilled one per <paramref name="refill"/>, kept in
-    /// Redis under the key's id and rate; <paramref name="local"/> makes the same bucket in this process, for <see cref="RedisFailureMode.Open"/>.
+    /// The bucket of one key at <paramref name="rate"/>, kept in Redis under the key's id and rate; <paramref name="local"/> makes the
+    /// same bucket in this process, for <see cref="RedisFailureMode.Open"/>.
     /// </summary>
-    public RateLimiter Bucket(string partition, int tokenLimit, TimeSpan refill, Func<RateLimiter> local) =>
+    public RateLimiter Bucket(string partition, QuotaRate rate, Func<RateLimiter> local) =>
         new SharedBucket(this, new RedisTokenBucketRateLimiter<string>($"securemnist:quota:{partition}", new RedisTokenBucketRateLimiterOptions
         {
             ConnectionMultiplexerFactory = () => redis,
-            TokenLimit = tokenLimit,
-            TokensPerPeriod = 1,
-            ReplenishmentPeriod = refill,
+            TokenLimit = rate.Burst,
+            TokensPerPeriod = rate.TokensPerPeriod,
+            ReplenishmentPeriod = rate.Period,
         }), local);
 
     private void Failed(Exception e)
