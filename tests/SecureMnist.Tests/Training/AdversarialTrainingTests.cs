@@ -13,7 +13,7 @@ public sealed class SmallDefenceRuns : IDisposable
 
     public SmallDefenceRuns()
     {
-        var mnist = TestPaths.Mnist(testImages: 300);
+        var mnist = TestPaths.Mnist(testImages: 1000);
         Test = mnist.Test;
         foreach (var defense in TrainingOptions.Defenses)
         {
@@ -51,9 +51,12 @@ public sealed class AdversarialTrainingTests(SmallDefenceRuns runs) : IClassFixt
     [InlineData("trades")]
     public void Each_defence_improves_pgd_accuracy_over_standard_training(string defense)
     {
+        // On the same 1,000 test images, a 2-point gain is about twice the spread of a paired difference at these accuracies. Measured
+        // (AVX-512 host): standard 77.5%, fgsm 85.9%, fgsm-rs 85.8%, pgd 85.5%, trades 81.6%. On 300 images with a 3-point bar, TRADES
+        // passed on one host and missed by a hair (85.0 against 82.0) on another.
         var standard = runs.RobustAccuracy["none"];
         var defended = runs.RobustAccuracy[defense];
-        Assert.True(defended > standard + 0.03, $"{defense}: PGD accuracy {defended:P1} vs standard {standard:P1}");
+        Assert.True(defended > standard + 0.02, $"{defense}: PGD accuracy {defended:P1} vs standard {standard:P1}");
     }
 
     [Fact]
