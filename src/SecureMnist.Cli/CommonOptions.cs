@@ -39,8 +39,8 @@ internal static class CommonOptions
 
     public static Option<SecureMnist.Serving.InferencePrecision> Precision() => new("--precision")
     {
-        Description = "Number format while serving: fp32 (as trained) or bf16 (bfloat16 weights and activations: several times faster convolutions on CPUs with AVX-512 BF16; predictions may differ from fp32 near a decision boundary; the detector is calibrated in the same format)",
-        DefaultValueFactory = _ => SecureMnist.Serving.InferencePrecision.Fp32,
+        Description = "Number format while serving: auto (bf16 on CPUs with AVX-512 BF16 or AMX-BF16, fp32 elsewhere), fp32 (as trained) or bf16 (bfloat16 weights and activations: several times faster convolutions where the CPU computes bfloat16 natively, emulated and slower elsewhere; the detector is calibrated in the same format; `bench precision` compares the two)",
+        DefaultValueFactory = _ => SecureMnist.Serving.InferencePrecision.Auto,
     };
 
     public static Option<bool> Json() => new("--json") { Description = "Print the result as JSON on standard output" };

@@ -97,7 +97,7 @@ public static class ServeBench
             Urls = "http://127.0.0.1:0",
         };
         var app = ServiceHost.Build(service, logging => logging.ClearProviders());
-        LoadResult warmup, latency, floodRun, steadyRun, alone, anonymousRun, keyedRun;
+        LoadResult warmup, throughput, latency, floodRun, steadyRun, alone, anonymousRun, keyedRun;
         List<LoadResult> throughputRuns;
         IReadOnlyList<string> flaggedKeys;
         try
@@ -119,7 +119,7 @@ public static class ServeBench
                 progress?.Report($"throughput {run}/{options.Runs}: {options.Concurrency} workers, {options.Seconds} s");
                 throughputRuns.Add(await Run(client, new LoadOptions(load, png, Concurrency: options.Concurrency, DurationSeconds: options.Seconds, Bodies: options.Digits)).ConfigureAwait(false));
             }
-            var throughput = Median(throughputRuns);
+            throughput = Median(throughputRuns);
             var rate = Math.Max(1, 0.7 * throughput.SucceededPerSecond);
             progress?.Report($"latency: open loop at {rate:F0}/s, {options.Seconds} s");
             latency = await Run(client, new LoadOptions(load, png, DurationSeconds: options.Seconds, RatePerSecond: rate, Bodies: options.Digits)).ConfigureAwait(false);
@@ -168,8 +168,8 @@ public static class ServeBench
             strangerRecords.Count, 2 * windows, strangerRecords.Sum(r => r.Count ?? 1), options.KeyedRate, alone.P99Milliseconds, keyedRun.P99Milliseconds,
             keyedRun.Sent, keyedRun.StatusCounts.GetValueOrDefault(200));
         var threads = TorchSharp.torch.get_num_threads();
-        return new ServeBenchResult(service.ModelDirectory, service.Policy.OnAdversarial, service.Precision, service.Extraction.Action, threads,
-            [.. throughputRuns.Select(r => Math.Round(r.SucceededPerSecond, 1))], Median(throughputRuns), latency,
+        return new ServeBenchResult(service.ModelDirectory, service.Policy.OnAdversarial, service.Precision.Resolve(), service.Extraction.Action, threads,
+            [.. throughputRuns.Select(r => Math.Round(r.SucceededPerSecond, 1))], throughput, latency,
             floodResult, anonymous, verdict.Records, records.Sum(r => r.Count ?? 1), answered, verdict.Intact, verdict.Problem,
             options.Digits.Count, flaggedKeys, SecureMnist.Training.MachineInfo.Current(threads));
     }

@@ -47,7 +47,8 @@ public sealed record ServiceOptions
     public ImageLimits Images { get; init; } = new();
     public DecisionPolicy Policy { get; init; } = new();
     public BatchingOptions Batching { get; init; } = new();
-    public InferencePrecision Precision { get; init; } = InferencePrecision.Fp32;
+    /// <summary>The number format while serving; Auto (the default) is bf16 on CPUs that compute it natively, fp32 elsewhere.</summary>
+    public InferencePrecision Precision { get; init; } = InferencePrecision.Auto;
     public SqueezingOptions Squeezing { get; init; } = new();
     /// <summary>Per-key model-extraction monitoring (PRADA and two query-pattern signals) and what happens to a flagged key.</summary>
     public ExtractionMonitorOptions Extraction { get; init; } = new();

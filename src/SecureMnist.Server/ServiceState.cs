@@ -169,7 +169,7 @@ public sealed class ServiceState : IAsyncDisposable
                 model = ModelPackage.Load(Options.ModelDirectory, key, kek);
             // Verified in float32 above; converted after, so the digest checks saw the signed bytes. The input checks are
             // calibrated below on the converted model, so the detector's threshold matches what serves.
-            if (Options.Precision == InferencePrecision.Bf16) model.Network.to(TorchSharp.torch.ScalarType.BFloat16);
+            if (Options.Precision.Resolve() == InferencePrecision.Bf16) model.Network.to(TorchSharp.torch.ScalarType.BFloat16);
             if (engine is null) readiness = Readiness.Calibrating;
             var train = new DatasetStore(Options.DataRoot).Load("mnist").Train;
             var guard = InputGuard.Calibrate(model.Network, train, Options.SqueezeCalibrationImages, Options.Squeezing);

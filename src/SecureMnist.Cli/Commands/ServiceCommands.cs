@@ -216,7 +216,7 @@ internal static class ServiceCommands
             {
                 await state.Settled.ConfigureAwait(false);
                 if (state.Engine is { } engine)
-                    Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), {options.Precision.ToString().ToLowerInvariant()}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditLogDirectory}{(!options.SharesQuotas ? "" : $"; quotas shared through Redis at {options.Redis!.Split(',')[0]} (failing {options.RedisFailure.ToString().ToLowerInvariant()})")}");
+                    Ui.Success($"ready on {options.Urls}: {options.ModelDirectory} (manifest {engine.Model.ManifestSha256[..16]}...), {engine.Precision.ToString().ToLowerInvariant()}{(options.Precision == InferencePrecision.Auto ? " (auto)" : "")}, {TorchSharp.torch.get_num_threads()} libtorch thread(s), abstain below {engine.Policy.AbstainBelow}, squeezing threshold {engine.Squeezing.Threshold:F4}; audit log {options.AuditLogDirectory}{(!options.SharesQuotas ? "" : $"; quotas shared through Redis at {options.Redis!.Split(',')[0]} (failing {options.RedisFailure.ToString().ToLowerInvariant()})")}");
                 else Ui.Error($"NOT ready: {state.NotReadyReason}");
             }));
             app.Run();

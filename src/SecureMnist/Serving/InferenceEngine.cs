@@ -28,6 +28,28 @@ public enum InferencePrecision
     /// convolutions run several times faster; predictions can differ from float32 on inputs near a decision boundary.
     /// </summary>
     Bf16,
+    /// <summary>
+    /// bf16 where the CPU computes in it natively (AVX-512 BF16 or AMX-BF16), fp32 elsewhere: without those instructions
+    /// libtorch emulates bfloat16 and gains nothing. <c>bench precision</c> shows the two decide alike.
+    /// </summary>
+    Auto,
+}
+
+public static class InferencePrecisions
+{
+    /// <summary>The CPU extensions with which libtorch computes bfloat16 natively.</summary>
+    public static IReadOnlyList<string> NativeBf16Extensions { get; } = ["avx512_bf16", "amx_bf16"];
+
+    /// <summary>What <paramref name="requested"/> runs as on a CPU with these /proc/cpuinfo extensions: Auto becomes bf16 or fp32.</summary>
+    public static InferencePrecision Resolve(this InferencePrecision requested, IReadOnlyCollection<string> cpuExtensions)
+    {
+        ArgumentNullException.ThrowIfNull(cpuExtensions);
+        if (requested != InferencePrecision.Auto) return requested;
+        return NativeBf16Extensions.Any(cpuExtensions.Contains) ? InferencePrecision.Bf16 : InferencePrecision.Fp32;
+    }
+
+    /// <summary>What <paramref name="requested"/> runs as on this machine.</summary>
+    public static InferencePrecision Resolve(this InferencePrecision requested) => requested.Resolve(Training.MachineInfo.CpuExtensions());
 }
 
 /// <summary>The service's decision rules.</summary>
@@ -98,11 +120,15 @@ public sealed class InferenceEngine : IAsyncDisposable
         Policy = policy;
         this.batching = batching;
         classifier = new NetworkClassifier(model.Network);
+        Precision = model.Network.parameters().FirstOrDefault()?.dtype == ScalarType.BFloat16 ? InferencePrecision.Bf16 : InferencePrecision.Fp32;
         queue = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
         worker = Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
     public VerifiedModel Model { get; }
+
+    /// <summary>The number format the model serves in (never <see cref="InferencePrecision.Auto"/>: that is resolved before the engine is built).</summary>
+    public InferencePrecision Precision { get; }
 
     /// <summary>Whether the network gives input gradients (saliency maps); an ONNX model run by ONNX Runtime does not.</summary>
     public bool HasGradients => Model.Network is not Interop.OnnxNetwork;

@@ -55,7 +55,8 @@ public sealed record MachineInfo(string Os, string Cpu, int LogicalCores, int To
         return [.. new[] { "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile" }.Where(flags.Contains)];
     }
 
-    private static IReadOnlyList<string> CpuExtensions()
+    /// <summary>This machine's vector extensions that matter to libtorch (empty where /proc/cpuinfo cannot be read).</summary>
+    public static IReadOnlyList<string> CpuExtensions()
     {
         try
         {

@@ -50,6 +50,18 @@ public sealed class PrecisionEquivalenceTests(TrainedLinearModel fixture) : ICla
     }
 
     [Fact]
+    public void Auto_is_bf16_only_where_the_cpu_computes_bfloat16_natively_and_an_explicit_choice_stands()
+    {
+        Assert.Equal(InferencePrecision.Bf16, InferencePrecision.Auto.Resolve(["avx2", "avx512f", "avx512_bf16"]));
+        Assert.Equal(InferencePrecision.Bf16, InferencePrecision.Auto.Resolve(["avx2", "amx_bf16", "amx_tile"]));
+        Assert.Equal(InferencePrecision.Fp32, InferencePrecision.Auto.Resolve(["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"]));
+        Assert.Equal(InferencePrecision.Fp32, InferencePrecision.Auto.Resolve([]));
+        Assert.Equal(InferencePrecision.Fp32, InferencePrecision.Fp32.Resolve(["avx512_bf16"]));
+        Assert.Equal(InferencePrecision.Bf16, InferencePrecision.Bf16.Resolve([]));
+        Assert.Equal(InferencePrecision.Auto, new SecureMnist.Server.ServiceOptions { ModelDirectory = "m", PublicKeyPath = "p", ApiKeysPath = "k", AuditDirectory = "a", AuditKeyPath = "a.key", DataRoot = "d" }.Precision);
+    }
+
+    [Fact]
     public void Networks_in_the_wrong_type_and_bad_options_are_refused()
     {
         var train = TestPaths.Mnist().Train;
