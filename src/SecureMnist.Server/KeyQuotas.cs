@@ -66,8 +66,8 @@ public sealed class KeyQuotas
 /// <summary>
 /// A key's quota as a token bucket: <see cref="Burst"/> tokens (a tenth of the per-minute rate, at least one), refilled by
 /// <see cref="TokensPerPeriod"/> every <see cref="Period"/>. The period is never shorter than <see cref="ShortestPeriod"/>: the refill
-/// runs on a timer that counts whole milliseconds, and one token per 60 s / rate would ask it for a period under a millisecond above
-/// 60,000 per minute, which a timer reads as zero and never fires (such a key got its first burst and nothing after it).
+/// runs on a timer, and one token per 60 s / rate asks it for a period under a millisecond above 60,000 per minute, which it cannot keep:
+/// at 1,000,000 per minute that bucket gave 1 token in the 600 ms after its burst (QuotaRateTests), where the rate promises 10,000.
 /// </summary>
 public readonly record struct QuotaRate(int PerMinute)
 {
