@@ -9,12 +9,13 @@ namespace SecureMnist.Evaluation.PoisonBench;
 /// <summary>
 /// A folder of finished grid cells that several processes (on one machine or, through a shared mount, on many) fill together. A cell's
 /// result is kept under its fingerprint, so a rerun skips it; a process claims a cell by creating its claim file exclusively before
-/// running it, so no cell runs twice at once; a claim whose process died on this host is taken over. Every run is appended to
-/// <c>runs.log</c> (one line per cell run), which is how "each cell ran exactly once" can be checked.
+/// running it, so no cell runs twice at once; a claim whose process died on this host is taken over. Every run leaves a record of its
+/// own in <c>runs/</c> (cell, fingerprint, worker), which is how "each cell ran exactly once" can be checked. One file per run, created
+/// exclusively: .NET's append mode seeks to the end it saw on opening, so processes appending to one shared log overwrite each other's lines.
 /// </summary>
 public sealed class CellCache
 {
-    private const string RunLog = "runs.log";
+    private const string RunFolder = "runs";
 
     public CellCache(string root)
     {
@@ -22,6 +23,7 @@ public sealed class CellCache
         Root = Path.GetFullPath(root);
         Directory.CreateDirectory(Path.Combine(Root, "cells"));
         Directory.CreateDirectory(Path.Combine(Root, "claims"));
+        Directory.CreateDirectory(Path.Combine(Root, RunFolder));
     }
 
     public string Root { get; }
@@ -99,7 +101,7 @@ public sealed class CellCache
                 {
                     // Another process may have finished it between the check and the claim.
                     if (Finished(cell, fingerprint) is { } late) return late;
-                    File.AppendAllText(Path.Combine(Root, RunLog), $"{DateTimeOffset.UtcNow:O} {cell.Id} {fingerprint} {Worker}\n");
+                    RecordRun(cell, fingerprint);
                     var result = run();
                     JsonFormat.Save(ResultPath(cell, fingerprint), result);
                     var work = WorkDirectory(cell, fingerprint);
@@ -128,9 +130,18 @@ public sealed class CellCache
     /// <summary>The cells each worker ran, from the run log: cell id and fingerprint, then the worker.</summary>
     public IReadOnlyList<(string Cell, string Fingerprint, string Worker)> Runs()
     {
-        var path = Path.Combine(Root, RunLog);
-        if (!File.Exists(path)) return [];
-        return [.. File.ReadAllLines(path).Select(line => line.Split(' ')).Where(parts => parts.Length == 4).Select(parts => (parts[1], parts[2], parts[3]))];
+        var folder = Path.Combine(Root, RunFolder);
+        if (!Directory.Exists(folder)) return [];
+        return [.. Directory.EnumerateFiles(folder, "*.run").Order(StringComparer.Ordinal).Select(File.ReadAllText)
+            .Select(line => line.Trim().Split(' ')).Where(parts => parts.Length == 4).Select(parts => (parts[1], parts[2], parts[3]))];
+    }
+
+    private void RecordRun(GridCell cell, string fingerprint)
+    {
+        var started = DateTimeOffset.UtcNow;
+        var name = $"{started:yyyyMMddTHHmmssfffffff}-{cell.Id}-{fingerprint}-{Worker.Replace(':', '-')}.run";
+        using var stream = new FileStream(Path.Combine(Root, RunFolder, name), FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        stream.Write(Encoding.UTF8.GetBytes($"{started:O} {cell.Id} {fingerprint} {Worker}\n"));
     }
 
     private static bool TryClaim(string claim)
