@@ -100,6 +100,7 @@ public static class ServeBench
         LoadResult warmup, throughput, latency, floodRun, steadyRun, alone, anonymousRun, keyedRun;
         List<LoadResult> throughputRuns;
         IReadOnlyList<string> flaggedKeys;
+        InferencePrecision served;
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -107,6 +108,7 @@ public static class ServeBench
             var address = ServiceHost.Address(app);
             progress?.Report("loading the model");
             await state.WaitUntilReadyAsync(TimeSpan.FromMinutes(5), cancellationToken).ConfigureAwait(false);
+            served = state.Engine!.Precision;
             var png = options.Digits[0];
             using var client = LoadGenerator.ClientFrom(ClientAddresses, address);
             Task<LoadResult> Run(HttpClient from, LoadOptions load) => LoadGenerator.Run(from, load, cancellationToken);
@@ -168,7 +170,7 @@ public static class ServeBench
             strangerRecords.Count, 2 * windows, strangerRecords.Sum(r => r.Count ?? 1), options.KeyedRate, alone.P99Milliseconds, keyedRun.P99Milliseconds,
             keyedRun.Sent, keyedRun.StatusCounts.GetValueOrDefault(200));
         var threads = TorchSharp.torch.get_num_threads();
-        return new ServeBenchResult(service.ModelDirectory, service.Policy.OnAdversarial, service.Precision.Resolve(), service.Extraction.Action, threads,
+        return new ServeBenchResult(service.ModelDirectory, service.Policy.OnAdversarial, served, service.Extraction.Action, threads,
             [.. throughputRuns.Select(r => Math.Round(r.SucceededPerSecond, 1))], throughput, latency,
             floodResult, anonymous, verdict.Records, records.Sum(r => r.Count ?? 1), answered, verdict.Intact, verdict.Problem,
             options.Digits.Count, flaggedKeys, SecureMnist.Training.MachineInfo.Current(threads));

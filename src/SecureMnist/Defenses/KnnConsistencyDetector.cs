@@ -99,13 +99,13 @@ internal sealed class KnnConsistencyDetector(PoisonDetectionOptions options) : I
         PeeledAgreement(rows, labels, neighbours, maxAgreement: 0, peelRounds: 0, cancellationToken);
 
     /// <summary>The share of each row's first <paramref name="neighbours"/> voting neighbours (nearest first) that carry its label; 0 when none votes.</summary>
-    private static double[] Vote(long[][] nearest, IReadOnlyList<byte> labels, int neighbours, bool[] excluded)
+    private static double[] Vote(NearestRows nearest, IReadOnlyList<byte> labels, int neighbours, bool[] excluded)
     {
-        var agreement = new double[nearest.Length];
-        for (var i = 0; i < nearest.Length; i++)
+        var agreement = new double[nearest.Count];
+        for (var i = 0; i < nearest.Count; i++)
         {
             int voters = 0, agreeing = 0;
-            foreach (var j in nearest[i])
+            foreach (var j in nearest.Of(i))
             {
                 if (excluded[j]) continue;
                 if (labels[(int)j] == labels[i]) agreeing++;
@@ -117,12 +117,12 @@ internal sealed class KnnConsistencyDetector(PoisonDetectionOptions options) : I
     }
 
     /// <summary>Each row's <paramref name="count"/> nearest other rows, nearest first (an exact duplicate elsewhere in the set counts).</summary>
-    private static long[][] Nearest(FeatureActivations rows, IReadOnlyList<byte> labels, int count, CancellationToken cancellationToken)
+    private static NearestRows Nearest(FeatureActivations rows, IReadOnlyList<byte> labels, int count, CancellationToken cancellationToken)
     {
         if (rows.Count != labels.Count) throw new ArgumentException($"{rows.Count} rows for {labels.Count} labels");
         if (rows.Count <= count) throw new ArgumentException($"k-NN consistency with {count} neighbours needs more than {count} samples; it has {rows.Count}");
         var total = rows.Count;
-        var nearest = new long[total][];
+        var nearest = new long[checked(total * count)];
         using var scope = NewDisposeScope();
         using var inference = inference_mode();
         var x = tensor(rows.Values).reshape(total, rows.Dimensions);
@@ -137,9 +137,16 @@ internal sealed class KnnConsistencyDetector(PoisonDetectionOptions options) : I
             // A sample is not its own neighbour.
             distances.scatter_(1, arange(start, start + length, ScalarType.Int64).unsqueeze(1), full(length, 1, float.PositiveInfinity));
             var (_, indices) = distances.topk(count, dim: 1, largest: false, sorted: true);
-            var flat = indices.contiguous().data<long>().ToArray();
-            for (var r = 0; r < length; r++) nearest[start + r] = flat.AsSpan(r * count, count).ToArray();
+            indices.contiguous().data<long>().CopyTo(nearest.AsSpan(start * count));
         }
-        return nearest;
+        return new NearestRows(nearest, count);
+    }
+
+    /// <summary>Every row's nearest rows in one flat array, <paramref name="PerRow"/> a row, nearest first.</summary>
+    private readonly record struct NearestRows(long[] Indices, int PerRow)
+    {
+        public int Count => Indices.Length / PerRow;
+
+        public ReadOnlySpan<long> Of(int row) => Indices.AsSpan(row * PerRow, PerRow);
     }
 }

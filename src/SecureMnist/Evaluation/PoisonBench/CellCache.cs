@@ -127,7 +127,7 @@ public sealed class CellCache
         }
     }
 
-    /// <summary>The cells each worker ran, from the run log: cell id and fingerprint, then the worker.</summary>
+    /// <summary>The cells each worker ran, from the run records in <c>runs/</c> (one file a run): cell id and fingerprint, then the worker.</summary>
     public IReadOnlyList<(string Cell, string Fingerprint, string Worker)> Runs()
     {
         var folder = Path.Combine(Root, RunFolder);
