@@ -38,9 +38,25 @@ internal static class Ui
     {
         if (!Err.Profile.Capabilities.Interactive)
         {
+            // Logs and scripts get a line at most once a minute within a stage, so a stage of an hour does not look stalled, and one at its end.
+            var stage = -1;
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var lastLine = TimeSpan.Zero;
             return work(new SyncProgress<SecureMnist.Attacks.Evasion.AttackProgress>(p =>
             {
-                if (p.Done == p.Total) Info($"{p.Attack}: {p.Total} inputs attacked");
+                if (p.AttackIndex != stage)
+                {
+                    stage = p.AttackIndex;
+                    watch.Restart();
+                    lastLine = TimeSpan.Zero;
+                }
+                if (p.Done == p.Total) Info($"{p.Attack}: {p.Total} inputs attacked in {watch.Elapsed.TotalSeconds:F0} s (attack {p.AttackIndex} of {p.Attacks})");
+                else if (watch.Elapsed - lastLine >= TimeSpan.FromMinutes(1) && p.Done > 0)
+                {
+                    lastLine = watch.Elapsed;
+                    var left = watch.Elapsed.TotalSeconds * (p.Total - p.Done) / p.Done;
+                    Info($"{p.Attack}: {p.Done} of {p.Total} inputs ({100.0 * p.Done / p.Total:F0}%) in {watch.Elapsed.TotalSeconds:F0} s, about {left:F0} s left (attack {p.AttackIndex} of {p.Attacks})");
+                }
             }));
         }
         T result = default!;

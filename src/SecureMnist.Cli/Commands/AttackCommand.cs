@@ -38,6 +38,11 @@ internal static class AttackCommand
         var cwLr = new Option<double>("--cw-lr") { Description = "C&W Adam learning rate", DefaultValueFactory = _ => defaults.CarliniWagner.LearningRate };
         var seed = new Option<int>("--seed") { Description = "Seed for random starts", DefaultValueFactory = _ => 0 };
         var subset = new Option<int?>("--subset") { Description = "Attack the first N test images only (default: all)" };
+        var range = new Option<string?>("--range")
+        {
+            Description = "Attack test images START:END only (0-based, END excluded; 5000: runs to the end), so that several processes share " +
+                "one long evaluation; join their runs with 'attack combine'",
+        };
         var batchSize = new Option<int>("--batch-size") { Description = "Images per attack batch", DefaultValueFactory = _ => 500 };
         var curve = new Option<string?>("--curve") { Description = "Also measure accuracy against eps at these values, e.g. 0,0.05,0.1,0.2,0.3,0.4 (PNG and JSON)" };
         var curveAttacks = new Option<string>("--curve-attacks") { Description = "Attacks for the curve", DefaultValueFactory = _ => "fgsm,pgd" };
@@ -60,14 +65,22 @@ internal static class AttackCommand
             refusal, never the attack's success.
             Example: ./securemnist attack --model models/baseline --attacks fgsm,pgd,apgd-ce,apgd-dlr --eps 0.3 --subset 1000
             Example: ./securemnist attack --target http://127.0.0.1:8080 --api-key $KEY --attacks square --budget 20000 --subset 100
+            Split a long run over processes with --range, then join the runs per input:
+              ./securemnist attack --model M --attacks autoattack --range 0:5000 --threads 1 --out out/aa-a &
+              ./securemnist attack --model M --attacks autoattack --range 5000: --threads 1 --out out/aa-b
+              ./securemnist attack combine out/aa-a out/aa-b
             """)
         {
             model, publicKey, allowUnsigned, dataset, attacks, eps, alpha, steps, restarts, epsL2, alphaL2, apgdSteps,
-            cwSteps, cwSearch, cwKappa, cwConst, cwLr, seed, subset, batchSize, curve, curveAttacks, output, json, target, apiKey, budget, quota,
+            cwSteps, cwSearch, cwKappa, cwConst, cwLr, seed, subset, range, batchSize, curve, curveAttacks, output, json, target, apiKey, budget, quota,
         };
         foreach (var option in budgets.All) command.Options.Add(option);
+        command.Subcommands.Add(CreateCombine());
         command.SetAction(result =>
         {
+            var chosen = result.GetValue(range) is { } rangeText ? IndexRange.Parse(rangeText) : (IndexRange?)null;
+            if (chosen is not null && result.GetValue(subset) is not null) throw new ArgumentException("--range and --subset both choose the test images; give one of them");
+            if (result.GetValue(subset) is < 1) throw new ArgumentException($"--subset must be at least 1 (got {result.GetValue(subset)})");
             var settings = budgets.Apply(new AttackSettings
             {
                 Epsilon = result.GetValue(eps), StepSize = result.GetValue(alpha), Steps = result.GetValue(steps), Restarts = result.GetValue(restarts),
@@ -75,9 +88,12 @@ internal static class AttackCommand
                 CarliniWagner = new CarliniWagnerOptions(result.GetValue(cwKappa), result.GetValue(cwLr), result.GetValue(cwSearch), result.GetValue(cwSteps), result.GetValue(cwConst)),
             }, result);
             if (result.GetValue(target) is { } url)
+            {
+                if (chosen is not null) throw new ArgumentException("--range works on a package (--model); against a service (--target) use --subset");
                 return RemoteAttack.Run(url, result.GetValue(apiKey), result.GetValue(budget), result.GetValue(quota), result.GetValue(attacks)!, settings,
                     new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!), result.GetValue(subset) ?? 100,
                     result.GetValue(output)!, result.GetValue(json));
+            }
             var attackList = AttackCatalog.Parse(result.GetValue(attacks)!, settings);
             var epsilons = ParseEpsilons(result.GetValue(curve));
             var curveList = result.GetValue(curveAttacks)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -85,7 +101,9 @@ internal static class AttackCommand
 
             using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
-            var test = result.GetValue(subset) is { } n ? data.Test.Take(n) : data.Test;
+            var (start, end) = chosen?.Within(data.Test.Count) ?? (0, Math.Min(result.GetValue(subset) ?? data.Test.Count, data.Test.Count));
+            var test = start == 0 && end == data.Test.Count ? data.Test : data.Test.Select(Enumerable.Range(start, end - start).ToArray());
+            var inputs = AttackedInputs.Of(data.Name, data.Test, start, end);
             var outputDirectory = result.GetValue(output)!;
             using var classifier = new NetworkClassifier(verified.Network);
 
@@ -108,14 +126,18 @@ internal static class AttackCommand
                     "eps (L-inf)", "accuracy (%)", series, 0, 100);
                 AtomicFile.WriteAllText(Path.Combine(outputDirectory, "curve.json"), System.Text.Json.JsonSerializer.Serialize(points, JsonFiles.Options));
             }
-            var document = new { model = verified.Directory, modelManifestSha256 = verified.ManifestSha256, dataset = data.Name, images = test.Count, settings, attacks = info.Attacks, report = run.Report, curve = points };
+            var document = new
+            {
+                model = verified.Directory, modelManifestSha256 = verified.ManifestSha256, dataset = data.Name, images = test.Count, inputs,
+                threatModel = ThreatModel.Of(attackList), settings, attacks = info.Attacks, report = run.Report, curve = points,
+            };
             AtomicFile.WriteAllText(Path.Combine(outputDirectory, "report.json"), System.Text.Json.JsonSerializer.Serialize(document, JsonFiles.Options));
             if (result.GetValue(json))
             {
                 Ui.WriteJson(document);
                 return 0;
             }
-            Render(run.Report, test.Count);
+            Render(run.Report, test.Count, start == 0 && end == data.Test.Count ? "" : $" (test images {start}:{end})");
             Ui.Out.MarkupLineInterpolated($"written to [bold]{outputDirectory}[/]: report.json, adversarial/ (IDX), grid.png ({shown} examples){(points is null ? "" : ", curve.png, curve.json")}");
             return 0;
         });
@@ -131,9 +153,9 @@ internal static class AttackCommand
         return values.Length > 0 ? values : throw new ArgumentException("--curve needs at least one eps");
     }
 
-    private static void Render(RobustnessReport report, int images)
+    private static void Render(RobustnessReport report, int images, string which)
     {
-        Ui.Out.MarkupLineInterpolated($"clean accuracy [bold]{Ui.Percent(report.CleanAccuracy)}[/], robust accuracy (worst case) [bold]{Ui.Percent(report.RobustAccuracy)}[/], attack success rate {Ui.Percent(report.AttackSuccessRate)} of correctly classified inputs; {images} images in {report.Seconds:F1} s ({report.ImagesPerSecond:F1} images/s)");
+        Ui.Out.MarkupLineInterpolated($"clean accuracy [bold]{Ui.Percent(report.CleanAccuracy)}[/], robust accuracy (worst case) [bold]{Ui.Percent(report.RobustAccuracy)}[/] {Interval(report.RobustInterval95)}, attack success rate {Ui.Percent(report.AttackSuccessRate)} of correctly classified inputs; {images} images{which} in {report.Seconds:F1} s ({report.ImagesPerSecond:F1} images/s)");
         var stages = new Table().Title("attacks, in order (each runs on the inputs still robust)").AddColumns("attack", "settings", "attempted", "broken", "robust after", "seconds", "images/s", "image-steps/s");
         foreach (var s in report.Stages)
         {
@@ -145,7 +167,55 @@ internal static class AttackCommand
         var p = report.Perturbation;
         Ui.Out.MarkupLineInterpolated($"perturbations of the {p.Count} broken inputs: L-inf mean {p.MeanLInf:F4}, median {p.MedianLInf:F4}; L2 mean {p.MeanL2:F4}, median {p.MedianL2:F4}");
         var classes = new Table().AddColumns("class", "support", "clean", "robust");
-        foreach (var c in report.Classes) classes.AddRow($"{c.Label}", $"{c.Support}", Ui.Percent(c.CleanAccuracy), Ui.Percent(c.RobustAccuracy));
+        foreach (var c in report.Classes)
+        {
+            // A class with no inputs in the attacked set has no accuracy to show.
+            if (c.Support == 0) classes.AddRow($"{c.Label}", "0", "[grey]-[/]", "[grey]-[/]");
+            else classes.AddRow($"{c.Label}", $"{c.Support}", Ui.Percent(c.CleanAccuracy), Ui.Percent(c.RobustAccuracy));
+        }
         Ui.Out.Write(classes);
     }
+
+    private static string Interval(SecureMnist.Evaluation.Interval? interval) =>
+        interval is { } i ? $"(95% CI {Ui.Percent(i.Low)}-{Ui.Percent(i.High)}, Wilson, over these images)" : "";
+
+    private static Command CreateCombine()
+    {
+        var runs = new Argument<string[]>("runs") { Description = "Attack run folders (each with report.json and adversarial/, as attack --out writes them)", Arity = ArgumentArity.OneOrMore };
+        var output = new Option<string?>("--out") { Description = "Also write the combined result to this JSON file" };
+        var json = CommonOptions.Json();
+        var command = new Command("combine", """
+            Join attack runs on one model, test set and threat model into one per-input worst case: an input counts as robust only if
+            every run that attacked it left it correctly classified. Runs may split the test set by --range, or add attacks to images an
+            earlier run attacked (for example Square on the first 1,000 after the gradient attacks on all 10,000). The result says which
+            attacks stand behind which images, and which test images no run attacked. Runs on different models, test sets or threat
+            models are refused.
+            Example: ./securemnist attack combine out/aa-a out/aa-b --out out/aa.json
+            """)
+        { runs, output, json };
+        command.SetAction(result =>
+        {
+            var combined = AttackRunCombination.Combine(result.GetValue(runs)!.Select(SavedAttackRun.Load).ToList());
+            if (result.GetValue(output) is { } path)
+                AtomicFile.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(combined, JsonFiles.Options));
+            if (result.GetValue(json))
+            {
+                Ui.WriteJson(combined);
+                return 0;
+            }
+            Ui.Out.MarkupLineInterpolated($"robust accuracy (per-input worst case over {combined.Runs.Count} runs) [bold]{Ui.Percent(combined.RobustAccuracy)}[/] {Interval(combined.RobustInterval95)}: {combined.Robust} of {combined.Images} test images of {combined.Dataset}, {combined.ThreatModel.Norm} eps {combined.ThreatModel.Epsilon}");
+            var table = new Table().Title("which attacks stand behind which images").AddColumns("attacks", "test images", "images", "robust", "95% CI");
+            foreach (var g in combined.Coverage)
+                table.AddRow(Markup.Escape(string.Join(", ", g.Attacks)), Markup.Escape(Summarise(g.Ranges)), $"{g.Images}", Ui.Percent(g.RobustAccuracy),
+                    $"{Ui.Percent(g.RobustInterval95.Low)}-{Ui.Percent(g.RobustInterval95.High)}");
+            Ui.Out.Write(table);
+            if (!combined.Uniform)
+                Ui.Out.MarkupLineInterpolated($"[yellow]not one standard over the whole test set:[/] {(combined.Coverage.Count > 1 ? "different attacks cover different images" : "")}{(combined.Coverage.Count > 1 && combined.Uncovered.Count > 0 ? "; " : "")}{(combined.Uncovered.Count > 0 ? $"no run attacked {combined.TestImages - combined.Images} test images ({Summarise(combined.Uncovered)})" : "")}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static string Summarise(IReadOnlyList<string> ranges) =>
+        ranges.Count <= 4 ? string.Join(", ", ranges) : $"{string.Join(", ", ranges.Take(3))} and {ranges.Count - 3} more ranges";
 }

@@ -23,6 +23,7 @@ public static class BinomialInterval
         var z2 = z * z;
         var centre = (p + z2 / (2 * n)) / (1 + z2 / n);
         var half = z / (1 + z2 / n) * Math.Sqrt(p * (1 - p) / n + z2 / (4 * n * n));
-        return new Interval(Math.Max(0, centre - half), Math.Min(1, centre + half));
+        // At 0 and n successes the bound is exactly 0 or 1; rounding would otherwise leave it a hair inside, excluding the measured value.
+        return new Interval(successes == 0 ? 0 : Math.Max(0, centre - half), successes == trials ? 1 : Math.Min(1, centre + half));
     }
 }

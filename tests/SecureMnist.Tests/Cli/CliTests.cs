@@ -74,6 +74,43 @@ public sealed class CliTests : IDisposable
         }
         foreach (var file in new[] { "report.json", "grid.png", "curve.png", "curve.json", "adversarial/images-idx3-float", "adversarial/labels-idx1-ubyte", "adversarial/adversarial.json" })
             Assert.True(File.Exists(Path.Combine(directory, "out", "attack", file)), file);
+        var interval = report.GetProperty("robustInterval95");
+        Assert.InRange(report.GetProperty("robustAccuracy").GetDouble(), interval.GetProperty("low").GetDouble(), interval.GetProperty("high").GetDouble());
+
+        // The same 100 images split in two ranges under FGSM, joined with the first run per input by attack combine.
+        foreach (var (range, folder) in new[] { ("0:60", "out/fgsm-a"), ("60:100", "out/fgsm-b") })
+        {
+            var (rangeExit, rangeOutput, rangeError) = CliProcess.Run(directory, "attack", "--model", "models/tiny", "--attacks", "fgsm", "--eps", "0.3",
+                "--range", range, "--seed", "7", "--out", folder, "--json");
+            Assert.True(rangeExit == 0, rangeError);
+            using var ranged = JsonDocument.Parse(rangeOutput);
+            Assert.Equal(range, $"{ranged.RootElement.GetProperty("inputs").GetProperty("start").GetInt32()}:{ranged.RootElement.GetProperty("inputs").GetProperty("end").GetInt32()}");
+        }
+        var (combineExit, combineOutput, combineError) = CliProcess.Run(directory, "attack", "combine", "out/attack", "out/fgsm-a", "out/fgsm-b", "--out", "out/combined.json", "--json");
+        Assert.True(combineExit == 0, combineError);
+        using var combined = JsonDocument.Parse(combineOutput);
+        bool[] Robust(string folder)
+        {
+            var labels = File.ReadAllBytes(Path.Combine(directory, folder, "adversarial", "labels-idx1-ubyte"))[8..];
+            var predictions = File.ReadAllBytes(Path.Combine(directory, folder, "adversarial", "predictions-idx1-ubyte"))[8..];
+            return labels.Select((label, i) => predictions[i] == label).ToArray();
+        }
+        var both = Robust("out/attack");
+        var fgsm = Robust("out/fgsm-a").Concat(Robust("out/fgsm-b")).ToArray();
+        var expected = both.Where((robust, i) => robust && fgsm[i]).Count();
+        Assert.Equal(100, combined.RootElement.GetProperty("images").GetInt32());
+        Assert.Equal(expected, combined.RootElement.GetProperty("robust").GetInt32());
+        Assert.True(expected <= Math.Min(both.Count(r => r), fgsm.Count(r => r)));
+        Assert.Equal(["0:100"], combined.RootElement.GetProperty("coverage").EnumerateArray().Single().GetProperty("ranges").EnumerateArray().Select(r => r.GetString()));
+        Assert.Equal(["100:10000"], combined.RootElement.GetProperty("uncovered").EnumerateArray().Select(r => r.GetString()));
+        Assert.True(File.Exists(Path.Combine(directory, "out", "combined.json")));
+
+        // A run on another threat model does not join.
+        var (otherExit, _, otherError) = CliProcess.Run(directory, "attack", "--model", "models/tiny", "--attacks", "fgsm", "--eps", "0.1", "--subset", "10", "--out", "out/fgsm-01");
+        Assert.True(otherExit == 0, otherError);
+        var (refusedExit, _, refusedError) = CliProcess.Run(directory, "attack", "combine", "out/attack", "out/fgsm-01");
+        Assert.Equal(2, refusedExit);
+        Assert.Contains("threat models", refusedError, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -82,6 +119,10 @@ public sealed class CliTests : IDisposable
     [InlineData("attack --curve 0,2", "not an eps in [0, 1]")]
     [InlineData("attack --attacks pgd,cw", "mix threat models")]
     [InlineData("attack --attacks square --square-queries 0", "square queries")]
+    [InlineData("attack --range 5:2", "--range: END must be greater than START")]
+    [InlineData("attack --range 0:10 --subset 5", "give one of them")]
+    [InlineData("attack --subset 0", "--subset must be at least 1")]
+    [InlineData("attack combine no-such-run", "not an attack run")]
     [InlineData("robustness-checks --long-steps 50", "long run")]
     [InlineData("input-checks --adaptive-steps -1", "--adaptive-steps")]
     [InlineData("input-checks --uncertainty ensemble", "needs the other members")]

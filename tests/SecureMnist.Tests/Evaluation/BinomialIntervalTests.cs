@@ -19,6 +19,18 @@ public sealed class BinomialIntervalTests
         Assert.Equal(high, interval.High, 4);
     }
 
+    [Theory]
+    [InlineData(0, 100)]
+    [InlineData(100, 100)]
+    [InlineData(0, 10_000)]
+    [InlineData(10_000, 10_000)]
+    public void An_interval_at_0_or_n_successes_holds_the_measured_value_exactly(long successes, long trials)
+    {
+        var interval = BinomialInterval.Wilson(successes, trials);
+        var measured = (double)successes / trials;
+        Assert.True(interval.Low <= measured && measured <= interval.High, $"{measured} outside [{interval.Low}, {interval.High}]");
+    }
+
     [Fact]
     public void Bad_counts_are_refused()
     {

@@ -47,6 +47,7 @@ public static class AttackEvaluator
             var counted = new CountingClassifier(model);
             var pending = Enumerable.Range(0, count).Where(i => robust[i]).ToArray();
             var broken = 0;
+            progress?.Report(new AttackProgress(attack.Name, a + 1, attacks.Count, 0, pending.Length));
             for (var start = 0; start < pending.Length; start += batchSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();

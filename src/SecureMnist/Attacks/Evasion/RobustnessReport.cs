@@ -1,3 +1,5 @@
+using SecureMnist.Evaluation;
+
 namespace SecureMnist.Attacks.Evasion;
 
 /// <summary>Mean and median norms of the perturbations that broke correctly classified inputs.</summary>
@@ -26,7 +28,14 @@ public sealed record RobustnessReport(
     IReadOnlyList<AttackStage> Stages,
     IReadOnlyList<ClassRobustness> Classes,
     double Seconds,
-    double ImagesPerSecond);
+    double ImagesPerSecond)
+{
+    /// <summary>
+    /// The 95% Wilson interval of <see cref="RobustAccuracy"/> over the <see cref="Images"/> attacked inputs: the test set's share of the
+    /// uncertainty (another training seed adds its own). None for an empty run.
+    /// </summary>
+    public Interval? RobustInterval95 => Images > 0 ? BinomialInterval.Wilson((long)Math.Round(RobustAccuracy * Images), Images) : null;
+}
 
 /// <summary>A report plus the examples behind it: the strongest adversarial example per input (the clean image if none).</summary>
 public sealed record RobustnessRun(
