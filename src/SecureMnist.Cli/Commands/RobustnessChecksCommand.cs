@@ -78,7 +78,7 @@ internal static class RobustnessChecksCommand
 
     private static void Render(RobustnessCheckReport report, string directory)
     {
-        Ui.Out.MarkupLineInterpolated($"{report.Images} test images, eps {report.Epsilon}: clean [bold]{Ui.Percent(report.CleanAccuracy)}[/], white-box worst case [bold]{Ui.Percent(report.WhiteBoxAccuracy)}[/] ({report.WhiteBoxAttacks}); {report.Seconds:F0} s");
+        Ui.Out.MarkupLineInterpolated($"{report.Images} test images, eps {report.Epsilon}: clean [bold]{Ui.Percent(report.CleanAccuracy)}[/], white-box worst case [bold]{Ui.Percent(report.WhiteBoxAccuracy)}[/] ({report.WhiteBoxAttacks}), per-input worst case over every attack below at eps {report.Epsilon} [bold]{Ui.Percent(report.AllAttacksAccuracy)}[/]; {report.Seconds:F0} s");
         var table = new Table().AddColumns("check", "result", "rule", "figures");
         foreach (var check in report.Checks)
         {

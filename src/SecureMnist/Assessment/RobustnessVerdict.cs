@@ -7,7 +7,7 @@ namespace SecureMnist.Assessment;
 /// upper bound) and their numbers. The report shows one row per model, so nobody reads a robust accuracy without its checks.
 /// </summary>
 public sealed record RobustnessVerdict(string Model, Metric? Clean, Metric WorstCase, Metric? ChecksFailed, IReadOnlyList<string> FailedChecks,
-    Metric? WhiteBox, Metric? Square, Metric? AtEpsilonOne, Metric? StepChange, Metric? Transfer)
+    Metric? WhiteBox, Metric? Square, Metric? AtEpsilonOne, Metric? StepChange, Metric? Transfer, Metric? AllAttacks = null)
 {
     /// <summary>"not run", "all N passed" or "K failed: names".</summary>
     public string Checks => ChecksFailed switch
@@ -41,7 +41,7 @@ public sealed record RobustnessVerdict(string Model, Metric? Clean, Metric Worst
                 .Select(c => c!["name"]!.GetValue<string>()).ToList();
             verdicts.Add(new($"{defense}-trained", Get(For(AdversarialTrainingStage.CleanAccuracy)), metrics[key], Get(For(RobustnessChecksStage.ChecksFailed)), failed,
                 Get(For(RobustnessChecksStage.WhiteBoxAccuracy)), Get(For(RobustnessChecksStage.SquareAccuracy)), Get(For(RobustnessChecksStage.AccuracyAtEpsilonOne)),
-                Get(For(RobustnessChecksStage.StepChange)), Get(For(RobustnessChecksStage.TransferAccuracy))));
+                Get(For(RobustnessChecksStage.StepChange)), Get(For(RobustnessChecksStage.TransferAccuracy)), Get(For(RobustnessChecksStage.AllAttacksAccuracy))));
         }
         return verdicts;
     }
@@ -54,6 +54,7 @@ public sealed record RobustnessVerdict(string Model, Metric? Clean, Metric Worst
         ("robust: per-input worst case", v => v.WorstCase.Format()),
         ("gradient-masking checks", v => v.Checks),
         ("white box on the checked images", v => Format(v.WhiteBox)),
+        ("every attack of the checks, per input", v => Format(v.AllAttacks)),
         ("Square (no gradients)", v => Format(v.Square)),
         ("APGD-CE at eps 1 (about 0)", v => Format(v.AtEpsilonOne)),
         ("drop with a longer attack (points)", v => Format(v.StepChange)),

@@ -46,6 +46,9 @@ public sealed class RobustnessCheckTests(TrainedLinearModel fixture) : IClassFix
         Assert.False(blackBox.Passed, $"Square {blackBox.Figures["square_accuracy"]:P0} against white box {blackBox.Figures["white_box_accuracy"]:P0}");
         Assert.False(report.Checks.Single(c => c.Name == RobustnessCheck.ZeroGradients).Passed);
         Assert.Null(report.Checks.Single(c => c.Name == RobustnessCheck.Transfer).Passed); // no source: skipped, neither pass nor fail
+        // The worst case over every attack the checks ran counts what Square broke: it is no higher than Square, and below the masked white box.
+        Assert.True(report.AllAttacksAccuracy <= blackBox.Figures["square_accuracy"] && report.AllAttacksAccuracy < report.WhiteBoxAccuracy,
+            $"all attacks {report.AllAttacksAccuracy:P0}, Square {blackBox.Figures["square_accuracy"]:P0}, white box {report.WhiteBoxAccuracy:P0}");
     }
 
     public static TheoryData<string, RobustnessCheckOptions> BadOptions() => new()

@@ -16,6 +16,7 @@ public sealed class RobustnessChecksStage : AssessmentStage
     public static readonly MetricKey ChecksFailed = new($"{MetricKey.DefensePrefix}.masking_checks_failed");
     public static readonly MetricKey CheckImages = new($"{MetricKey.DefensePrefix}.masking_check_images");
     public static readonly MetricKey WhiteBoxAccuracy = new($"{MetricKey.DefensePrefix}.check_white_box_accuracy");
+    public static readonly MetricKey AllAttacksAccuracy = new($"{MetricKey.DefensePrefix}.check_all_attacks_accuracy");
     public static readonly MetricKey AccuracyAtEpsilonOne = new($"{MetricKey.DefensePrefix}.accuracy_at_eps_1");
     public static readonly MetricKey SquareAccuracy = new($"{MetricKey.DefensePrefix}.square_accuracy");
     public static readonly MetricKey TransferAccuracy = new($"{MetricKey.DefensePrefix}.transfer_accuracy");
@@ -24,7 +25,7 @@ public sealed class RobustnessChecksStage : AssessmentStage
 
     public override string Name => "robustness-checks";
     public override IReadOnlyList<string> DependsOn => ["baseline", "adversarial-training"];
-    public override IReadOnlyList<MetricKey> MetricKeys => [ChecksFailed, CheckImages, WhiteBoxAccuracy, AccuracyAtEpsilonOne, SquareAccuracy, TransferAccuracy, StepChange, ZeroGradientShare];
+    public override IReadOnlyList<MetricKey> MetricKeys => [ChecksFailed, CheckImages, WhiteBoxAccuracy, AllAttacksAccuracy, AccuracyAtEpsilonOne, SquareAccuracy, TransferAccuracy, StepChange, ZeroGradientShare];
     public override object Inputs(StageContext context) => new { context.Profile.RobustnessCheckImages, context.Profile.RobustnessChecks };
 
     public override StageOutput Run(StageContext context, string directory) => PerDefense(context, recipe => Check(context, directory, recipe.Defense));
@@ -54,6 +55,8 @@ public sealed class RobustnessChecksStage : AssessmentStage
             [ChecksFailed.For(defense)] = Metric.Count(failed.Count, $"{defense}-trained: gradient-masking checks failed of {report.Checks.Count(c => c.Passed is not null)} run{(failed.Count > 0 ? $" ({string.Join(", ", failed)})" : "")}"),
             [CheckImages.For(defense)] = Metric.Count(n, $"{defense}-trained: test images the gradient-masking checks used"),
             [WhiteBoxAccuracy.For(defense)] = Metric.Proportion(report.WhiteBoxAccuracy, n, $"{defense}-trained: white-box worst case on the checked images ({report.WhiteBoxAttacks})"),
+            [AllAttacksAccuracy.For(defense)] = Metric.Proportion(report.AllAttacksAccuracy, n,
+                $"{defense}-trained: per-input worst case over every attack the checks ran at eps {report.Epsilon} (white box, {options.LongSteps} steps, {options.Restarts} restarts, Square, transfer)"),
             [AccuracyAtEpsilonOne.For(defense)] = Metric.Proportion(Figure(RobustnessCheck.EpsilonSweep, "accuracy_at_1"), n, $"{defense}-trained: APGD-CE accuracy at eps 1.0 (must be about 0)"),
             [SquareAccuracy.For(defense)] = Metric.Proportion(Figure(RobustnessCheck.BlackBoxGap, "square_accuracy"), n, $"{defense}-trained: accuracy under Square ({options.SquareQueries} queries, no gradients)"),
             [StepChange.For(defense)] = new(Figure(RobustnessCheck.StepConvergence, "change_points"), "count", $"{defense}-trained: accuracy drop in points from {options.Steps} to {options.LongSteps} APGD-CE steps"),
