@@ -79,6 +79,7 @@ public sealed partial class AssessmentReportTests : IDisposable
         {
             ["defense_fgsm_rs.masking_checks_failed"] = Metric.Count(2, "fgsm-rs-trained: gradient-masking checks failed of 6 run"),
             ["defense_fgsm_rs.square_accuracy"] = Metric.Proportion(0.61, 100, "fgsm-rs-trained: accuracy under Square"),
+            ["defense_fgsm_rs.check_all_attacks_accuracy"] = Metric.Proportion(0.19, 100, "fgsm-rs-trained: every attack of the checks"),
             ["defense_trades.masking_checks_failed"] = Metric.Count(0, "trades-trained: gradient-masking checks failed of 6 run"),
         }, new Dictionary<string, string>(), System.Text.Json.Nodes.JsonNode.Parse("""
             { "fgsm-rs": { "checks": [ { "name": "eps-sweep", "passed": true }, { "name": "step-convergence", "passed": false },
@@ -100,7 +101,8 @@ public sealed partial class AssessmentReportTests : IDisposable
 
         var row = AssessmentReport.Markdown(results).Split('\n').Single(l => l.StartsWith("| fgsm-rs-trained |", StringComparison.Ordinal));
         Assert.Contains("| 22.00% (95% CI ", row);
-        Assert.Contains("| 2 failed: step-convergence, restart-convergence | - | 61.00% (95% CI ", row);
+        Assert.Contains("| 2 failed: step-convergence, restart-convergence | - | 19.00% (95% CI ", row);
+        Assert.Contains("| 61.00% (95% CI ", row);
         Assert.Contains("<td class=\"missed\">2 failed: step-convergence, restart-convergence</td>", AssessmentReport.Html(results, directory));
     }
 
