@@ -103,6 +103,8 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
         var confidences = new double[options.Shadows][];
         var started = DateTime.UtcNow;
         int trained = 0, reused = 0;
+        // Epoch times of the shadows trained in this run, for the estimate of what is left (each shadow has the same recipe).
+        var epochSeconds = new List<double>();
         long imagesTotal = 0;
         for (var k = 0; k < options.Shadows; k++)
         {
@@ -123,7 +125,15 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
             var shadowOptions = recipe with { Seed = unchecked(record.Options.Seed * 7 + 1000 + k) };
             var resume = Checkpoint.TryReadState(folder) is { } state && state.Record.Options == shadowOptions;
             if (!resume && Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
-            var result = new Trainer(shadowOptions, shadowData, folder, testEachEpoch: false).Run(resume, cancellationToken: cancellationToken);
+            var shadow = k;
+            var epochs = new InlineProgress<TrainingProgress>(p =>
+            {
+                if (p.Completed is not { } done) return;
+                epochSeconds.Add(done.Seconds);
+                var left = epochSeconds.Average() * (p.Epochs - p.Epoch + (options.Shadows - shadow - 1) * recipe.Epochs);
+                progress?.Report($"shadow {shadow + 1}/{options.Shadows}: epoch {p.Epoch}/{p.Epochs} in {done.Seconds:F0} s; at this pace the shadows need about {FormatDuration(left)} more");
+            });
+            var result = new Trainer(shadowOptions, shadowData, folder, testEachEpoch: false).Run(resume, epochs, cancellationToken);
             using (result.Network)
                 confidences[k] = MembershipSignals.Of(result.Network, evaluation).Confidence;
             IO.AtomicFile.WriteAllBytes(cache, JsonSerializer.SerializeToUtf8Bytes(new ShadowSignals(plan, confidences[k]), MembershipJsonContext.Default.ShadowSignals));
@@ -133,4 +143,11 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
             recipe.Privacy is null ? (recipe.Defense == "none" ? "standard" : recipe.Defense) : "DP-SGD", (DateTime.UtcNow - started).TotalSeconds, trained, reused);
         return (confidences, isIn, summary);
     }
+
+    private static string FormatDuration(double seconds) => seconds switch
+    {
+        < 90 => $"{seconds:F0} s",
+        < 5400 => $"{seconds / 60:F0} min",
+        _ => $"{seconds / 3600:F1} h",
+    };
 }

@@ -90,8 +90,12 @@ public sealed class MembershipInferenceTests : IDisposable
         var target = new Trainer(options, mnist, Path.Combine(directory, "target")).Run(resume: false);
         using var _ = target.Network;
         var experiment = new MembershipExperiment(new MembershipOptions(PerSide: 250, Shadows: 8, Seed: 3), mnist, Path.Combine(directory, "shadows"));
-        var report = experiment.Run("overfit", target.Network, target.Record);
+        var messages = new List<string>();
+        var report = experiment.Run("overfit", target.Network, target.Record, new InlineProgress<string>(messages.Add));
         Assert.Equal(250, report.Members);
+        // Shadows take hours on a real recipe: every epoch says how far along they are and how long the rest will take.
+        Assert.Equal(8 * 30, messages.Count(m => m.Contains("at this pace the shadows need about", StringComparison.Ordinal)));
+        Assert.Contains(messages, m => m.StartsWith("shadow 8/8: epoch 30/30", StringComparison.Ordinal));
         Assert.Equal(1.0, report.TargetTrainAccuracy); // overfit: every member right
         var lira = report.Attacks.Single(a => a.Attack.StartsWith("LiRA online", StringComparison.Ordinal));
         Assert.True(lira.Auc > 0.8, $"LiRA AUC {lira.Auc:F3}");
