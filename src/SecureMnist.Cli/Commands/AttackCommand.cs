@@ -209,8 +209,8 @@ internal static class AttackCommand
                 table.AddRow(Markup.Escape(string.Join(", ", g.Attacks)), Markup.Escape(Summarise(g.Ranges)), $"{g.Images}", Ui.Percent(g.RobustAccuracy),
                     $"{Ui.Percent(g.RobustInterval95.Low)}-{Ui.Percent(g.RobustInterval95.High)}");
             Ui.Out.Write(table);
-            if (!combined.Uniform)
-                Ui.Out.MarkupLineInterpolated($"[yellow]not one standard over the whole test set:[/] {(combined.Coverage.Count > 1 ? "different attacks cover different images" : "")}{(combined.Coverage.Count > 1 && combined.Uncovered.Count > 0 ? "; " : "")}{(combined.Uncovered.Count > 0 ? $"no run attacked {combined.TestImages - combined.Images} test images ({Summarise(combined.Uncovered)})" : "")}");
+            if (combined.Caveat is { } caveat)
+                Ui.Out.MarkupLineInterpolated($"[yellow]{caveat}[/]{(combined.Uncovered.Count > 0 ? $" (not attacked: {Summarise(combined.Uncovered)})" : "")}");
             return 0;
         });
         return command;

@@ -59,6 +59,46 @@ public sealed class AttackRunCombinationTests
         Assert.Equal(4, combined.Robust);
         Assert.Equal(["2:5", "8:10"], combined.Uncovered);
         Assert.False(combined.Uniform);
+        Assert.Equal("not one standard over the whole test set: no run attacked 5 of the 10 test images", combined.Caveat);
+    }
+
+    [Fact]
+    public void The_work_is_bounded_by_the_inputs_attacked_not_by_the_test_set_size_a_report_claims()
+    {
+        var claimed = int.MaxValue - 1;
+        var combined = AttackRunCombination.Combine([Run("a", 5, [true, false], ["pgd"], testImages: claimed)]);
+        Assert.Equal(2, combined.Images);
+        Assert.Equal(["0:5", $"7:{claimed}"], combined.Uncovered);
+    }
+
+    [Fact]
+    public void The_caveat_names_every_reason_and_is_absent_for_one_standard()
+    {
+        Assert.Null(AttackRunCombination.Combine([Run("a", 0, new bool[10], ["pgd"])]).Caveat);
+        var mixed = AttackRunCombination.Combine([Run("a", 0, new bool[6], ["pgd"]), Run("b", 0, new bool[3], ["square"])]);
+        Assert.Equal("not one standard over the whole test set: different attacks cover different images; no run attacked 4 of the 10 test images", mixed.Caveat);
+    }
+
+    [Fact]
+    public void A_run_against_a_service_or_from_an_older_version_is_refused_with_its_own_reason()
+    {
+        var root = Directory.CreateTempSubdirectory("combine-load-");
+        try
+        {
+            var remote = Path.Combine(root.FullName, "remote");
+            Directory.CreateDirectory(remote);
+            File.WriteAllText(Path.Combine(remote, SavedAttackRun.ReportFile), """{"target":"http://127.0.0.1:8080/","dataset":"mnist","images":100}""");
+            Assert.Contains("attacked a service", Assert.Throws<InvalidDataException>(() => SavedAttackRun.Load(remote)).Message, StringComparison.Ordinal);
+
+            var old = Path.Combine(root.FullName, "old");
+            Directory.CreateDirectory(old);
+            File.WriteAllText(Path.Combine(old, SavedAttackRun.ReportFile), """{"model":"m","dataset":"mnist","images":100,"attacks":["pgd"]}""");
+            Assert.Contains("did not record which inputs", Assert.Throws<InvalidDataException>(() => SavedAttackRun.Load(old)).Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+        }
     }
 
     [Fact]

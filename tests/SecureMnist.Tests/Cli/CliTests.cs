@@ -103,6 +103,7 @@ public sealed class CliTests : IDisposable
         Assert.True(expected <= Math.Min(both.Count(r => r), fgsm.Count(r => r)));
         Assert.Equal(["0:100"], combined.RootElement.GetProperty("coverage").EnumerateArray().Single().GetProperty("ranges").EnumerateArray().Select(r => r.GetString()));
         Assert.Equal(["100:10000"], combined.RootElement.GetProperty("uncovered").EnumerateArray().Select(r => r.GetString()));
+        Assert.Contains("no run attacked 9900 of the 10000 test images", combined.RootElement.GetProperty("caveat").GetString(), StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(directory, "out", "combined.json")));
 
         // A run on another threat model does not join.

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using SecureMnist.Data;
 using SecureMnist.Evaluation;
+using SecureMnist.IO;
 
 namespace SecureMnist.Attacks.Evasion;
 
@@ -56,12 +57,13 @@ public sealed record SavedAttackRun(
         ArgumentNullException.ThrowIfNull(directory);
         var reportPath = Path.Combine(directory, ReportFile);
         if (!File.Exists(reportPath)) throw new FileNotFoundException($"{directory} is not an attack run: {ReportFile} not found", reportPath);
-        var length = new FileInfo(reportPath).Length;
-        if (length > 64 << 20) throw new InvalidDataException($"{reportPath} is {length} bytes, over the 64 MiB limit");
+        var bytes = JsonFormat.ReadBounded(reportPath);
         try
         {
-            using var document = JsonDocument.Parse(File.ReadAllBytes(reportPath));
+            using var document = JsonDocument.Parse(bytes);
             var root = document.RootElement;
+            if (root.TryGetProperty("target", out var target))
+                throw new InvalidDataException($"{directory} attacked a service ({target}), not a package: its inputs and model cannot be matched to other runs, so it is not combined");
             if (!root.TryGetProperty("inputs", out var inputs) || !root.TryGetProperty("threatModel", out var threat))
                 throw new InvalidDataException($"{directory} was saved by a version of attack that did not record which inputs it attacked; run it again to combine it");
             var attacked = new AttackedInputs(inputs.GetProperty("dataset").GetString()!, inputs.GetProperty("testImages").GetInt32(),
@@ -104,6 +106,19 @@ public sealed record CombinedRobustness(
 {
     /// <summary>Every test image was attacked, and by the same attacks.</summary>
     public bool Uniform => Coverage.Count == 1 && Uncovered.Count == 0;
+
+    /// <summary>Why the figure is not one standard over the whole test set, or null when it is.</summary>
+    public string? Caveat
+    {
+        get
+        {
+            if (Uniform) return null;
+            var reasons = new List<string>();
+            if (Coverage.Count > 1) reasons.Add("different attacks cover different images");
+            if (Uncovered.Count > 0) reasons.Add($"no run attacked {TestImages - Images} of the {TestImages} test images");
+            return $"not one standard over the whole test set: {string.Join("; ", reasons)}";
+        }
+    }
 }
 
 /// <summary>Joins attack runs that split a long evaluation by range, or that added attacks later, into one per-input worst case.</summary>
@@ -126,41 +141,61 @@ public static class AttackRunCombination
                 throw new ArgumentException($"{run.Directory} attacked another test set than {first.Directory} ({run.Inputs.Dataset} against {first.Inputs.Dataset}: the images or labels differ)");
         }
 
+        // State is kept only for the inputs some run attacked, so the work is bounded by the runs' own data, not by the test-set size
+        // a report claims.
         var total = first.Inputs.TestImages;
-        var robust = new bool[total];
-        Array.Fill(robust, true);
-        var covered = new bool[total];
-        var labels = new int[total];
-        var attacksAt = new SortedSet<int>[total];
+        var joined = new SortedDictionary<int, JoinedInput>();
         var order = runs.SelectMany(r => r.Attacks).Distinct().ToList();
-        for (var r = 0; r < runs.Count; r++)
+        foreach (var run in runs)
         {
-            var run = runs[r];
+            var positions = run.Attacks.Select(a => order.IndexOf(a)).ToArray();
             for (var k = 0; k < run.Robust.Length; k++)
             {
                 var i = run.Inputs.Start + k;
-                if (covered[i] && labels[i] != run.Labels[k])
-                    throw new InvalidDataException($"{run.Directory} labels test image {i} as {run.Labels[k]} where another run has {labels[i]}");
-                covered[i] = true;
-                labels[i] = run.Labels[k];
-                robust[i] &= run.Robust[k];
-                attacksAt[i] ??= [];
-                foreach (var attack in run.Attacks) attacksAt[i].Add(order.IndexOf(attack));
+                if (joined.TryGetValue(i, out var input))
+                {
+                    if (input.Label != run.Labels[k])
+                        throw new InvalidDataException($"{run.Directory} labels test image {i} as {run.Labels[k]} where another run has {input.Label}");
+                }
+                else joined[i] = input = new JoinedInput(run.Labels[k]);
+                input.Robust &= run.Robust[k];
+                input.Attacks.UnionWith(positions);
             }
         }
 
         var groups = new List<CoverageGroup>();
-        foreach (var group in Enumerable.Range(0, total).Where(i => covered[i]).GroupBy(i => string.Join(',', attacksAt[i])))
+        foreach (var group in joined.GroupBy(pair => string.Join(',', pair.Value.Attacks)))
         {
-            var indices = group.ToList();
-            var held = indices.Count(i => robust[i]);
-            groups.Add(new CoverageGroup(attacksAt[indices[0]].Select(a => order[a]).ToList(), indices.Count, held, (double)held / indices.Count,
+            var indices = group.Select(pair => pair.Key).ToList();
+            var held = group.Count(pair => pair.Value.Robust);
+            groups.Add(new CoverageGroup(group.First().Value.Attacks.Select(a => order[a]).ToList(), indices.Count, held, (double)held / indices.Count,
                 BinomialInterval.Wilson(held, indices.Count), Ranges(indices)));
         }
-        var images = covered.Count(c => c);
-        var robustCount = Enumerable.Range(0, total).Count(i => covered[i] && robust[i]);
+        var images = joined.Count;
+        var robustCount = joined.Values.Count(input => input.Robust);
         return new CombinedRobustness(first.ModelManifestSha256, first.ThreatModel, first.Inputs.Dataset, total, images, robustCount, (double)robustCount / images,
-            BinomialInterval.Wilson(robustCount, images), groups, Ranges(Enumerable.Range(0, total).Where(i => !covered[i]).ToList()), runs.Select(r => r.Directory).ToList());
+            BinomialInterval.Wilson(robustCount, images), groups, Gaps(joined.Keys.ToList(), total), runs.Select(r => r.Directory).ToList());
+    }
+
+    private sealed class JoinedInput(byte label)
+    {
+        public byte Label { get; } = label;
+        public bool Robust { get; set; } = true;
+        public SortedSet<int> Attacks { get; } = [];
+    }
+
+    /// <summary>The ranges of [0, total) that the sorted indices leave out, END excluded.</summary>
+    private static List<string> Gaps(IReadOnlyList<int> sorted, int total)
+    {
+        var gaps = new List<string>();
+        var next = 0;
+        foreach (var i in sorted)
+        {
+            if (i > next) gaps.Add(new IndexRange(next, i).ToString());
+            next = i + 1;
+        }
+        if (next < total) gaps.Add(new IndexRange(next, total).ToString());
+        return gaps;
     }
 
     /// <summary>Sorted indices as START:END ranges, END excluded.</summary>
