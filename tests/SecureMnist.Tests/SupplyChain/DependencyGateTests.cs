@@ -62,7 +62,7 @@ public sealed class DependencyGateTests : IDisposable
         Assert.Equal("CycloneDX", (string?)document["bomFormat"]);
         Assert.Equal("1.5", (string?)document["specVersion"]);
         var listed = document["components"]!.AsArray().Select(c => (string)c!["purl"]!).ToHashSet();
-        Assert.Contains("pkg:nuget/TorchSharp-cpu@0.107.0", listed);
+        Assert.Contains("pkg:nuget/TorchSharp@0.107.0", listed);
         Assert.Contains(listed, p => p.StartsWith("pkg:nuget/NSec.Cryptography@", StringComparison.Ordinal));
         Assert.Contains(listed, p => p.StartsWith("pkg:nuget/libtorch-cpu-linux-x64@", StringComparison.Ordinal));
         Assert.All(document["components"]!.AsArray(), c => Assert.Equal(128, ((string)c!["hashes"]![0]!["content"]!).Length));
