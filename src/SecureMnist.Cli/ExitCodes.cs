@@ -4,7 +4,7 @@ namespace SecureMnist.Cli;
 /// What the process's exit code tells a script. Every verb but scan: 0 success, 1 a check the verb performs failed (a tampered package
 /// in verify, a failed robustness check, an audit log that does not verify), 2 a usage or input error (a bad flag, a missing or refused
 /// file, a signature that does not verify when loading), 3 a result that is incomplete (poison-bench before every cell ran), 130
-/// interrupted. scan follows ModelScan: 0 clean, 1 issues found, 2 scan error, 3 nothing it supports, 4 usage error.
+/// interrupted. scan follows ModelScan: 0 clean (or every finding below --fail-on), 1 issues found, 2 scan error, 3 nothing it supports, 4 usage error.
 /// </summary>
 internal static class ExitCodes
 {

@@ -190,19 +190,32 @@ internal static class InteropCommands
         var file = new Argument<string>("file") { Description = "Model file or package folder" };
         var sarif = CommonSarif();
         var json = CommonOptions.Json();
+        var failOn = new Option<string>("--fail-on")
+        {
+            Description = "Exit 1 only for findings at or above this severity (low: any finding, as ModelScan; critical: only what runs code)",
+            DefaultValueFactory = _ => "low",
+        };
+        failOn.AcceptOnlyFromAmong("low", "medium", "high", "critical");
         var command = new Command("scan", """
             Say what a model file is (securemnist package, safetensors, PyTorch zip or legacy pickle, other pickle, ONNX,
             unknown) and whether it is safe to load, listing every global a pickle references, or an ONNX model's operators
             and weights: an operator outside the standard domains (a native custom-op library) or external data outside the
             model's folder is an issue. Nothing in the file is executed.
-            Exit codes (as ModelScan's): 0 safe, 1 issues found (not safe to load), 2 scan error (unreadable),
-            3 nothing supported (not a model format scan knows), 4 usage error.
+            Each finding has a severity, as ModelScan's: critical runs code when loaded (eval, exec, os, subprocess... in a
+            pickle; a custom-op library in ONNX), high is exploitable without code (network modules, data read from outside
+            the folder) or a file that could not be shown safe, medium a global outside the allowlist not known to be
+            harmful, low a refusal for the format alone. --fail-on sets the severity that fails the scan.
+            Exit codes (as ModelScan's): 0 safe (or findings below --fail-on), 1 issues found (not safe to load), 2 scan
+            error (unreadable), 3 nothing supported (not a model format scan knows), 4 usage error.
             Example: ./securemnist scan downloaded.pth --sarif scan.sarif
-            """) { file, sarif, json };
+            Gate:    ./securemnist scan downloaded.pth --fail-on high     (exit 1 on high or critical findings)
+            """) { file, sarif, json, failOn };
         command.SetAction(result =>
         {
             var scan = ModelFileScanner.Scan(result.GetValue(file)!);
-            var exitCode = scan.SafeToLoad ? ExitCodes.Success : scan.Kind == ModelFileKind.Unknown ? ExitCodes.ScanNothingSupported : ExitCodes.ScanIssuesFound;
+            var threshold = ScanSeverities.Parse(result.GetValue(failOn)!);
+            var exitCode = scan.SafeToLoad ? ExitCodes.Success : scan.Kind == ModelFileKind.Unknown ? ExitCodes.ScanNothingSupported
+                : scan.FailsAt(threshold) ? ExitCodes.ScanIssuesFound : ExitCodes.Success;
             if (result.GetValue(sarif) is { } sarifPath) SecureMnist.Reporting.Sarif.Save(sarifPath, SecureMnist.Reporting.SarifFindings.Scan(scan, CodeVersion.Current()));
             if (result.GetValue(json))
             {
@@ -212,6 +225,8 @@ internal static class InteropCommands
             Ui.Out.MarkupLineInterpolated($"{scan.Path}: [bold]{scan.KindDescription}[/]");
             if (scan.SafeToLoad) Ui.Out.MarkupLineInterpolated($"[green]safe[/]: {scan.Verdict}");
             else Ui.Out.MarkupLineInterpolated($"[red]NOT safe[/]: {scan.Verdict}");
+            if (scan.Severity is { } worst)
+                Ui.Out.MarkupLineInterpolated($"severity [bold]{ScanSeverities.Name(worst)}[/] ({scan.Findings.Count} finding(s)){(scan.FailsAt(threshold) ? "" : $"; below --fail-on {ScanSeverities.Name(threshold)}, so the scan passes")}");
             if (scan.Globals.Count > 0)
             {
                 var table = new Table().AddColumns("global", "byte", "allowed");

@@ -52,7 +52,20 @@ public static class ModelFileKinds
 
 /// <summary>What <c>scan</c> found: the file's kind, whether importing or loading it is safe, and why.</summary>
 public sealed record ModelFileScan(string Path, ModelFileKind Kind, string KindDescription, bool SafeToLoad, string Verdict,
-    IReadOnlyList<PickleGlobal> Globals, IReadOnlyList<string> Problems, IReadOnlyList<string> Tensors);
+    IReadOnlyList<PickleGlobal> Globals, IReadOnlyList<string> Problems, IReadOnlyList<string> Tensors)
+{
+    /// <summary>Each reason the file is refused, with its severity; empty for a safe file and for one of an unknown format.</summary>
+    public IReadOnlyList<ScanFinding> Findings { get; init; } = [];
+
+    /// <summary>The worst finding's severity, or null when there is none.</summary>
+    public ScanSeverity? Severity => Findings.Count == 0 ? null : Findings.Max(f => f.Severity);
+
+    /// <summary>
+    /// Whether the scan fails a gate at <paramref name="threshold"/>: the file is refused and its worst finding is at least that severe.
+    /// A refused file without findings fails at every threshold; a safe file or one of an unknown format never does.
+    /// </summary>
+    public bool FailsAt(ScanSeverity threshold) => !SafeToLoad && Kind != ModelFileKind.Unknown && (Severity ?? ScanSeverity.Critical) >= threshold;
+}
 
 /// <summary>Reports what a model file is and whether it can be loaded without executing anything, listing every global a pickle references.</summary>
 public static class ModelFileScanner
@@ -125,8 +138,8 @@ public static class ModelFileScanner
             var model = OnnxModelFile.Read(path, limits);
             var tensors = model.Initializers.Select(t => $"{t.Name} type {t.DataType} [{string.Join(",", t.Dims)}]{(t.ExternalLocation is { } l ? $" (external data: {l})" : "")}").ToList();
             var operators = string.Join(", ", model.Operators.Select(o => o.Domain.Length == 0 ? o.OpType : $"{o.Domain}.{o.OpType}"));
-            var problems = model.Problems();
-            if (problems.Count > 0) return Unsafe(path, ModelFileKind.Onnx, problems) with { Tensors = tensors };
+            var findings = model.Findings();
+            if (findings.Count > 0) return Unsafe(path, ModelFileKind.Onnx, findings.Select(f => f.Message).ToList()) with { Tensors = tensors, Findings = findings };
             var external = model.Initializers.Count(t => t.ExternalLocation is not null);
             return new ModelFileScan(path, ModelFileKind.Onnx, ModelFileKinds.Describe(ModelFileKind.Onnx), true,
                 $"no code, standard operators only ({operators}); opsets {string.Join(", ", model.Opsets.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)} {o.Version}"))}" +
@@ -150,11 +163,22 @@ public static class ModelFileScanner
         var (found, issues) = PyTorchArchive.ScanPickles(bytes, maxPickles: 5);
         globals.AddRange(found);
         problems.AddRange(issues);
-        if (kind == ModelFileKind.PyTorchLegacy) problems.Add("legacy PyTorch format: not imported; re-save with PyTorch 1.6 or newer");
-        else problems.Add("a bare pickle: not a format this tool imports");
-        return Unsafe(path, kind, problems, globals);
+        var format = kind == ModelFileKind.PyTorchLegacy ? "legacy PyTorch format: not imported; re-save with PyTorch 1.6 or newer" : "a bare pickle: not a format this tool imports";
+        problems.Add(format);
+        return Unsafe(path, kind, problems, globals, format);
     }
 
-    private static ModelFileScan Unsafe(string path, ModelFileKind kind, IReadOnlyList<string> problems, IReadOnlyList<PickleGlobal>? globals = null) =>
-        new(path, kind, ModelFileKinds.Describe(kind), false, "refused: " + problems[0], globals ?? [], problems, []);
+    /// <summary>
+    /// A refused file. Each disallowed global is a finding of its own severity (<see cref="ScanSeverities.OfGlobal"/>). The other problems
+    /// (structure, limits) are high, since the file could not be shown safe, except <paramref name="formatOnly"/>: a refusal for the format
+    /// alone, which is low when nothing else was found.
+    /// </summary>
+    private static ModelFileScan Unsafe(string path, ModelFileKind kind, IReadOnlyList<string> problems, IReadOnlyList<PickleGlobal>? globals = null, string? formatOnly = null)
+    {
+        var findings = (globals ?? []).Where(g => !g.Allowed)
+            .Select(g => new ScanFinding(ScanSeverities.OfGlobal(g.Module, g.Name), $"{g.FullName} at pickle byte {g.Offset} is not allowlisted")).ToList();
+        if (findings.Count == 0)
+            findings.AddRange(problems.Select(p => new ScanFinding(p == formatOnly ? ScanSeverity.Low : ScanSeverity.High, p)));
+        return new(path, kind, ModelFileKinds.Describe(kind), false, "refused: " + problems[0], globals ?? [], problems, []) { Findings = findings };
+    }
 }

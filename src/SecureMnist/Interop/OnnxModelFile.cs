@@ -23,15 +23,18 @@ public sealed record OnnxModelSummary(long IrVersion, string Producer, IReadOnly
     public static IReadOnlySet<string> StandardDomains { get; } = new HashSet<string>(StringComparer.Ordinal) { "", "ai.onnx", "ai.onnx.ml" };
 
     /// <summary>What makes the file unsafe to load as it is: custom-op domains, external data that escapes its folder.</summary>
-    public IReadOnlyList<string> Problems()
+    public IReadOnlyList<string> Problems() => Findings().Select(f => f.Message).ToList();
+
+    /// <summary>Why the model is unsafe to load: a custom operator needs native code (critical); external data outside the folder is high.</summary>
+    public IReadOnlyList<ScanFinding> Findings()
     {
-        var problems = new List<string>();
+        var findings = new List<ScanFinding>();
         var local = Functions.ToHashSet(StringComparer.Ordinal);
         foreach (var op in Operators.Where(o => !StandardDomains.Contains(o.Domain) && !local.Contains($"{o.Domain}.{o.OpType}")))
-            problems.Add($"custom operator {op.OpType} from domain '{op.Domain}' ({op.Count}x): a runtime needs a custom-op library, native code, to run it");
+            findings.Add(new(ScanSeverity.Critical, $"custom operator {op.OpType} from domain '{op.Domain}' ({op.Count}x): a runtime needs a custom-op library, native code, to run it"));
         foreach (var tensor in Initializers.Where(t => t.ExternalLocation is { } location && EscapesFolder(location)))
-            problems.Add($"initializer '{tensor.Name}' reads its data from '{tensor.ExternalLocation}', outside the model's folder");
-        return problems;
+            findings.Add(new(ScanSeverity.High, $"initializer '{tensor.Name}' reads its data from '{tensor.ExternalLocation}', outside the model's folder"));
+        return findings;
     }
 
     /// <summary>An external-data path that is rooted, climbs with "..", or uses a drive or backslash, reaches outside the model's folder.</summary>

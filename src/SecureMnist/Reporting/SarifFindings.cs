@@ -21,13 +21,27 @@ public static class SarifFindings
         var results = new List<SarifResult>();
         var plainPickle = scan.Kind is ModelFileKind.Pickle or ModelFileKind.PyTorchLegacy;
         foreach (var global in scan.Globals.Where(g => !g.Allowed))
-            results.Add(new SarifResult(UnsafeGlobal.Id, SarifLevel.Error, $"{scan.KindDescription} references {global.FullName} at pickle byte {global.Offset}, which is not allowlisted", scan.Path,
+        {
+            var severity = ScanSeverities.OfGlobal(global.Module, global.Name);
+            results.Add(new SarifResult(UnsafeGlobal.Id, LevelOf(severity),
+                $"{scan.KindDescription} references {global.FullName} at pickle byte {global.Offset}, which is not allowlisted (severity {ScanSeverities.Name(severity)})", scan.Path,
                 plainPickle ? global.Offset : null));
+        }
         if (!scan.SafeToLoad && results.Count == 0)
-            results.Add(scan.Kind == ModelFileKind.Unknown
-                ? new SarifResult(UnknownFormat.Id, SarifLevel.Note, scan.Verdict, scan.Path)
-                : new SarifResult(UnsafeFile.Id, SarifLevel.Error, scan.Verdict, scan.Path));
+        {
+            if (scan.Kind == ModelFileKind.Unknown) results.Add(new SarifResult(UnknownFormat.Id, SarifLevel.Note, scan.Verdict, scan.Path));
+            else if (scan.Findings.Count == 0) results.Add(new SarifResult(UnsafeFile.Id, SarifLevel.Error, scan.Verdict, scan.Path));
+            else results.AddRange(scan.Findings.Select(f => new SarifResult(UnsafeFile.Id, LevelOf(f.Severity), $"{f.Message} (severity {ScanSeverities.Name(f.Severity)})", scan.Path)));
+        }
         return Sarif.Log(toolVersion, [UnsafeGlobal, UnsafeFile, UnknownFormat], results);
+
+        // Critical and high findings are errors, medium ones warnings, low ones (refused for the format alone) notes.
+        static SarifLevel LevelOf(ScanSeverity severity) => severity switch
+        {
+            ScanSeverity.Critical or ScanSeverity.High => SarifLevel.Error,
+            ScanSeverity.Medium => SarifLevel.Warning,
+            _ => SarifLevel.Note,
+        };
     }
 
     /// <summary>deps audit: one rule per advisory that hits, one result per vulnerable package, located at the lock file.</summary>

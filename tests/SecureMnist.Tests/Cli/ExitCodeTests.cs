@@ -55,6 +55,32 @@ public sealed class ExitCodeTests
     }
 
     [Fact]
+    public void Scan_fails_on_findings_at_or_above_the_fail_on_severity()
+    {
+        var directory = TestPaths.NewScratchDirectory();
+        var critical = Path.Combine(directory, "critical.pkl");
+        File.WriteAllBytes(critical, new PickleWriter().Global("os", "system").Unicode("true").Raw("\x85").Raw("R").Stop().ToArray());
+        // A global outside the allowlist that no list knows as harmful: medium.
+        var medium = Path.Combine(directory, "medium.pkl");
+        File.WriteAllBytes(medium, new PickleWriter().Global("collections", "Counter").Raw(")").Raw("R").Stop().ToArray());
+
+        Assert.Equal(1, CliProcess.Run(directory, "scan", critical, "--fail-on", "critical").ExitCode);
+        Assert.Equal(1, CliProcess.Run(directory, "scan", medium).ExitCode); // the default, low: any finding fails, as ModelScan
+        Assert.Equal(1, CliProcess.Run(directory, "scan", medium, "--fail-on", "medium").ExitCode);
+        var (passExit, passOutput, _) = CliProcess.Run(directory, "scan", medium, "--fail-on", "high");
+        Assert.Equal(0, passExit);
+        Assert.Contains("below --fail-on high", Folded(passOutput), StringComparison.Ordinal);
+        var (jsonExit, jsonOutput, _) = CliProcess.Run(directory, "scan", critical, "--fail-on", "high", "--json");
+        Assert.Equal(1, jsonExit);
+        using (var document = JsonDocument.Parse(jsonOutput))
+            Assert.Equal("critical", document.RootElement.GetProperty("severity").GetString()?.ToLowerInvariant());
+
+        var (badExit, _, badError) = CliProcess.Run(directory, "scan", critical, "--fail-on", "severe");
+        Assert.Equal(4, badExit);
+        Assert.Contains("severe", badError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Import_takes_onnx_and_infers_a_sequentials_layer_list_and_an_ambiguous_one_is_an_input_error()
     {
         var directory = TestPaths.NewScratchDirectory();

@@ -43,6 +43,7 @@ public sealed class OnnxScanTests : IDisposable
         Assert.Equal(ModelFileKind.Onnx, scan.Kind);
         Assert.False(scan.SafeToLoad);
         Assert.Contains("custom operator RunShell from domain 'com.example.evil'", scan.Problems[0], StringComparison.Ordinal);
+        Assert.Equal(ScanSeverity.Critical, scan.Severity); // a custom-op library is native code
         // Standard domains, spelt either way, are not issues.
         Assert.True(ScanBytes(Model([Node("Relu", "ai.onnx"), Node("LinearClassifier", "ai.onnx.ml")])).SafeToLoad);
     }
@@ -59,6 +60,7 @@ public sealed class OnnxScanTests : IDisposable
     {
         var scan = ScanBytes(Model([Node("Relu")], [ExternalTensor(location)]));
         Assert.Equal(safe, scan.SafeToLoad);
+        Assert.Equal(safe ? null : ScanSeverity.High, scan.Severity);
         if (!safe) Assert.Contains("outside the model's folder", scan.Problems[0], StringComparison.Ordinal);
         else Assert.Contains($"(external data: {location})", Assert.Single(scan.Tensors), StringComparison.Ordinal);
     }
