@@ -195,7 +195,7 @@ internal static class InteropCommands
             Description = "Exit 1 only for findings at or above this severity (low: any finding, as ModelScan; critical: only what runs code)",
             DefaultValueFactory = _ => "low",
         };
-        failOn.AcceptOnlyFromAmong("low", "medium", "high", "critical");
+        failOn.AcceptOnlyFromAmong([.. ScanSeverities.Names]);
         var command = new Command("scan", """
             Say what a model file is (securemnist package, safetensors, PyTorch zip or legacy pickle, other pickle, ONNX,
             unknown) and whether it is safe to load, listing every global a pickle references, or an ONNX model's operators

@@ -115,13 +115,13 @@ public static class ModelFileScanner
     {
         try
         {
-            var (globals, problems) = PyTorchArchive.Scan(stream, limits);
-            if (problems.Count > 0) return Unsafe(path, ModelFileKind.PyTorchZip, problems, globals);
+            var pickle = PyTorchArchive.Scan(stream, limits);
+            if (pickle.Problems.Count > 0) return Refused(path, ModelFileKind.PyTorchZip, pickle.Problems, FindingsOf(pickle), pickle.Globals);
             // The structure-only scan passed; a full restricted read also checks storages, shapes and the state_dict layout.
             var stateDict = PyTorchArchive.ReadStateDict(path, limits);
             var tensors = stateDict.Tensors.Select(t => $"{t.Name} {t.StorageType} [{string.Join(",", t.Shape)}]").ToList();
             return new ModelFileScan(path, ModelFileKind.PyTorchZip, ModelFileKinds.Describe(ModelFileKind.PyTorchZip), true,
-                "only allowlisted globals and opcodes: safe to import with ./securemnist import", globals, [], tensors);
+                "only allowlisted globals and opcodes: safe to import with ./securemnist import", pickle.Globals, [], tensors);
         }
         catch (Exception e) when (e is PyTorchFormatException or UnsafePickleException)
         {
@@ -158,27 +158,33 @@ public static class ModelFileScanner
         var bytes = new byte[stream.Length];
         stream.ReadExactly(bytes);
         // A legacy file is several pickles in a row (magic, protocol, system info, the object); scan them all.
-        var globals = new List<PickleGlobal>();
-        var problems = new List<string>();
-        var (found, issues) = PyTorchArchive.ScanPickles(bytes, maxPickles: 5);
-        globals.AddRange(found);
-        problems.AddRange(issues);
+        var pickle = PyTorchArchive.ScanPickles(bytes, maxPickles: 5);
         var format = kind == ModelFileKind.PyTorchLegacy ? "legacy PyTorch format: not imported; re-save with PyTorch 1.6 or newer" : "a bare pickle: not a format this tool imports";
-        problems.Add(format);
-        return Unsafe(path, kind, problems, globals, format);
+        var findings = FindingsOf(pickle);
+        // Refused for its format alone: low, when the scan found nothing else.
+        if (findings.Count == 0) findings.Add(new ScanFinding(ScanSeverity.Low, format));
+        return Refused(path, kind, [.. pickle.Problems, format], findings, pickle.Globals);
     }
 
     /// <summary>
-    /// A refused file. Each disallowed global is a finding of its own severity (<see cref="ScanSeverities.OfGlobal"/>). The other problems
-    /// (structure, limits) are high, since the file could not be shown safe, except <paramref name="formatOnly"/>: a refusal for the format
-    /// alone, which is low when nothing else was found.
+    /// The findings of a pickle scan. Each disallowed global is a finding of its own severity (<see cref="ScanSeverities.OfGlobal"/>); every
+    /// other refusal is high, and so is a scan that stopped early (on a limit or a malformed opcode): what it did not read is unknown, and a
+    /// medium global seen before the stop must not rate a file whose rest may run code.
     /// </summary>
-    private static ModelFileScan Unsafe(string path, ModelFileKind kind, IReadOnlyList<string> problems, IReadOnlyList<PickleGlobal>? globals = null, string? formatOnly = null)
+    private static List<ScanFinding> FindingsOf(PickleScan pickle)
     {
-        var findings = (globals ?? []).Where(g => !g.Allowed)
-            .Select(g => new ScanFinding(ScanSeverities.OfGlobal(g.Module, g.Name), $"{g.FullName} at pickle byte {g.Offset} is not allowlisted")).ToList();
-        if (findings.Count == 0)
-            findings.AddRange(problems.Select(p => new ScanFinding(p == formatOnly ? ScanSeverity.Low : ScanSeverity.High, p)));
-        return new(path, kind, ModelFileKinds.Describe(kind), false, "refused: " + problems[0], globals ?? [], problems, []) { Findings = findings };
+        var findings = pickle.Globals.Where(g => !g.Allowed)
+            .Select(g => new ScanFinding(ScanSeverities.OfGlobal(g.Module, g.Name), $"{g.FullName} at pickle byte {g.Offset} is not allowlisted") { Global = g })
+            .ToList();
+        findings.AddRange(pickle.OtherRefusals.Select(p => new ScanFinding(ScanSeverity.High, p)));
+        if (pickle.StoppedBy is { } stop) findings.Add(new ScanFinding(ScanSeverity.High, $"the scan stopped early, so the rest of the pickle was not read: {stop}"));
+        return findings;
     }
+
+    /// <summary>A refused file that is not a pickle scan's (size, structure, format errors): every problem is high, since the file could not be shown safe.</summary>
+    private static ModelFileScan Unsafe(string path, ModelFileKind kind, IReadOnlyList<string> problems) =>
+        Refused(path, kind, problems, problems.Select(p => new ScanFinding(ScanSeverity.High, p)).ToList(), []);
+
+    private static ModelFileScan Refused(string path, ModelFileKind kind, IReadOnlyList<string> problems, IReadOnlyList<ScanFinding> findings, IReadOnlyList<PickleGlobal> globals) =>
+        new(path, kind, ModelFileKinds.Describe(kind), false, "refused: " + problems[0], globals, problems, []) { Findings = findings };
 }

@@ -12,6 +12,19 @@ public sealed record PyTorchTensor(string Name, long[] Shape, float[] Values, st
 /// <summary>A state_dict read from a PyTorch zip file, and every global its pickle referenced.</summary>
 public sealed record PyTorchStateDict(string ArchiveName, IReadOnlyList<PyTorchTensor> Tensors, IReadOnlyList<PickleGlobal> Globals);
 
+/// <summary>
+/// What a scan-mode read of a pickle saw: every global it referenced, each refusal, and, when a limit or a malformed opcode stopped it
+/// early, why. A scan that stopped early has not seen the rest of the pickle: the rest is unknown, never safe.
+/// </summary>
+/// <param name="Refusals">Everything that would have been refused, in order.</param>
+/// <param name="OtherRefusals">The refusals that are not a global outside the allowlist (a REDUCE or BUILD on something not allowed).</param>
+/// <param name="StoppedBy">Why the scan stopped before the end, or null when it read every pickle to its STOP.</param>
+public sealed record PickleScan(IReadOnlyList<PickleGlobal> Globals, IReadOnlyList<string> Refusals, IReadOnlyList<string> OtherRefusals, string? StoppedBy)
+{
+    /// <summary>Every reason to refuse, the early stop last.</summary>
+    public IReadOnlyList<string> Problems => StoppedBy is null ? Refusals : [.. Refusals, StoppedBy];
+}
+
 /// <summary>Bounds on the zip container (entries, sizes, compression ratio), checked against what is really read.</summary>
 public sealed record PyTorchArchiveLimits(long MaxFileBytes = 2L << 30, long MaxEntryBytes = 1L << 30, long MaxTotalBytes = 2L << 30,
     int MaxEntries = 10_000, double MaxCompressionRatio = 200, long MaxTensorElements = 256L << 20, int MaxPickleBytes = 16 << 20);
@@ -58,30 +71,27 @@ public static class PyTorchArchive
     }
 
     /// <summary>Lists the globals of the archive's pickle and what would be refused, without building anything.</summary>
-    internal static (IReadOnlyList<PickleGlobal> Globals, IReadOnlyList<string> Problems) Scan(Stream stream, PyTorchArchiveLimits? limits = null)
+    internal static PickleScan Scan(Stream stream, PyTorchArchiveLimits? limits = null)
     {
         limits ??= new PyTorchArchiveLimits();
         using var archive = Open(stream, limits);
-        var unpickler = new RestrictedUnpickler(Callables(limits), (_, _) => throw new InvalidOperationException(), PickleLimitsOf(limits), scanOnly: true);
-        try
-        {
-            unpickler.Load(archive.Read(archive.Prefix + "data.pkl"));
-        }
-        catch (UnsafePickleException e)
-        {
-            return (unpickler.Globals, [.. unpickler.Problems, e.Message]);
-        }
-        return (unpickler.Globals, unpickler.Problems);
+        var pickle = archive.Read(archive.Prefix + "data.pkl");
+        return ScanPickles(pickle, maxPickles: 1, PickleLimitsOf(limits), limits);
     }
 
     /// <summary>Scans consecutive pickles (a legacy torch.save file holds several before its raw storages).</summary>
-    internal static (IReadOnlyList<PickleGlobal> Globals, IReadOnlyList<string> Problems) ScanPickles(ReadOnlySpan<byte> bytes, int maxPickles)
+    internal static PickleScan ScanPickles(ReadOnlySpan<byte> bytes, int maxPickles) =>
+        ScanPickles(bytes, maxPickles, pickleLimits: null, new PyTorchArchiveLimits());
+
+    private static PickleScan ScanPickles(ReadOnlySpan<byte> bytes, int maxPickles, PickleLimits? pickleLimits, PyTorchArchiveLimits limits)
     {
-        var unpickler = new RestrictedUnpickler(Callables(new PyTorchArchiveLimits()), (_, _) => throw new InvalidOperationException(), scanOnly: true);
+        var unpickler = new RestrictedUnpickler(Callables(limits), (_, _) => throw new InvalidOperationException(), pickleLimits, scanOnly: true);
         var position = 0;
+        string? stoppedBy = null;
         try
         {
-            for (var i = 0; i < maxPickles && position < bytes.Length && bytes[position] == 0x80; i++)
+            // The first pickle is always read (an empty or protocol-0 stream is refused by the read, not skipped); the next ones while a PROTO opens them.
+            for (var i = 0; i < maxPickles && (i == 0 || (position < bytes.Length && bytes[position] == 0x80)); i++)
             {
                 unpickler.Load(bytes[position..], out var consumed);
                 position += consumed;
@@ -89,9 +99,9 @@ public static class PyTorchArchive
         }
         catch (UnsafePickleException e)
         {
-            return (unpickler.Globals, [.. unpickler.Problems, e.Message]);
+            stoppedBy = e.Message;
         }
-        return (unpickler.Globals, unpickler.Problems);
+        return new PickleScan(unpickler.Globals, unpickler.Problems, unpickler.OtherProblems, stoppedBy);
     }
 
     /// <summary>
@@ -102,7 +112,7 @@ public static class PyTorchArchive
     internal static int ReadPickle(byte[] pickle)
     {
         var limits = new PyTorchArchiveLimits();
-        var (_, problems) = ScanPickles(pickle, maxPickles: 1);
+        var problems = ScanPickles(pickle, maxPickles: 1).Problems;
         var unpickler = new RestrictedUnpickler(Callables(limits), (id, offset) => ClaimedStorage(id, offset, limits), PickleLimitsOf(limits));
         var root = unpickler.Load(pickle);
         if (problems.Count > 0) throw new UnsafePickleException($"the scan refused what the load accepted: {problems[0]}", 0);

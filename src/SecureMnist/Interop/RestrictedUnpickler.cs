@@ -82,6 +82,7 @@ public sealed class RestrictedUnpickler
     private readonly bool scanOnly;
     private readonly List<PickleGlobal> globals = [];
     private readonly List<string> problems = [];
+    private readonly List<string> otherProblems = [];
 
     // The state of one Load.
     private readonly List<object?> stack = [];
@@ -108,6 +109,9 @@ public sealed class RestrictedUnpickler
 
     /// <summary>In scan mode: everything that would have been refused.</summary>
     public IReadOnlyList<string> Problems => problems;
+
+    /// <summary>In scan mode: what would have been refused other than a global outside the allowlist (a REDUCE or BUILD on something not allowed).</summary>
+    public IReadOnlyList<string> OtherProblems => otherProblems;
 
     /// <summary>The counters of the last <see cref="Load(ReadOnlySpan{byte})"/>, finished or refused.</summary>
     public PickleWork LastWork => new(opcodes, objects, materialized, items, Stopwatch.GetElapsedTime(started));
@@ -269,7 +273,7 @@ public sealed class RestrictedUnpickler
         var fullName = $"{module}.{name}";
         var allowed = allowedGlobals.ContainsKey(fullName);
         globals.Add(new PickleGlobal(module, name, offset, allowed));
-        if (!allowed) Refuse($"global {fullName} is not allowed (only the tensor and OrderedDict globals a state_dict needs are)", offset);
+        if (!allowed) Refuse($"global {fullName} is not allowed (only the tensor and OrderedDict globals a state_dict needs are)", offset, isGlobal: true);
         return allowed ? Built(new PyGlobal(module, name), 0, offset) : Opaque;
     }
 
@@ -287,10 +291,12 @@ public sealed class RestrictedUnpickler
         return result is null ? null : Built(result, result is PyDict or PyList or PyTuple ? 1 : 0, offset);
     }
 
-    private void Refuse(string problem, long offset)
+    private void Refuse(string problem, long offset, bool isGlobal = false)
     {
         if (!scanOnly) throw new UnsafePickleException(problem, offset);
-        problems.Add($"{problem} (at byte {offset})");
+        var located = $"{problem} (at byte {offset})";
+        problems.Add(located);
+        if (!isGlobal) otherProblems.Add(located);
     }
 
     private void SetItems(object? target, List<object?> values, long offset)

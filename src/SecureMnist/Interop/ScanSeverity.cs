@@ -14,7 +14,11 @@ public enum ScanSeverity
 }
 
 /// <summary>One reason <c>scan</c> refuses a file, with its severity.</summary>
-public sealed record ScanFinding(ScanSeverity Severity, string Message);
+public sealed record ScanFinding(ScanSeverity Severity, string Message)
+{
+    /// <summary>The pickle global this finding is about, or null for a finding about the file's structure or format.</summary>
+    public PickleGlobal? Global { get; init; }
+}
 
 /// <summary>Severities of pickle globals, after ModelScan's lists (protectai/modelscan, settings.py): what can execute code is critical, what
 /// reaches the network is high. A global outside the allowlist and outside both lists is medium: it is refused, but not known to be harmful.</summary>
@@ -35,18 +39,17 @@ public static class ScanSeverities
         return ScanSeverity.Medium;
     }
 
-    /// <summary>Parses a severity name (low, medium, high, critical; any case), naming the allowed values when it is none of them.</summary>
+    /// <summary>The severities' names, least severe first: what <c>scan --fail-on</c> accepts.</summary>
+    public static IReadOnlyList<string> Names { get; } = Enum.GetValues<ScanSeverity>().Select(Name).ToArray();
+
+    /// <summary>Parses a severity name (any case), naming the allowed values when it is none of them.</summary>
     public static ScanSeverity Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        return text.Trim().ToLowerInvariant() switch
-        {
-            "low" => ScanSeverity.Low,
-            "medium" => ScanSeverity.Medium,
-            "high" => ScanSeverity.High,
-            "critical" => ScanSeverity.Critical,
-            _ => throw new ArgumentException($"'{text}' is not a severity; use low, medium, high or critical"),
-        };
+        var name = text.Trim().ToLowerInvariant();
+        foreach (var severity in Enum.GetValues<ScanSeverity>())
+            if (Name(severity) == name) return severity;
+        throw new ArgumentException($"'{text}' is not a severity; use {string.Join(", ", Names.Take(Names.Count - 1))} or {Names[^1]}");
     }
 
     public static string Name(ScanSeverity severity) => severity.ToString().ToLowerInvariant();

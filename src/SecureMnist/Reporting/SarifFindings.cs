@@ -20,19 +20,19 @@ public static class SarifFindings
         ArgumentNullException.ThrowIfNull(scan);
         var results = new List<SarifResult>();
         var plainPickle = scan.Kind is ModelFileKind.Pickle or ModelFileKind.PyTorchLegacy;
-        foreach (var global in scan.Globals.Where(g => !g.Allowed))
+        // One result per finding, rated as scan rated it: a global outside the allowlist (located in a bare pickle), or a problem with the file.
+        foreach (var finding in scan.Findings)
         {
-            var severity = ScanSeverities.OfGlobal(global.Module, global.Name);
-            results.Add(new SarifResult(UnsafeGlobal.Id, LevelOf(severity),
-                $"{scan.KindDescription} references {global.FullName} at pickle byte {global.Offset}, which is not allowlisted (severity {ScanSeverities.Name(severity)})", scan.Path,
-                plainPickle ? global.Offset : null));
+            var severity = $"(severity {ScanSeverities.Name(finding.Severity)})";
+            results.Add(finding.Global is { } global
+                ? new SarifResult(UnsafeGlobal.Id, LevelOf(finding.Severity),
+                    $"{scan.KindDescription} references {global.FullName} at pickle byte {global.Offset}, which is not allowlisted {severity}", scan.Path, plainPickle ? global.Offset : null)
+                : new SarifResult(UnsafeFile.Id, LevelOf(finding.Severity), $"{finding.Message} {severity}", scan.Path));
         }
         if (!scan.SafeToLoad && results.Count == 0)
-        {
-            if (scan.Kind == ModelFileKind.Unknown) results.Add(new SarifResult(UnknownFormat.Id, SarifLevel.Note, scan.Verdict, scan.Path));
-            else if (scan.Findings.Count == 0) results.Add(new SarifResult(UnsafeFile.Id, SarifLevel.Error, scan.Verdict, scan.Path));
-            else results.AddRange(scan.Findings.Select(f => new SarifResult(UnsafeFile.Id, LevelOf(f.Severity), $"{f.Message} (severity {ScanSeverities.Name(f.Severity)})", scan.Path)));
-        }
+            results.Add(scan.Kind == ModelFileKind.Unknown
+                ? new SarifResult(UnknownFormat.Id, SarifLevel.Note, scan.Verdict, scan.Path)
+                : new SarifResult(UnsafeFile.Id, SarifLevel.Error, scan.Verdict, scan.Path));
         return Sarif.Log(toolVersion, [UnsafeGlobal, UnsafeFile, UnknownFormat], results);
 
         // Critical and high findings are errors, medium ones warnings, low ones (refused for the format alone) notes.

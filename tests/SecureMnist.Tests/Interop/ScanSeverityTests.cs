@@ -51,4 +51,52 @@ public sealed class ScanSeverityTests
         Assert.True(format.FailsAt(ScanSeverity.Low));
         Assert.False(format.FailsAt(ScanSeverity.Medium));
     }
+
+    [Fact]
+    public void A_scan_cut_short_by_a_budget_is_high_whatever_it_saw_before_stopping()
+    {
+        // A medium global, then more stack than the scan allows, then os.system: the budget stops the scan before it reaches
+        // os.system, so what was seen (medium) must not decide. Bare and inside a torch.save zip.
+        var writer = new PickleWriter().Global("collections", "Counter").Raw(")").Raw("R");
+        for (var i = 0; i <= new PickleLimits().MaxStack; i++) writer.Raw("N");
+        var pickle = writer.Global("os", "system").Unicode("id").Raw("\x85").Raw("R").Stop().ToArray();
+        var directory = TestPaths.NewScratchDirectory();
+        var bare = Path.Combine(directory, "stack.pkl");
+        File.WriteAllBytes(bare, pickle);
+        var zipped = Path.Combine(directory, "stack.pth");
+        using (var zip = System.IO.Compression.ZipFile.Open(zipped, System.IO.Compression.ZipArchiveMode.Create))
+        using (var entry = zip.CreateEntry("archive/data.pkl").Open())
+        {
+            entry.Write(pickle);
+        }
+
+        foreach (var file in new[] { bare, zipped })
+        {
+            var scan = ModelFileScanner.Scan(file);
+            Assert.DoesNotContain(scan.Globals, g => g.Module == "os");
+            Assert.Contains(scan.Findings, f => f.Severity == ScanSeverity.Medium && f.Global?.Name == "Counter");
+            Assert.Contains(scan.Findings, f => f.Severity == ScanSeverity.High && f.Message.Contains("MaxStack", StringComparison.Ordinal));
+            Assert.True(scan.FailsAt(ScanSeverity.High), file);
+        }
+    }
+
+    [Fact]
+    public void A_refusal_that_is_not_a_global_keeps_its_own_high_finding_beside_the_globals()
+    {
+        // REDUCE on a tuple is refused in its own right, whatever globals the pickle also references.
+        var pickle = new PickleWriter().Global("collections", "Counter").Raw(")").Raw("R").Raw(")").Raw(")").Raw("R").Raw("\x86").Stop().ToArray();
+        var file = Path.Combine(TestPaths.NewScratchDirectory(), "reduce.pkl");
+        File.WriteAllBytes(file, pickle);
+        var scan = ModelFileScanner.Scan(file);
+        Assert.Contains(scan.Findings, f => f.Severity == ScanSeverity.Medium && f.Global is not null);
+        Assert.Contains(scan.Findings, f => f.Severity == ScanSeverity.High && f.Message.Contains("REDUCE", StringComparison.Ordinal));
+        Assert.True(scan.FailsAt(ScanSeverity.High));
+    }
+
+    [Fact]
+    public void The_fail_on_values_are_the_severities()
+    {
+        Assert.Equal(["low", "medium", "high", "critical"], ScanSeverities.Names);
+        foreach (var name in ScanSeverities.Names) Assert.Equal(name, ScanSeverities.Name(ScanSeverities.Parse(name)));
+    }
 }
