@@ -89,7 +89,10 @@ public static class RobustnessChecks
         bool[] Robust(IReadOnlyList<IEvasionAttack> attacks, string what)
         {
             progress?.Report(what);
-            return AttackEvaluator.Run(model, data, attacks, cancellationToken: cancellationToken).Robust();
+            var started = clock.Elapsed;
+            var robust = AttackEvaluator.Run(model, data, attacks, cancellationToken: cancellationToken).Robust();
+            progress?.Report($"  {100 * Share(robust):0.00}% of {robust.Length} in {(clock.Elapsed - started).TotalSeconds:0} s");
+            return robust;
         }
         static double Share(bool[] robust) => robust.Length == 0 ? 0 : (double)robust.Count(r => r) / robust.Length;
 

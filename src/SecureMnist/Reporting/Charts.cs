@@ -32,14 +32,54 @@ internal static class Charts
         return plot;
     }
 
-    /// <summary>Saves as SVG when <paramref name="path"/> ends in .svg, else as PNG.</summary>
+    /// <summary>Saves as SVG when <paramref name="path"/> ends in .svg, else as PNG. A title wider than the data area is wrapped first.</summary>
     public static void Save(Plot plot, string path, int width, int height)
     {
         ArgumentNullException.ThrowIfNull(plot);
         ArgumentNullException.ThrowIfNull(path);
+        FitTitle(plot, width, height);
         if (path.EndsWith(".svg", StringComparison.OrdinalIgnoreCase))
             AtomicFile.WriteAllText(path, plot.GetSvgXml(width, height));
         else
             AtomicFile.WriteAllBytes(path, plot.GetImageBytes(width, height, ImageFormat.Png));
+    }
+
+    /// <summary>
+    /// ScottPlot centres the title over the data area, so a title wider than that area (a legend on the right narrows it) runs off the
+    /// figure's left edge. Lays the figure out once to learn the area's width, then wraps the title to it.
+    /// </summary>
+    private static void FitTitle(Plot plot, int width, int height)
+    {
+        var label = plot.Axes.Title.Label;
+        if (string.IsNullOrEmpty(label.Text) || label.Text.Contains('\n', StringComparison.Ordinal)) return;
+        using (plot.GetImage(width, height)) { }
+        var room = plot.RenderManager.LastRender.DataRect.Width;
+        label.Text = Wrap(label.Text, room, label.FontSize);
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> broken at spaces into lines no wider than <paramref name="room"/> pixels at <paramref name="fontSize"/>;
+    /// a word wider than the room keeps a line of its own.
+    /// </summary>
+    public static string Wrap(string text, float room, float fontSize)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var lines = new List<string>();
+        var line = "";
+        foreach (var word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var longer = line.Length == 0 ? word : $"{line} {word}";
+            if (line.Length > 0 && Picture.TextWidth(longer, fontSize) > room)
+            {
+                lines.Add(line);
+                line = word;
+            }
+            else
+            {
+                line = longer;
+            }
+        }
+        if (line.Length > 0) lines.Add(line);
+        return string.Join('\n', lines);
     }
 }

@@ -30,6 +30,32 @@ public sealed class LineChartTests
     }
 
     [Fact]
+    public void A_title_longer_than_the_data_area_is_wrapped_not_cut_at_the_edge()
+    {
+        // ScottPlot centres the title over the data area; with the legend on the right, a long title ran off the figure's left edge.
+        const string title = "membership inference on out/privacy/backdoor: 5000 members vs 5000 non-members, 8 shadows";
+        var path = Path.Combine(TestPaths.NewScratchDirectory(), "roc.png");
+        LineChart.Save(path, title, "false-positive rate (log10)", "true-positive rate (log10)",
+            [new Series("loss threshold, AUC 0.504", [(-4, -4), (0, 0)]), new Series("LiRA offline (4 OUT per image), AUC 0.532", [(-4, -2), (0, 0)])], -4, 0);
+
+        using var bitmap = SKBitmap.Decode(path);
+        var inkAtEdges = 0;
+        for (var y = 0; y < 80; y++)
+            foreach (var x in new[] { 0, 1, 2, bitmap.Width - 3, bitmap.Width - 2, bitmap.Width - 1 })
+                if (bitmap.GetPixel(x, y) is var p && p.Red + p.Green + p.Blue < 600) inkAtEdges++;
+        Assert.Equal(0, inkAtEdges);
+        var room = Picture.TextWidth("membership inference on out/privacy/backdoor: 5000", 18) + 1;
+        Assert.Equal(["membership inference on out/privacy/backdoor: 5000", "members vs 5000 non-members, 8 shadows"], Charts.Wrap(title, room, 18).Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("short title", 400, "short title")]
+    [InlineData("a b c", 0, "a\nb\nc")]
+    [InlineData("", 100, "")]
+    public void Wrapping_breaks_at_spaces_and_keeps_a_word_too_long_for_the_room_whole(string text, float room, string expected) =>
+        Assert.Equal(expected, Charts.Wrap(text, room, 18));
+
+    [Fact]
     public void A_chart_is_svg_when_its_path_says_so()
     {
         var directory = TestPaths.NewScratchDirectory();
