@@ -91,6 +91,7 @@ internal static class PoisonBenchCommand
         "activation-clustering" => "AC",
         "spectral-signatures" => "SS",
         "knn-consistency" => "kNN",
+        "knn-reference" => "kNN-ref",
         _ => method,
     };
 

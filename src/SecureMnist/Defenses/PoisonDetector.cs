@@ -22,6 +22,11 @@ public enum PoisonDetectionMethod
     /// labels is flagged. It reads the images, not the model's activations.
     /// </summary>
     KnnConsistency,
+    /// <summary>
+    /// k-NN label consistency against trusted reference images: a sample whose nearest clean reference images (not training images) all
+    /// carry other labels is flagged, so dense poison cannot vouch for itself. It needs a reference set the attacker could not touch.
+    /// </summary>
+    KnnReference,
 }
 
 /// <summary>How activation clustering (Chen et al.) decides which of a class's two clusters is poison; ART's names.</summary>
@@ -50,6 +55,9 @@ public enum ClusterAnalysis
 /// flagged samples stop voting and the rule is applied again, so a dense poison population cannot vouch for itself. The default, at most
 /// 3 of 50 neighbours, keeps the false alarms on a clean training set (ambiguous or mislabelled digits) under 1% of a class where 5 of 50
 /// did not.</item>
+/// <item><see cref="PoisonDetectionMethod.KnnReference"/> flags a sample when at most <see cref="ReferenceMaxAgreement"/> of its
+/// <see cref="ReferenceNeighbours"/> nearest trusted reference images (in <see cref="KnnSpace"/>) share its label. The default, none of 10,
+/// is the unanimous rule: every nearest clean image says the label is wrong.</item>
 /// </list>
 /// </summary>
 public sealed record PoisonDetectionOptions(
@@ -66,7 +74,9 @@ public sealed record PoisonDetectionOptions(
     int Neighbours = 50,
     double MaxAgreement = 0.06,
     KnnSpace KnnSpace = KnnSpace.Pooled,
-    int PeelRounds = 10)
+    int PeelRounds = 10,
+    int ReferenceNeighbours = 10,
+    double ReferenceMaxAgreement = 0)
 {
     public void Validate()
     {
@@ -81,6 +91,8 @@ public sealed record PoisonDetectionOptions(
         if (MaxAgreement is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(MaxAgreement), MaxAgreement, "the largest share of neighbours agreeing with a flagged sample's label must be in [0, 1)");
         if (!Enum.IsDefined(KnnSpace)) throw new ArgumentOutOfRangeException(nameof(KnnSpace), KnnSpace, "the k-NN space is pixels or pooled");
         if (PeelRounds is < 0 or > 100) throw new ArgumentOutOfRangeException(nameof(PeelRounds), PeelRounds, "the peeling rounds must be 0 to 100");
+        if (ReferenceNeighbours is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(ReferenceNeighbours), ReferenceNeighbours, "the reference neighbours that vote must be 1 to 1,000");
+        if (ReferenceMaxAgreement is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(ReferenceMaxAgreement), ReferenceMaxAgreement, "the largest share of reference neighbours agreeing with a flagged sample's label must be in [0, 1)");
     }
 }
 
@@ -197,8 +209,12 @@ internal sealed record ClassActivations(int Label, int[] Members, float[] Rows, 
 /// <summary>Finds poisoned training samples from a trained model's penultimate-layer activations, without knowing the trigger.</summary>
 public static class PoisonDetector
 {
+    /// <summary>
+    /// Runs the detector on the training set: on <paramref name="network"/>'s activations, or on the images for a method that
+    /// <see cref="ReadsPixels"/>. <paramref name="reference"/> is the trusted clean set <see cref="PoisonDetectionMethod.KnnReference"/> needs.
+    /// </summary>
     public static PoisonDetectionReport Detect(Module<Tensor, Tensor> network, LabeledImages train, PoisonDetectionOptions options,
-        IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default, LabeledImages? reference = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(train);
@@ -206,17 +222,18 @@ public static class PoisonDetector
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
         var features = ReadsPixels(options.Method) ? FeatureActivations.Pixels(train)
             : FeatureActivations.Extract(network, train, progress: progress, cancellationToken: cancellationToken);
-        var report = Detect(features, train.Labels, options, cancellationToken);
+        var report = Detect(features, train.Labels, options, cancellationToken, reference: reference);
         return report with { Seconds = stopwatch.Elapsed.TotalSeconds };
     }
 
     /// <summary>
     /// Runs the detector on rows already extracted (one per training sample, in the order of <paramref name="labels"/>): activations, or the
     /// pixels for a method that <see cref="ReadsPixels"/>. With <paramref name="scoreClass"/>, a method that scores members (all but
-    /// activation clustering) also returns that class's scores.
+    /// activation clustering) also returns that class's scores. <paramref name="reference"/> is the trusted clean set
+    /// <see cref="PoisonDetectionMethod.KnnReference"/> needs.
     /// </summary>
     public static PoisonDetectionReport Detect(FeatureActivations features, IReadOnlyList<byte> labels, PoisonDetectionOptions options,
-        CancellationToken cancellationToken = default, int? scoreClass = null)
+        CancellationToken cancellationToken = default, int? scoreClass = null, LabeledImages? reference = null)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(labels);
@@ -224,19 +241,21 @@ public static class PoisonDetector
         options.Validate();
         if (features.Count != labels.Count) throw new ArgumentException($"{features.Count} activation rows for {labels.Count} labels");
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
-        var detections = Create(options).Analyse(features, labels, cancellationToken);
+        var detections = Create(options, reference).Analyse(features, labels, cancellationToken);
         FlaggedSample[] flagged = [.. detections.SelectMany(d => d.Flagged).OrderByDescending(f => f.Score)];
         var scored = detections.FirstOrDefault(d => d.Analysis.Label == scoreClass) is { Scores: { } scores } d
             ? new ClassScores(d.Analysis.Label, [.. Enumerable.Range(0, labels.Count).Where(i => labels[i] == d.Analysis.Label)], scores) : null;
         return new PoisonDetectionReport(options, labels.Count, [.. detections.Select(x => x.Analysis)], flagged, stopwatch.Elapsed.TotalSeconds, ScoredClass: scored);
     }
 
-    private static IPoisonDetector Create(PoisonDetectionOptions options) => options.Method switch
+    private static IPoisonDetector Create(PoisonDetectionOptions options, LabeledImages? reference) => options.Method switch
     {
         PoisonDetectionMethod.Spectre => new ClassByClass(new SpectreDetector(options)),
         PoisonDetectionMethod.ActivationClustering => new ClassByClass(new ActivationClusteringDetector(options)),
         PoisonDetectionMethod.SpectralSignatures => new ClassByClass(new SpectralSignaturesDetector(options)),
         PoisonDetectionMethod.KnnConsistency => new KnnConsistencyDetector(options),
+        PoisonDetectionMethod.KnnReference => new KnnReferenceDetector(options, reference
+            ?? throw new ArgumentException("knn-reference needs trusted reference images (clean images the attacker could not touch, e.g. --reference mnist)")),
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown detection method"),
     };
 
@@ -255,6 +274,8 @@ public static class PoisonDetector
                 ((double, string)?)(options.MinSeparation, $"threshold {options.MinSeparation:0.##}")),
             PoisonDetectionMethod.ActivationClustering => (c => 100 * c.SmallClusterFraction, "smaller cluster, % of the class", (100 * options.SizeThreshold, $"relative size {options.SizeThreshold:0.##}")),
             PoisonDetectionMethod.KnnConsistency => (c => 100 * c.SmallClusterFraction, $"flagged: at most {options.MaxAgreement:0.##} of {options.Neighbours} neighbours agree, % of the class", null),
+            PoisonDetectionMethod.KnnReference => (c => 100 * c.SmallClusterFraction,
+                $"flagged: at most {options.ReferenceMaxAgreement:0.##} of {options.ReferenceNeighbours} reference neighbours agree, % of the class", null),
             _ => (c => 100 * c.SmallClusterFraction, "removed, % of the class", null),
         };
         var bars = report.Classes.Select(c => new Bar($"{c.Label}", value(c), c.Suspicious,
@@ -272,11 +293,12 @@ public static class PoisonDetector
         PoisonDetectionMethod.Spectre => "spectre",
         PoisonDetectionMethod.ActivationClustering => "activation-clustering",
         PoisonDetectionMethod.KnnConsistency => "knn-consistency",
+        PoisonDetectionMethod.KnnReference => "knn-reference",
         _ => "spectral-signatures",
     };
 
     /// <summary>Whether the method reads the training images themselves rather than a model's activations.</summary>
-    public static bool ReadsPixels(PoisonDetectionMethod method) => Create(new PoisonDetectionOptions(method)).ReadsPixels;
+    public static bool ReadsPixels(PoisonDetectionMethod method) => method is PoisonDetectionMethod.KnnConsistency or PoisonDetectionMethod.KnnReference;
 
     internal static double Median(double[] values)
     {

@@ -51,6 +51,7 @@ public sealed class PoisonBenchTests
     [InlineData("""{"name":"g","attacks":["blend"],"rates":[0.01],"targets":[7],"seeds":[1],"testImages":100}""", "test images")]
     [InlineData("""{"name":"g","attacks":["blend"],"rates":[0.01],"targets":[7],"seeds":[1],"testImages":2000}""", "STRIP needs")]
     [InlineData("""{"name":"g","attacks":["blend"],"rates":[0.01],"targets":[7],"seeds":[1],"trainImages":100}""", "training images")]
+    [InlineData("""{"name":"g","attacks":["blend"],"rates":[0.01],"targets":[7],"seeds":[1],"referenceImages":50}""", "reference images")]
     [InlineData("""{"name":"../g","attacks":["blend"],"rates":[0.01],"targets":[7],"seeds":[1]}""", "name")]
     [InlineData("""{"name":"g","attacks":["blend"],"rate":[0.01],"targets":[7],"seeds":[1]}""", "rate")]
     [InlineData("""{"name":"g","attacks":[],"rates":[0.01],"targets":[7],"seeds":[1]}""", "at least one attack")]
@@ -61,6 +62,15 @@ public sealed class PoisonBenchTests
         File.WriteAllText(path, text);
         var error = Assert.Throws<InvalidDataException>(() => PoisonGrid.Load(path));
         Assert.Contains(expected, error.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void A_grid_whose_measured_and_reference_images_overlap_is_refused_before_any_cell_runs()
+    {
+        var grid = Tiny with { TestImages = 6_000, ReferenceImages = 5_000 };
+        grid.Validate();
+        var error = Assert.Throws<ArgumentException>(() => new CellExperiment(grid, TestPaths.Mnist(), new CellCache(TestPaths.NewScratchDirectory()), "test"));
+        Assert.Contains("trusted reference", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

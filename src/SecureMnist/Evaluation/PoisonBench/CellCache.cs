@@ -51,7 +51,7 @@ public sealed class CellCache
     {
         ArgumentNullException.ThrowIfNull(grid);
         ArgumentNullException.ThrowIfNull(cell);
-        var settings = new { grid.TrainImages, grid.Epochs, grid.TestImages, grid.Architecture, grid.StripOverlays, grid.StripCalibration, grid.StripImages, grid.Sanitize, cell, codeVersion, bench = 1 };
+        var settings = new { grid.TrainImages, grid.Epochs, grid.TestImages, grid.Architecture, grid.StripOverlays, grid.StripCalibration, grid.StripImages, grid.Sanitize, grid.ReferenceImages, cell, codeVersion, bench = 1 };
         var text = JsonSerializer.Serialize(settings, JsonFormat.Documents);
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }

@@ -22,6 +22,7 @@ public sealed class CellExperiment
     private readonly CellCache cache;
     private readonly string codeVersion;
     private readonly Dictionary<int, LabeledImages> subsets = [];
+    private LabeledImages? reference;
 
     public CellExperiment(PoisonGrid grid, Dataset mnist, CellCache cache, string codeVersion)
     {
@@ -30,7 +31,8 @@ public sealed class CellExperiment
         ArgumentNullException.ThrowIfNull(cache);
         grid.Validate();
         if (mnist.Train.Count < grid.TrainImages) throw new ArgumentException($"the grid trains on {grid.TrainImages} images; {mnist.Name} has {mnist.Train.Count}");
-        if (mnist.Test.Count < grid.TestImages) throw new ArgumentException($"the grid tests on {grid.TestImages} images; {mnist.Name} has {mnist.Test.Count}");
+        if (mnist.Test.Count < grid.TestImages + grid.ReferenceImages)
+            throw new ArgumentException($"the grid tests on {grid.TestImages} images and votes with {grid.ReferenceImages} more as the trusted reference; {mnist.Name} has {mnist.Test.Count} test images");
         this.grid = grid;
         this.mnist = mnist;
         this.cache = cache;
@@ -80,7 +82,7 @@ public sealed class CellExperiment
             using var control = Train(options, clean, test, Path.Combine(work, "train"), cancellationToken);
             AtomicWeights(control.Network, cache.ArtifactPath(cell, fingerprint, SurrogateFile));
             progress?.Report("running the detectors");
-            var (controlDetectors, _) = Detect(control.Network, clean, manifest: null, target: null, cancellationToken);
+            var (controlDetectors, _) = Detect(control.Network, clean, Reference, manifest: null, target: null, cancellationToken);
             return new CellResult(cell, fingerprint, clean.Count, classSizes, 0, 0, control.Accuracy, null, null, controlDetectors, [], null,
                 stopwatch.Elapsed.TotalSeconds, CellCache.Worker);
         }
@@ -108,7 +110,7 @@ public sealed class CellExperiment
         BackdoorReport? backdoor = manifest.Trigger is null ? null : BackdoorEvaluator.Evaluate(model.Network, test, manifest);
 
         progress?.Report("running the detectors");
-        var (detectors, defaultFlags) = Detect(model.Network, poisoned.Train, manifest, cell.Target, cancellationToken);
+        var (detectors, defaultFlags) = Detect(model.Network, poisoned.Train, Reference, manifest, cell.Target, cancellationToken);
 
         var strip = new List<StripOutcome>();
         if (manifest.Trigger is { } trigger)
@@ -145,9 +147,12 @@ public sealed class CellExperiment
         return new SanitizeOutcome(method, removed.Count, removed.Count(poison.Contains), Retrained: true, model.Accuracy, after?.AttackSuccessRate);
     }
 
+    /// <summary>The trusted reference set: the <see cref="PoisonGrid.ReferenceImages"/> test images after the ones the cells are measured on.</summary>
+    private LabeledImages Reference => reference ??= mnist.Test.Select([.. Enumerable.Range(grid.TestImages, grid.ReferenceImages)]);
+
     /// <summary>Every detector on the training set's activations (or its pixels); the first is the default, whose flags sanitizing removes.</summary>
-    private static (List<DetectorOutcome> Outcomes, HashSet<int> DefaultFlags) Detect(Module<Tensor, Tensor> network, LabeledImages train, PoisonManifest? manifest, int? target,
-        CancellationToken cancellationToken)
+    private static (List<DetectorOutcome> Outcomes, HashSet<int> DefaultFlags) Detect(Module<Tensor, Tensor> network, LabeledImages train, LabeledImages reference,
+        PoisonManifest? manifest, int? target, CancellationToken cancellationToken)
     {
         var activations = FeatureActivations.Extract(network, train, cancellationToken: cancellationToken);
         FeatureActivations? pixels = null;
@@ -156,7 +161,7 @@ public sealed class CellExperiment
         foreach (var method in Methods)
         {
             var features = PoisonDetector.ReadsPixels(method) ? pixels ??= FeatureActivations.Pixels(train) : activations;
-            var report = PoisonDetector.Detect(features, train.Labels, new PoisonDetectionOptions(method), cancellationToken, scoreClass: target);
+            var report = PoisonDetector.Detect(features, train.Labels, new PoisonDetectionOptions(method), cancellationToken, scoreClass: target, reference: reference);
             defaultFlags ??= report.Flagged.Select(f => f.Index).ToHashSet();
             outcomes.Add(Outcome(report, train.Labels, manifest, target));
         }
