@@ -92,6 +92,7 @@ internal static class PoisonBenchCommand
         "spectral-signatures" => "SS",
         "knn-consistency" => "kNN",
         "knn-reference" => "kNN-ref",
+        "knn-union" => "kNN-U",
         _ => method,
     };
 

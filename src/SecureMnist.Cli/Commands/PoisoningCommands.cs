@@ -143,6 +143,7 @@ internal static class PoisoningCommands
     private static Command DetectPoison()
     {
         var model = CommonOptions.Model();
+        model.Description = "Model package whose penultimate-layer activations spectre, activation-clustering and spectral-signatures read (the k-NN methods read the images and load no model)";
         var publicKey = CommonOptions.PublicKey();
         var allowUnsigned = CommonOptions.AllowUnsigned();
         var dataset = new Option<string>("--dataset") { Description = "The training data the model was trained on (name or folder); scored when it holds a poison.json", DefaultValueFactory = _ => "data/mnist-backdoor" };
@@ -159,9 +160,15 @@ internal static class PoisoningCommands
                 relabelled to the target does. Flagged samples then stop voting and the rest vote again (--peel-rounds), so
                 poisoned images dense enough to be each other's neighbours cannot vouch for each other. It cannot see clean-label
                 poison;
-              knn-reference: the same vote, but by the --neighbours (10) nearest images of a trusted reference set (--reference,
-                e.g. mnist: its test images) instead of training images, so poison cannot vote for poison however dense it is
-                (TaCT, high rates); flagged when none agrees (--max-agreement 0). Needs images the attacker could not touch;
+              knn-reference: the same vote, but by the --neighbours (10) nearest images of a trusted reference set (the
+                dataset's test images, or --reference) instead of training images, so poison cannot vote for poison however
+                dense it is (TaCT, high rates); flagged when none agrees (--max-agreement 0). Needs images the attacker could
+                not touch;
+              knn-union: both votes: flagged when the training images or the reference images reject the label (knn-consistency's
+                rule with --neighbours and --max-agreement, knn-reference's with --reference-neighbours and
+                --reference-max-agreement). Each covers the other's blind spot: dense poison vouches for itself among training
+                images but not among reference images, and the larger training electorate settles digits the smaller reference
+                set leaves ambiguous. It pays with both votes' false alarms;
               spectre: the activations whitened with a robust (trimmed) covariance, as SPECTRE does, and scored along
                 their top direction; 2-means on that score, and a small, far, tight cluster is flagged;
               activation-clustering: Chen et al. with ART's settings: PCA to 10 dimensions, 2-means, and a cluster under 35% of
@@ -170,17 +177,20 @@ internal static class PoisoningCommands
                 1.5x the expected poison share (--expected-fraction) of every class is removed.
             Prints suspicious indices with scores and, when the dataset holds a poison.json, precision, recall and the share of
             clean target-class samples flagged, scored by the same code for every method.
-            Example: ./securemnist detect-poison --model models/backdoor --dataset data/mnist-backdoor --out out/detection.json --plot out/detection.png
+            Example: ./securemnist detect-poison --dataset data/mnist-backdoor --out out/detection.json --plot out/detection.png
             Example: ./securemnist detect-poison --model models/backdoor --method activation-clustering --silhouette
+            Example: ./securemnist detect-poison --dataset data/mnist-backdoor --method knn-union --plot out/detection.png
             Example: ./securemnist detect-poison --model models/backdoor --method knn-reference --reference mnist
             """)
         { model, publicKey, allowUnsigned, dataset, output, top, plot, json };
         detector.AddTo(command);
         command.SetAction(result =>
         {
-            var (options, reference) = (detector.Read(result), detector.Reference(result));
-            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var options = detector.Read(result);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            var reference = detector.Reference(result, data);
+            // The k-NN methods read the images alone: no model is loaded for them.
+            using var verified = PoisonDetector.ReadsPixels(options.Method) ? null : PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var report = Detect(verified, data, options, reference);
             if (result.GetValue(output) is { } path)
             {
@@ -202,7 +212,7 @@ internal static class PoisoningCommands
                 .AddColumns("class", "samples", report.Options.Method switch
                 {
                     PoisonDetectionMethod.SpectralSignatures => "removed",
-                    PoisonDetectionMethod.KnnConsistency or PoisonDetectionMethod.KnnReference => "flagged share",
+                    PoisonDetectionMethod.KnnConsistency or PoisonDetectionMethod.KnnReference or PoisonDetectionMethod.KnnUnion => "flagged share",
                     _ => "small cluster",
                 }, deciding, "flagged");
             foreach (var c in report.Classes)
@@ -244,9 +254,10 @@ internal static class PoisoningCommands
         detector.AddTo(command);
         command.SetAction(result =>
         {
-            var (options, reference) = (detector.Read(result), detector.Reference(result));
-            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
+            var options = detector.Read(result);
             var data = new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(result.GetValue(dataset)!);
+            var reference = result.GetValue(detection) is null ? detector.Reference(result, data) : null;
+            using var verified = PackageLoading.Load(result, model, publicKey, allowUnsigned);
             var report = result.GetValue(detection) is { } detectionPath
                 ? JsonFormat.Load<PoisonDetectionReport>(detectionPath)
                 : Detect(verified, data, options, reference);
@@ -329,9 +340,12 @@ internal static class PoisoningCommands
         return command;
     }
 
-    private static PoisonDetectionReport Detect(SecureMnist.Security.LoadedModel verified, Dataset data, PoisonDetectionOptions options, LabeledImages? reference)
+    /// <summary>Runs the detector on the training set (on the model's activations, or on the images for a k-NN method, which needs no model).</summary>
+    private static PoisonDetectionReport Detect(SecureMnist.Security.LoadedModel? verified, Dataset data, PoisonDetectionOptions options, LabeledImages? reference)
     {
-        var report = PoisonDetector.Detect(verified.Network, data.Train, options, cancellationToken: CommandRunner.Cancellation.Token, reference: reference);
+        var report = PoisonDetector.ReadsPixels(options.Method)
+            ? PoisonDetector.Detect(FeatureActivations.Pixels(data.Train), data.Train.Labels, options, CommandRunner.Cancellation.Token, reference: reference)
+            : PoisonDetector.Detect(verified!.Network, data.Train, options, cancellationToken: CommandRunner.Cancellation.Token, reference: reference);
         return PoisonManifests.TryLoad(data.Directory) is { } poison ? report.ScoredAgainst(poison, data.Train.Labels) : report;
     }
 
@@ -339,16 +353,18 @@ internal static class PoisoningCommands
     private sealed class DetectionFlags
     {
         private static readonly PoisonDetectionOptions Defaults = new();
-        private readonly Option<string> method = new("--method") { Description = "knn-consistency (input-space neighbours' labels), knn-reference (the labels of trusted reference images nearby, --reference), spectre (robust whitening), activation-clustering (Chen et al., ART's settings) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => PoisonDetector.MethodName(Defaults.Method) };
-        private readonly Option<string?> reference = new("--reference") { Description = "knn-reference: trusted clean images whose labels vote, images the attacker could not have touched: a dataset name or folder, whose test images are used (e.g. mnist)" };
+        private readonly Option<string> method = new("--method") { Description = "knn-consistency (input-space neighbours' labels), knn-reference (the labels of trusted reference images nearby), knn-union (both k-NN votes), spectre (robust whitening), activation-clustering (Chen et al., ART's settings) or spectral-signatures (Tran et al.)", DefaultValueFactory = _ => PoisonDetector.MethodName(Defaults.Method) };
+        private readonly Option<string?> reference = new("--reference") { Description = "knn-union and knn-reference: trusted clean images whose labels vote, images the attacker could not have touched: a dataset name or folder, whose test images are used (default: the --dataset's own test images)" };
         private readonly Option<double> trim = new("--trim") { Description = "spectre: share of each class left out of the whitening covariance as outliers (robust estimate), [0, 0.5)", DefaultValueFactory = _ => Defaults.Trim };
         private readonly Option<double> maxFraction = new("--max-cluster-fraction") { Description = "spectre: largest share of a class the smaller cluster may hold and still be flagged, (0, 0.5)", DefaultValueFactory = _ => Defaults.MaxClusterFraction };
         private readonly Option<double> minSeparation = new("--min-separation") { Description = "spectre: smallest distance between the cluster centres, in units of their summed standard deviations, that counts as a separate population", DefaultValueFactory = _ => Defaults.MinSeparation };
         private readonly Option<double> expectedFraction = new("--expected-fraction") { Description = "spectral-signatures: assumed poisoned share per class, (0, 0.5); the top 1.5x that share is removed", DefaultValueFactory = _ => Defaults.ExpectedFraction };
         private readonly Option<int> dimensions = new("--dimensions") { Description = "activation-clustering: PCA dimensions before 2-means (ART: 10)", DefaultValueFactory = _ => Defaults.Dimensions };
         private readonly Option<double> sizeThreshold = new("--size-threshold") { Description = "activation-clustering: a cluster with less than this share of its class is poison, (0, 0.5] (ART: 0.35)", DefaultValueFactory = _ => Defaults.SizeThreshold };
-        private readonly Option<int?> neighbours = new("--neighbours") { Description = $"knn-consistency and knn-reference: nearest images that vote with their labels, 1 to 1,000 (default: {Defaults.Neighbours} training images; knn-reference: {Defaults.ReferenceNeighbours} reference images)" };
-        private readonly Option<double?> maxAgreement = new("--max-agreement") { Description = $"knn-consistency and knn-reference: a sample is flagged when at most this share of its neighbours carry its label, [0, 1) (default: {Defaults.MaxAgreement}; knn-reference: {Defaults.ReferenceMaxAgreement}, none agrees)" };
+        private readonly Option<int?> neighbours = new("--neighbours") { Description = $"k-NN methods: nearest images that vote with their labels, 1 to 1,000 (default: {Defaults.Neighbours} training images; knn-reference: {Defaults.ReferenceNeighbours} reference images; knn-union: the training vote)" };
+        private readonly Option<double?> maxAgreement = new("--max-agreement") { Description = $"k-NN methods: a sample is flagged when at most this share of its neighbours carry its label, [0, 1) (default: {Defaults.MaxAgreement}; knn-reference: {Defaults.ReferenceMaxAgreement}, none agrees; knn-union: the training vote)" };
+        private readonly Option<int?> referenceNeighbours = new("--reference-neighbours") { Description = $"knn-union: nearest reference images that vote, 1 to 1,000 (default: {Defaults.ReferenceNeighbours})" };
+        private readonly Option<double?> referenceMaxAgreement = new("--reference-max-agreement") { Description = $"knn-union: the reference vote flags a sample when at most this share of its reference neighbours carry its label, [0, 1) (default: {Defaults.ReferenceMaxAgreement}, none agrees)" };
         private readonly Option<KnnSpace> knnSpace = new("--knn-space") { Description = "knn-consistency and knn-reference: compare images as pooled (2x2 averages: the digit's shape, less of a trigger's fine pattern) or pixels", DefaultValueFactory = _ => Defaults.KnnSpace };
         private readonly Option<int> peelRounds = new("--peel-rounds") { Description = "knn-consistency: rounds in which flagged samples stop voting and the rest vote again, so dense poison cannot vouch for itself; 0 votes once, up to 100", DefaultValueFactory = _ => Defaults.PeelRounds };
         private readonly Option<bool> silhouette = new("--silhouette") { Description = $"activation-clustering: flag only when the class's silhouette score is also at least {Defaults.SilhouetteThreshold} (ART's silhouette-scores analysis)" };
@@ -357,31 +373,41 @@ internal static class PoisoningCommands
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { method, reference, trim, maxFraction, minSeparation, expectedFraction, dimensions, sizeThreshold, silhouette, neighbours, maxAgreement, knnSpace, peelRounds }) command.Options.Add(option);
+            foreach (var option in new Option[] { method, reference, trim, maxFraction, minSeparation, expectedFraction, dimensions, sizeThreshold, silhouette, neighbours, maxAgreement, referenceNeighbours, referenceMaxAgreement, knnSpace, peelRounds }) command.Options.Add(option);
         }
 
         public PoisonDetectionOptions Read(ParseResult result)
         {
             var chosen = Methods[result.GetValue(method)!];
             var againstReference = chosen == PoisonDetectionMethod.KnnReference;
+            if (chosen != PoisonDetectionMethod.KnnUnion && (result.GetValue(referenceNeighbours) is not null || result.GetValue(referenceMaxAgreement) is not null))
+                throw new ArgumentException($"--reference-neighbours and --reference-max-agreement set knn-union's reference vote; with --method {result.GetValue(method)} use --neighbours and --max-agreement");
+            if (!PoisonDetector.NeedsReference(chosen) && result.GetValue(reference) is not null)
+                throw new ArgumentException($"--reference is used by --method knn-union and knn-reference only, not {result.GetValue(method)}");
             return new(chosen, result.GetValue(trim), result.GetValue(maxFraction),
                 result.GetValue(minSeparation), result.GetValue(expectedFraction), Dimensions: result.GetValue(dimensions), SizeThreshold: result.GetValue(sizeThreshold),
                 Analysis: result.GetValue(silhouette) ? ClusterAnalysis.Silhouette : ClusterAnalysis.RelativeSize,
                 Neighbours: againstReference ? Defaults.Neighbours : result.GetValue(neighbours) ?? Defaults.Neighbours,
                 MaxAgreement: againstReference ? Defaults.MaxAgreement : result.GetValue(maxAgreement) ?? Defaults.MaxAgreement,
                 KnnSpace: result.GetValue(knnSpace), PeelRounds: result.GetValue(peelRounds),
-                ReferenceNeighbours: againstReference ? result.GetValue(neighbours) ?? Defaults.ReferenceNeighbours : Defaults.ReferenceNeighbours,
-                ReferenceMaxAgreement: againstReference ? result.GetValue(maxAgreement) ?? Defaults.ReferenceMaxAgreement : Defaults.ReferenceMaxAgreement);
+                ReferenceNeighbours: againstReference ? result.GetValue(neighbours) ?? Defaults.ReferenceNeighbours : result.GetValue(referenceNeighbours) ?? Defaults.ReferenceNeighbours,
+                ReferenceMaxAgreement: againstReference ? result.GetValue(maxAgreement) ?? Defaults.ReferenceMaxAgreement : result.GetValue(referenceMaxAgreement) ?? Defaults.ReferenceMaxAgreement);
         }
 
-        /// <summary>The trusted reference images knn-reference votes with (the named dataset's test split); none for the other methods.</summary>
-        public LabeledImages? Reference(ParseResult result)
+        /// <summary>
+        /// The trusted reference images knn-union and knn-reference vote with: the test split of --reference, or else of the dataset under
+        /// inspection (images the attacker, who contributed training data, did not touch); none for the other methods.
+        /// </summary>
+        public LabeledImages? Reference(ParseResult result, Dataset data)
         {
             var name = result.GetValue(reference);
-            var againstReference = Methods[result.GetValue(method)!] == PoisonDetectionMethod.KnnReference;
+            var chosen = Methods[result.GetValue(method)!];
+            if (!PoisonDetector.NeedsReference(chosen)) return null; // Read refuses --reference here
             if (name is null)
-                return againstReference ? throw new ArgumentException("--method knn-reference needs --reference: trusted clean images the attacker could not have touched, e.g. --reference mnist") : null;
-            if (!againstReference) throw new ArgumentException($"--reference is used by --method knn-reference only, not {result.GetValue(method)}");
+            {
+                Ui.Info($"{PoisonDetector.MethodName(chosen)}: the trusted reference is the {data.Test.Count} test images of {data.Directory} (--reference names another set)");
+                return data.Test;
+            }
             return new DatasetStore(result.GetValue(CommonOptions.DataRoot)!).Load(name).Test;
         }
     }

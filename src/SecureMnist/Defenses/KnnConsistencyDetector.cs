@@ -29,24 +29,40 @@ internal sealed class KnnConsistencyDetector(PoisonDetectionOptions options) : I
     /// <summary>Per class, the members' scores (the share of neighbours with another label, higher meaning more suspect) and the flagged ones.</summary>
     public IReadOnlyList<ClassDetection> Analyse(FeatureActivations rows, IReadOnlyList<byte> labels, CancellationToken cancellationToken)
     {
+        var agreement = AgreementOf(rows, labels, cancellationToken);
+        return ByClass(labels, [.. agreement.Select(a => 1 - a)], [.. agreement.Select(a => Flags(a, options.MaxAgreement))]);
+    }
+
+    /// <summary>Every row's share of agreeing training neighbours under the options (space, neighbours, peeling).</summary>
+    public double[] AgreementOf(FeatureActivations rows, IReadOnlyList<byte> labels, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(rows);
         var space = options.KnnSpace == KnnSpace.Pooled ? Pooled(rows) : rows;
-        var agreement = PeeledAgreement(space, labels, options.Neighbours, options.MaxAgreement, options.PeelRounds, cancellationToken);
+        return PeeledAgreement(space, labels, options.Neighbours, options.MaxAgreement, options.PeelRounds, cancellationToken);
+    }
+
+    /// <summary>Whether a sample with this share of agreeing neighbours is flagged: at most <paramref name="maxAgreement"/> agree.</summary>
+    public static bool Flags(double agreement, double maxAgreement) => agreement <= maxAgreement + 1e-9;
+
+    /// <summary>
+    /// A k-NN rule's per-sample suspicion <paramref name="scores"/> and <paramref name="flags"/> (training order) as one detection per class,
+    /// in label order, each with its members' scores.
+    /// </summary>
+    public static IReadOnlyList<ClassDetection> ByClass(IReadOnlyList<byte> labels, double[] scores, bool[] flags)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        if (scores.Length != labels.Count || flags.Length != labels.Count) throw new ArgumentException($"{scores.Length} scores and {flags.Length} flags for {labels.Count} labels");
         var detections = new List<ClassDetection>();
         foreach (var label in labels.Distinct().Order())
         {
             var members = Enumerable.Range(0, labels.Count).Where(i => labels[i] == label).ToArray();
-            var scores = members.Select(i => 1 - agreement[i]).ToArray();
-            FlaggedSample[] flagged = [.. Enumerable.Range(0, members.Length)
-                .Where(k => Flags(agreement[members[k]], options.MaxAgreement))
-                .Select(k => new FlaggedSample(members[k], label, scores[k]))];
+            FlaggedSample[] flagged = [.. members.Where(i => flags[i]).Select(i => new FlaggedSample(i, label, scores[i]))];
             var share = members.Length == 0 ? 0 : (double)flagged.Length / members.Length;
-            detections.Add(new ClassDetection(new ClassAnalysis(label, members.Length, flagged.Length, share, 0, flagged.Length > 0), flagged, scores));
+            detections.Add(new ClassDetection(new ClassAnalysis(label, members.Length, flagged.Length, share, 0, flagged.Length > 0), flagged,
+                [.. members.Select(i => scores[i])]));
         }
         return detections;
     }
-
-    private static bool Flags(double agreement, double maxAgreement) => agreement <= maxAgreement + 1e-9;
 
     /// <summary>Square images averaged over 2x2 blocks (a 28x28 image becomes 14x14).</summary>
     public static FeatureActivations Pooled(FeatureActivations images)

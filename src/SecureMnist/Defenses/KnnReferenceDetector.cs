@@ -39,6 +39,17 @@ internal sealed class KnnReferenceDetector : IPoisonDetector
 
     public IReadOnlyList<ClassDetection> Analyse(FeatureActivations rows, IReadOnlyList<byte> labels, CancellationToken cancellationToken)
     {
+        var agreement = AgreementOf(rows, labels, cancellationToken);
+        return KnnConsistencyDetector.ByClass(labels, [.. agreement.Select(a => 1 - a)],
+            [.. agreement.Select(a => KnnConsistencyDetector.Flags(a, options.ReferenceMaxAgreement))]);
+    }
+
+    /// <summary>
+    /// Every row's share of agreeing reference neighbours under the options (space, reference neighbours); refused when the reference lacks
+    /// enough images of a class the training labels use.
+    /// </summary>
+    public double[] AgreementOf(FeatureActivations rows, IReadOnlyList<byte> labels, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(rows);
         ArgumentNullException.ThrowIfNull(labels);
         if (rows.Count != labels.Count) throw new ArgumentException($"{rows.Count} rows for {labels.Count} labels");
@@ -52,20 +63,8 @@ internal sealed class KnnReferenceDetector : IPoisonDetector
                 throw new ArgumentException($"the reference set has {have} images of class {label}; k-NN against it needs at least --neighbours ({options.ReferenceNeighbours}) of every class the training set uses, or every sample of that class would be flagged");
         }
         var pooled = options.KnnSpace == KnnSpace.Pooled;
-        var agreement = Agreement(pooled ? KnnConsistencyDetector.Pooled(rows) : rows, labels,
+        return Agreement(pooled ? KnnConsistencyDetector.Pooled(rows) : rows, labels,
             pooled ? KnnConsistencyDetector.Pooled(reference) : reference, referenceLabels, options.ReferenceNeighbours, cancellationToken);
-        var detections = new List<ClassDetection>();
-        foreach (var label in labels.Distinct().Order())
-        {
-            var members = Enumerable.Range(0, labels.Count).Where(i => labels[i] == label).ToArray();
-            var scores = members.Select(i => 1 - agreement[i]).ToArray();
-            FlaggedSample[] flagged = [.. Enumerable.Range(0, members.Length)
-                .Where(k => agreement[members[k]] <= options.ReferenceMaxAgreement + 1e-9)
-                .Select(k => new FlaggedSample(members[k], label, scores[k]))];
-            var share = members.Length == 0 ? 0 : (double)flagged.Length / members.Length;
-            detections.Add(new ClassDetection(new ClassAnalysis(label, members.Length, flagged.Length, share, 0, flagged.Length > 0), flagged, scores));
-        }
-        return detections;
     }
 
     /// <summary>For every row, the share of its <paramref name="neighbours"/> nearest reference rows (squared L2) that carry its label.</summary>

@@ -27,6 +27,12 @@ public enum PoisonDetectionMethod
     /// carry other labels is flagged, so dense poison cannot vouch for itself. It needs a reference set the attacker could not touch.
     /// </summary>
     KnnReference,
+    /// <summary>
+    /// Both k-NN votes: a sample is flagged when its nearest training images (knn-consistency's rule) or its nearest trusted reference images
+    /// (knn-reference's rule) reject its label. It needs the reference set too. It finds more poison than either vote alone, and pays with
+    /// both votes' false alarms.
+    /// </summary>
+    KnnUnion,
 }
 
 /// <summary>How activation clustering (Chen et al.) decides which of a class's two clusters is poison; ART's names.</summary>
@@ -58,6 +64,8 @@ public enum ClusterAnalysis
 /// <item><see cref="PoisonDetectionMethod.KnnReference"/> flags a sample when at most <see cref="ReferenceMaxAgreement"/> of its
 /// <see cref="ReferenceNeighbours"/> nearest trusted reference images (in <see cref="KnnSpace"/>) share its label. The default, none of 10,
 /// is the unanimous rule: every nearest clean image says the label is wrong.</item>
+/// <item><see cref="PoisonDetectionMethod.KnnUnion"/> flags what either of the two k-NN rules flags, each with its own
+/// settings.</item>
 /// </list>
 /// </summary>
 public sealed record PoisonDetectionOptions(
@@ -211,7 +219,7 @@ public static class PoisonDetector
 {
     /// <summary>
     /// Runs the detector on the training set: on <paramref name="network"/>'s activations, or on the images for a method that
-    /// <see cref="ReadsPixels"/>. <paramref name="reference"/> is the trusted clean set <see cref="PoisonDetectionMethod.KnnReference"/> needs.
+    /// <see cref="ReadsPixels"/>. <paramref name="reference"/> is the trusted clean set a method that <see cref="NeedsReference"/> votes with.
     /// </summary>
     public static PoisonDetectionReport Detect(Module<Tensor, Tensor> network, LabeledImages train, PoisonDetectionOptions options,
         IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default, LabeledImages? reference = null)
@@ -229,8 +237,8 @@ public static class PoisonDetector
     /// <summary>
     /// Runs the detector on rows already extracted (one per training sample, in the order of <paramref name="labels"/>): activations, or the
     /// pixels for a method that <see cref="ReadsPixels"/>. With <paramref name="scoreClass"/>, a method that scores members (all but
-    /// activation clustering) also returns that class's scores. <paramref name="reference"/> is the trusted clean set
-    /// <see cref="PoisonDetectionMethod.KnnReference"/> needs.
+    /// activation clustering) also returns that class's scores. <paramref name="reference"/> is the trusted clean set a method that
+    /// <see cref="NeedsReference"/> votes with.
     /// </summary>
     public static PoisonDetectionReport Detect(FeatureActivations features, IReadOnlyList<byte> labels, PoisonDetectionOptions options,
         CancellationToken cancellationToken = default, int? scoreClass = null, LabeledImages? reference = null)
@@ -254,10 +262,13 @@ public static class PoisonDetector
         PoisonDetectionMethod.ActivationClustering => new ClassByClass(new ActivationClusteringDetector(options)),
         PoisonDetectionMethod.SpectralSignatures => new ClassByClass(new SpectralSignaturesDetector(options)),
         PoisonDetectionMethod.KnnConsistency => new KnnConsistencyDetector(options),
-        PoisonDetectionMethod.KnnReference => new KnnReferenceDetector(options, reference
-            ?? throw new ArgumentException("knn-reference needs trusted reference images (clean images the attacker could not touch, e.g. --reference mnist)")),
+        PoisonDetectionMethod.KnnReference => new KnnReferenceDetector(options, reference ?? throw NoReference(options.Method)),
+        PoisonDetectionMethod.KnnUnion => new KnnUnionDetector(options, reference ?? throw NoReference(options.Method)),
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown detection method"),
     };
+
+    private static ArgumentException NoReference(PoisonDetectionMethod method) =>
+        new($"{MethodName(method)} needs trusted reference images (clean images the attacker could not touch, such as the dataset's own test images)");
 
     /// <summary>
     /// Per class, the figure the method decides on, with its threshold: the clusters' separation (spectre), the smaller cluster's share
@@ -276,6 +287,8 @@ public static class PoisonDetector
             PoisonDetectionMethod.KnnConsistency => (c => 100 * c.SmallClusterFraction, $"flagged: at most {options.MaxAgreement:0.##} of {options.Neighbours} neighbours agree, % of the class", null),
             PoisonDetectionMethod.KnnReference => (c => 100 * c.SmallClusterFraction,
                 $"flagged: at most {options.ReferenceMaxAgreement:0.##} of {options.ReferenceNeighbours} reference neighbours agree, % of the class", null),
+            PoisonDetectionMethod.KnnUnion => (c => 100 * c.SmallClusterFraction,
+                $"flagged: at most {options.MaxAgreement:0.##} of {options.Neighbours} training or {options.ReferenceMaxAgreement:0.##} of {options.ReferenceNeighbours} reference neighbours agree, % of the class", null),
             _ => (c => 100 * c.SmallClusterFraction, "removed, % of the class", null),
         };
         var bars = report.Classes.Select(c => new Bar($"{c.Label}", value(c), c.Suspicious,
@@ -294,11 +307,15 @@ public static class PoisonDetector
         PoisonDetectionMethod.ActivationClustering => "activation-clustering",
         PoisonDetectionMethod.KnnConsistency => "knn-consistency",
         PoisonDetectionMethod.KnnReference => "knn-reference",
+        PoisonDetectionMethod.KnnUnion => "knn-union",
         _ => "spectral-signatures",
     };
 
     /// <summary>Whether the method reads the training images themselves rather than a model's activations.</summary>
-    public static bool ReadsPixels(PoisonDetectionMethod method) => method is PoisonDetectionMethod.KnnConsistency or PoisonDetectionMethod.KnnReference;
+    public static bool ReadsPixels(PoisonDetectionMethod method) => method is PoisonDetectionMethod.KnnConsistency or PoisonDetectionMethod.KnnReference or PoisonDetectionMethod.KnnUnion;
+
+    /// <summary>Whether the method votes with trusted reference images, which <see cref="Detect(FeatureActivations, IReadOnlyList{byte}, PoisonDetectionOptions, CancellationToken, int?, LabeledImages?)"/> then needs.</summary>
+    public static bool NeedsReference(PoisonDetectionMethod method) => method is PoisonDetectionMethod.KnnReference or PoisonDetectionMethod.KnnUnion;
 
     internal static double Median(double[] values)
     {

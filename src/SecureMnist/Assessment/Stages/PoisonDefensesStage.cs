@@ -33,7 +33,10 @@ public sealed class PoisonDefensesStage : AssessmentStage
         var manifest = PoisonManifests.TryLoad(data.Directory)!;
         using var model = ModelPackage.Load(context.FileOf("poisoning", "model"), context.Key.PublicKey);
         context.Report($"poison detection ({PoisonDetector.MethodName(Detection.Method)}) over the training set");
-        var detection = PoisonDetector.Detect(model.Network, data.Train, Detection, cancellationToken: context.CancellationToken).ScoredAgainst(manifest, data.Train.Labels);
+        // The k-NN votes' trusted reference is the poisoned set's own test split, which the poisoning left clean (as detect-poison defaults to).
+        var reference = PoisonDetector.NeedsReference(Detection.Method) ? data.Test : null;
+        var detection = PoisonDetector.Detect(model.Network, data.Train, Detection, cancellationToken: context.CancellationToken, reference: reference)
+            .ScoredAgainst(manifest, data.Train.Labels);
         JsonFormat.Save(Path.Combine(directory, PoisonDetectionReport.FileName), detection);
         var detectionPlot = Path.Combine(directory, "detection-scores.png");
         PoisonDetector.Plot(detection, detectionPlot);
