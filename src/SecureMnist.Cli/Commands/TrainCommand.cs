@@ -7,13 +7,19 @@ using Spectre.Console;
 
 namespace SecureMnist.Cli.Commands;
 
-/// <summary>The DP-SGD recipe `train --dp` uses unless told otherwise: Tramèr and Boneh's end-to-end MNIST CNN settings (SGD with momentum, lr 0.5, batch 512, clipping 0.1).</summary>
+/// <summary>
+/// The DP-SGD recipe `train --dp` uses unless told otherwise, from Tramèr and Boneh (2021): their ScatterNet + linear model
+/// (scatter-linear, the default: lr 8, batch 4,096) or their end-to-end CNN (dp-cnn: lr 0.5, batch 512); both SGD with momentum at a
+/// constant rate for 40 epochs, clipping at 0.1.
+/// </summary>
 internal static class DpDefaults
 {
     public const double TargetEpsilon = 3.0;
-    public const double LearningRate = 0.5;
-    public const int BatchSize = 512;
+    public const string Architecture = Architectures.ScatterLinear;
     public const int Epochs = 40;
+
+    /// <summary>The learning rate and expected batch of an architecture's recipe.</summary>
+    public static (double LearningRate, int BatchSize) For(string architecture) => architecture == Architectures.ScatterLinear ? (8, 4096) : (0.5, 512);
 }
 
 internal static class TrainCommand
@@ -53,7 +59,7 @@ internal static class TrainCommand
         var lateSteps = new Option<int?>("--late-steps") { Description = "Steps of the training attack (pgd, trades) in the last --late-epochs epochs, with step 2.5 eps / steps: a stronger inner attack at the end of training (off by default)" };
         var lateEpochs = new Option<int?>("--late-epochs") { Description = "How many final epochs use --late-steps" };
         var weightAverage = new Option<double?>("--ema") { Description = "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the average is validated, kept and packaged (off by default)" };
-        var dp = new Option<bool>("--dp") { Description = $"Differentially private training (DP-SGD): Poisson-sampled batches, each example's gradient clipped to --max-grad-norm, Gaussian noise, an RDP accountant. Unless given, it picks --arch {Architectures.DpCnn}, --optimizer sgd, --lr {DpDefaults.LearningRate}, --batch-size {DpDefaults.BatchSize}, --schedule constant and --epochs {DpDefaults.Epochs}" };
+        var dp = new Option<bool>("--dp") { Description = $"Differentially private training (DP-SGD): Poisson-sampled batches, each example's gradient clipped to --max-grad-norm, Gaussian noise, an RDP accountant. Unless given, it picks --arch {DpDefaults.Architecture} (with --lr {DpDefaults.For(DpDefaults.Architecture).LearningRate} and --batch-size {DpDefaults.For(DpDefaults.Architecture).BatchSize}; {Architectures.DpCnn}: {DpDefaults.For(Architectures.DpCnn).LearningRate} and {DpDefaults.For(Architectures.DpCnn).BatchSize}), --optimizer sgd, --schedule constant and --epochs {DpDefaults.Epochs}" };
         var targetEpsilon = new Option<double?>("--target-epsilon") { Description = $"DP-SGD privacy budget: the noise multiplier is set so the whole run spends at most this epsilon (default with --dp: {DpDefaults.TargetEpsilon}); implies --dp" };
         var noiseMultiplier = new Option<double?>("--noise-multiplier") { Description = "DP-SGD noise multiplier sigma, instead of --target-epsilon (the epsilon spent is then reported); implies --dp" };
         var delta = new Option<double?>("--delta") { Description = $"DP-SGD delta, below 1 / training images (default {new PrivacyOptions().Delta:G})" };
@@ -113,10 +119,14 @@ internal static class TrainCommand
                 options = options with
                 {
                     Privacy = privacy,
-                    Architecture = Implicit(architecture) ? Architectures.DpCnn : options.Architecture,
+                    Architecture = Implicit(architecture) ? DpDefaults.Architecture : options.Architecture,
                     Optimizer = Implicit(optimizer) ? "sgd" : options.Optimizer,
-                    LearningRate = Implicit(learningRate) ? DpDefaults.LearningRate : options.LearningRate,
-                    BatchSize = Implicit(batchSize) ? DpDefaults.BatchSize : options.BatchSize,
+                };
+                var (recipeRate, recipeBatch) = DpDefaults.For(options.Architecture);
+                options = options with
+                {
+                    LearningRate = Implicit(learningRate) ? recipeRate : options.LearningRate,
+                    BatchSize = Implicit(batchSize) ? recipeBatch : options.BatchSize,
                     Schedule = Implicit(schedule) ? "constant" : options.Schedule,
                     Epochs = Implicit(epochs) ? DpDefaults.Epochs : options.Epochs,
                 };

@@ -11,6 +11,7 @@ public static class Architectures
     public const string SmallCnn = "small-cnn";
     public const string LinearSoftmax = "linear";
     public const string DpCnn = "dp-cnn";
+    public const string ScatterLinear = "scatter-linear";
     public const string Default = SeedCnn;
 
     /// <summary>A network given as a layer list (<see cref="ArchitectureSpec"/>), recorded in the package's manifest.</summary>
@@ -25,13 +26,14 @@ public static class Architectures
         [WideCnn] = "Madry et al.'s MNIST CNN: conv 32 5x5, pool, conv 64 5x5, pool, fc 3136-1024, fc 1024-10",
         [SmallCnn] = "the TRADES reference's MNIST CNN: conv 32, 32, pool, conv 64, 64, pool (3x3), fc 1024-200, dropout .5, fc 200-200, fc 200-10",
         [DpCnn] = "a small tanh CNN for DP-SGD (Papernot et al.): conv 16 8x8/2, pool, conv 32 4x4/2, pool, fc 512-32, fc 32-10; 26,010 parameters",
+        [ScatterLinear] = "ScatterNet + linear for DP-SGD (Tramèr and Boneh): a fixed scattering transform (J 2, L 8: 81 channels at 7x7), group norm (27 groups, no parameters), fc 3969-10; 39,700 parameters",
         [LinearSoftmax] = "a linear softmax classifier on raw pixels (784-10), for tests and closed-form checks",
     };
 
     public static IEnumerable<string> Names => Descriptions.Keys;
 
     /// <summary>The architectures DP-SGD can train: their forward pass records the taps per-example gradients need.</summary>
-    public static IReadOnlyList<string> PrivateTrainable { get; } = [DpCnn];
+    public static IReadOnlyList<string> PrivateTrainable { get; } = [DpCnn, ScatterLinear];
 
     public static Module<Tensor, Tensor> Create(string name) => name switch
     {
@@ -40,6 +42,7 @@ public static class Architectures
         SmallCnn => new SmallCnn(),
         LinearSoftmax => new LinearSoftmax(),
         DpCnn => new DpCnn(),
+        ScatterLinear => new ScatterLinear(),
         _ => throw new ArgumentException($"unknown architecture '{name}'; known: {string.Join(", ", Names)}", nameof(name)),
     };
 

@@ -30,6 +30,41 @@ public interface IRecordingNetwork
 }
 
 /// <summary>
+/// A recording network whose first stage is a fixed map without parameters (a scattering transform): its output for an image never
+/// changes during training, so DP-SGD computes it once for the training set (see <see cref="FixedFeatures"/>) and steps on the features.
+/// </summary>
+public interface IFixedFeatureNetwork : IRecordingNetwork
+{
+    /// <summary>The fixed first stage on a batch of images.</summary>
+    Tensor FixedFeatures(Tensor images);
+
+    /// <summary>The logits from fixed features, with every trainable layer recorded.</summary>
+    (Tensor Logits, IReadOnlyList<LayerTap> Taps) ForwardRecordedFromFeatures(Tensor features);
+
+    /// <summary>The logits from fixed features.</summary>
+    Tensor ForwardFromFeatures(Tensor features);
+}
+
+/// <summary>Computes a network's fixed features for a whole image set, chunk by chunk.</summary>
+public static class FixedFeatures
+{
+    public static Tensor Of(IFixedFeatureNetwork network, Tensor images, int chunk = 1024, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(images);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var parts = new List<Tensor>();
+        for (long start = 0; start < images.shape[0]; start += chunk)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            parts.Add(network.FixedFeatures(images.narrow(0, start, Math.Min(chunk, images.shape[0] - start))));
+        }
+        return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
 /// Per-example gradients in one backward pass over the batch, as Opacus' grad samplers compute them: for a linear layer the
 /// outer product of each example's backprop and activation; for a convolution the backprop times the unfolded input
 /// (im2col). The loss must be the sum of the examples' losses, so each example's backprop is its own.

@@ -64,10 +64,12 @@ public sealed class PrivateTraining
 
     /// <summary>
     /// One DP-SGD step: a Poisson sample of the training set, the summed loss backpropagated once, per-example gradients clipped and
-    /// summed, Gaussian noise added, the optimizer stepped. Returns the sample's summed loss, correct count and size.
+    /// summed, Gaussian noise added, the optimizer stepped. Returns the sample's summed loss, correct count and size. With
+    /// <paramref name="featureInputs"/>, <paramref name="images"/> hold the network's fixed features (<see cref="IFixedFeatureNetwork"/>)
+    /// rather than the images.
     /// </summary>
     public (double LossSum, long Correct, long Count) Step(Module<Tensor, Tensor> network, optim.Optimizer optimizer, IReadOnlyList<Parameter> parameters,
-        Tensor images, Tensor labels, SeededRandom sampler)
+        Tensor images, Tensor labels, SeededRandom sampler, bool featureInputs = false)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
         var recording = network as IRecordingNetwork ?? throw new ArgumentException($"{network?.GetType().Name} does not record per-example gradients", nameof(network));
@@ -82,7 +84,9 @@ public sealed class PrivateTraining
             var indices = tensor(picked, ScalarType.Int64);
             var x = images.index_select(0, indices);
             var y = labels.index_select(0, indices);
-            var (logits, taps) = recording.ForwardRecorded(x);
+            var (logits, taps) = featureInputs
+                ? (recording as IFixedFeatureNetwork ?? throw new ArgumentException($"{network!.GetType().Name} has no fixed features", nameof(network))).ForwardRecordedFromFeatures(x)
+                : recording.ForwardRecorded(x);
             var loss = functional.cross_entropy(logits, y, reduction: Reduction.Sum);
             loss.backward();
             Mechanism.PrivatizeGradients(parameters, PerSampleGradients.Of(taps));

@@ -3,6 +3,7 @@ using SecureMnist.Attacks.Evasion;
 using SecureMnist.Data;
 using SecureMnist.Evaluation;
 using SecureMnist.Modeling;
+using SecureMnist.Privacy;
 using SecureMnist.Security;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -28,6 +29,10 @@ public sealed class Trainer
     private readonly string runDirectory;
 
     private readonly bool testEachEpoch;
+
+    /// <summary>For a network with a fixed first stage: the test set's features and labels, computed at the first epoch's test.</summary>
+    private Tensor? testFeatures;
+    private Tensor? testLabels;
 
     /// <param name="testEachEpoch">Without a validation set, whether each epoch is scored on the test set (shadow models skip it: nobody reads it).</param>
     public Trainer(TrainingOptions options, Dataset dataset, string runDirectory, bool testEachEpoch = true)
@@ -80,11 +85,16 @@ public sealed class Trainer
             privately.AccountCompletedEpochs(firstEpoch - 1);
             batches = privately.StepsPerEpoch;
         }
+        // A fixed first stage (a scattering transform) is computed once for the training set, not at every step.
+        if (privately is not null && network is IFixedFeatureNetwork && firstEpoch <= options.Epochs)
+            progress?.Report(new TrainingProgress(firstEpoch, options.Epochs, 0, batches, 0, 0, 0, TimeSpan.Zero, $"computing the fixed features of {train.Count} images"));
+        using var features = privately is not null && network is IFixedFeatureNetwork fixedStage && firstEpoch <= options.Epochs
+            ? FixedFeatures.Of(fixedStage, images, cancellationToken: cancellationToken) : null;
         for (var epoch = firstEpoch; epoch <= options.Epochs; epoch++)
         {
             var epochRecord = privately is null
                 ? RunEpoch(network, average, optimizer, TrainingObjectives.For(options, epoch), images, labels, epoch, batches, validation, progress, cancellationToken)
-                : RunPrivateEpoch(privately, network, average, optimizer, images, labels, epoch, validation, progress, cancellationToken);
+                : RunPrivateEpoch(privately, network, average, optimizer, features ?? images, labels, features is not null, epoch, validation, progress, cancellationToken);
             if (robustValidation is not null)
             {
                 progress?.Report(new TrainingProgress(epoch, options.Epochs, batches, batches, epochRecord.TrainLoss, epochRecord.TrainAccuracy, epochRecord.ImagesPerSecond, TimeSpan.Zero, "robust validation"));
@@ -107,6 +117,9 @@ public sealed class Trainer
             average.CopyTo(network);
         }
         progress?.Report(new TrainingProgress(options.Epochs, options.Epochs, 0, 0, 0, 0, 0, TimeSpan.Zero, "testing"));
+        testFeatures?.Dispose();
+        testLabels?.Dispose();
+        (testFeatures, testLabels) = (null, null);
         var test = Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken);
         record = record with { FinishedUtc = DateTimeOffset.UtcNow, TestAccuracy = test.Accuracy, TestLoss = test.Loss, Privacy = privately?.Record() };
         IO.AtomicFile.WriteAllBytes(Path.Combine(runDirectory, RunRecordFile),
@@ -203,7 +216,7 @@ public sealed class Trainer
     /// are seeded from (seed, epoch), so a resumed run computes what an uninterrupted one would (unless the noise is secure).
     /// </summary>
     private EpochRecord RunPrivateEpoch(PrivateTraining privately, Module<Tensor, Tensor> network, WeightAverage? average, optim.Optimizer optimizer,
-        Tensor images, Tensor labels, int epoch, LabeledImages? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+        Tensor images, Tensor labels, bool featureInputs, int epoch, LabeledImages? validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var sampler = privately.Mechanism.NewSampler(options.Seed * 1000 + epoch);
         privately.Mechanism.SeedNoise(options.Seed * 1_000_003L + epoch);
@@ -219,7 +232,7 @@ public sealed class Trainer
             cancellationToken.ThrowIfCancellationRequested();
             learningRate = LearningRateAt(epoch - 1 + (double)step / steps, epoch);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
-            var (loss, right, count) = privately.Step(network, optimizer, parameters, images, labels, sampler);
+            var (loss, right, count) = privately.Step(network, optimizer, parameters, images, labels, sampler, featureInputs);
             average?.Update(network, (long)(epoch - 1) * steps + step);
             lossSum += loss;
             correct += right;
@@ -244,8 +257,27 @@ public sealed class Trainer
             validation is null ? "testing" : "validating"));
         var evaluated = average?.Network ?? network;
         double? validationAccuracy = validation is null ? null : Evaluator.Evaluate(evaluated, validation, cancellationToken: cancellationToken).Accuracy;
-        double? testAccuracy = validation is null && testEachEpoch ? Evaluator.Evaluate(evaluated, dataset.Test, cancellationToken: cancellationToken).Accuracy : null;
+        double? testAccuracy = validation is null && testEachEpoch ? TestAccuracy(evaluated, cancellationToken) : null;
         return new EpochRecord(epoch, learningRate, lossSum / seen, (double)correct / seen, validationAccuracy, testAccuracy, seconds, seen / seconds);
+    }
+
+    /// <summary>Test accuracy after an epoch; a network with a fixed first stage is scored on the test set's features, computed once.</summary>
+    private double TestAccuracy(Module<Tensor, Tensor> network, CancellationToken cancellationToken)
+    {
+        if (network is not IFixedFeatureNetwork fixedStage) return Evaluator.Evaluate(network, dataset.Test, cancellationToken: cancellationToken).Accuracy;
+        if (testFeatures is null)
+        {
+            using var testImages = dataset.Test.ImagesTensor();
+            testFeatures = FixedFeatures.Of(fixedStage, testImages, cancellationToken: cancellationToken);
+            testLabels = dataset.Test.LabelsTensor();
+        }
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var wasTraining = network.training;
+        network.eval();
+        var correct = fixedStage.ForwardFromFeatures(testFeatures).argmax(1).eq(testLabels!).sum().item<long>();
+        if (wasTraining) network.train();
+        return (double)correct / dataset.Test.Count;
     }
 
     /// <summary>Learning rate at a fractional epoch position (0 = start of training).</summary>
