@@ -7,21 +7,6 @@ using Spectre.Console;
 
 namespace SecureMnist.Cli.Commands;
 
-/// <summary>
-/// The DP-SGD recipe `train --dp` uses unless told otherwise, from Tramèr and Boneh (2021): their ScatterNet + linear model
-/// (scatter-linear, the default: lr 8, batch 4,096) or their end-to-end CNN (dp-cnn: lr 0.5, batch 512); both SGD with momentum at a
-/// constant rate for 40 epochs, clipping at 0.1.
-/// </summary>
-internal static class DpDefaults
-{
-    public const double TargetEpsilon = 3.0;
-    public const string Architecture = Architectures.ScatterLinear;
-    public const int Epochs = 40;
-
-    /// <summary>The learning rate and expected batch of an architecture's recipe.</summary>
-    public static (double LearningRate, int BatchSize) For(string architecture) => architecture == Architectures.ScatterLinear ? (8, 4096) : (0.5, 512);
-}
-
 internal static class TrainCommand
 {
     public const string DefaultKey = "keys/signing.key";
@@ -59,8 +44,8 @@ internal static class TrainCommand
         var lateSteps = new Option<int?>("--late-steps") { Description = "Steps of the training attack (pgd, trades) in the last --late-epochs epochs, with step 2.5 eps / steps: a stronger inner attack at the end of training (off by default)" };
         var lateEpochs = new Option<int?>("--late-epochs") { Description = "How many final epochs use --late-steps" };
         var weightAverage = new Option<double?>("--ema") { Description = "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the average is validated, kept and packaged (off by default)" };
-        var dp = new Option<bool>("--dp") { Description = $"Differentially private training (DP-SGD): Poisson-sampled batches, each example's gradient clipped to --max-grad-norm, Gaussian noise, an RDP accountant. Unless given, it picks --arch {DpDefaults.Architecture} (with --lr {DpDefaults.For(DpDefaults.Architecture).LearningRate} and --batch-size {DpDefaults.For(DpDefaults.Architecture).BatchSize}; {Architectures.DpCnn}: {DpDefaults.For(Architectures.DpCnn).LearningRate} and {DpDefaults.For(Architectures.DpCnn).BatchSize}), --optimizer sgd, --schedule constant and --epochs {DpDefaults.Epochs}" };
-        var targetEpsilon = new Option<double?>("--target-epsilon") { Description = $"DP-SGD privacy budget: the noise multiplier is set so the whole run spends at most this epsilon (default with --dp: {DpDefaults.TargetEpsilon}); implies --dp" };
+        var dp = new Option<bool>("--dp") { Description = $"Differentially private training (DP-SGD): Poisson-sampled batches, each example's gradient clipped to --max-grad-norm, Gaussian noise, an RDP accountant. Unless given, it picks --arch {PrivateRecipes.Architecture} (with --lr {PrivateRecipes.For(PrivateRecipes.Architecture, PrivateRecipes.RecipeImages).LearningRate} and --batch-size {PrivateRecipes.For(PrivateRecipes.Architecture, PrivateRecipes.RecipeImages).BatchSize}, the same share of a --subset; {Architectures.DpCnn}: {PrivateRecipes.For(Architectures.DpCnn, PrivateRecipes.RecipeImages).LearningRate} and {PrivateRecipes.For(Architectures.DpCnn, PrivateRecipes.RecipeImages).BatchSize}), --optimizer sgd, --schedule constant and --epochs {PrivateRecipes.Epochs}" };
+        var targetEpsilon = new Option<double?>("--target-epsilon") { Description = $"DP-SGD privacy budget: the noise multiplier is set so the whole run spends at most this epsilon (default with --dp: {PrivateRecipes.TargetEpsilon}); implies --dp" };
         var noiseMultiplier = new Option<double?>("--noise-multiplier") { Description = "DP-SGD noise multiplier sigma, instead of --target-epsilon (the epsilon spent is then reported); implies --dp" };
         var delta = new Option<double?>("--delta") { Description = $"DP-SGD delta, below 1 / training images (default {new PrivacyOptions().Delta:G})" };
         var maxGradNorm = new Option<double?>("--max-grad-norm") { Description = $"DP-SGD per-example clipping norm C (default {new PrivacyOptions().MaxGradientNorm:G})" };
@@ -110,7 +95,7 @@ internal static class TrainCommand
                 bool Implicit(Option option) => result.GetResult(option) is null or { Implicit: true };
                 var privacy = new PrivacyOptions
                 {
-                    TargetEpsilon = result.GetValue(targetEpsilon) ?? (result.GetValue(noiseMultiplier) is null ? DpDefaults.TargetEpsilon : null),
+                    TargetEpsilon = result.GetValue(targetEpsilon) ?? (result.GetValue(noiseMultiplier) is null ? PrivateRecipes.TargetEpsilon : null),
                     NoiseMultiplier = result.GetValue(noiseMultiplier),
                     SecureNoise = result.GetValue(secureNoise),
                 };
@@ -119,16 +104,16 @@ internal static class TrainCommand
                 options = options with
                 {
                     Privacy = privacy,
-                    Architecture = Implicit(architecture) ? DpDefaults.Architecture : options.Architecture,
+                    Architecture = Implicit(architecture) ? PrivateRecipes.Architecture : options.Architecture,
                     Optimizer = Implicit(optimizer) ? "sgd" : options.Optimizer,
                 };
-                var (recipeRate, recipeBatch) = DpDefaults.For(options.Architecture);
+                var (recipeRate, recipeBatch) = PrivateRecipes.For(options.Architecture, options.TrainSubset ?? PrivateRecipes.RecipeImages);
                 options = options with
                 {
                     LearningRate = Implicit(learningRate) ? recipeRate : options.LearningRate,
                     BatchSize = Implicit(batchSize) ? recipeBatch : options.BatchSize,
                     Schedule = Implicit(schedule) ? "constant" : options.Schedule,
-                    Epochs = Implicit(epochs) ? DpDefaults.Epochs : options.Epochs,
+                    Epochs = Implicit(epochs) ? PrivateRecipes.Epochs : options.Epochs,
                 };
             }
             else if (result.GetValue(delta) is not null || result.GetValue(maxGradNorm) is not null || result.GetValue(secureNoise))

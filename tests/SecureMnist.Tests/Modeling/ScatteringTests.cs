@@ -111,3 +111,18 @@ public sealed class ScatteringTests
         Assert.Throws<ArgumentException>(() => PrivateTraining.Plan(options, 200, 50, 1).Step(new DpCnn(), optim.SGD(new DpCnn().parameters(), 0.1), [], images, labels, new SeededRandom(1), featureInputs: true));
     }
 }
+
+/// <summary>The DP-SGD recipes train --dp and the assessment share.</summary>
+public sealed class PrivateRecipeTests
+{
+    [Fact]
+    public void The_scatternet_recipe_keeps_its_sampling_rate_on_a_subset_and_the_cnn_recipe_its_batch()
+    {
+        Assert.Equal(Architectures.ScatterLinear, PrivateRecipes.Architecture);
+        Assert.Equal((8.0, 4096), PrivateRecipes.For(Architectures.ScatterLinear, 60_000));
+        Assert.Equal((8.0, 683), PrivateRecipes.For(Architectures.ScatterLinear, 10_000)); // 4,096 / 60,000 of 10,000
+        Assert.Equal((8.0, 4096), PrivateRecipes.For(Architectures.ScatterLinear, 120_000)); // never above the recipe's batch
+        Assert.Equal((0.5, 512), PrivateRecipes.For(Architectures.DpCnn, 10_000));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PrivateRecipes.For(Architectures.ScatterLinear, 1));
+    }
+}

@@ -20,7 +20,7 @@ public sealed record PrivacySettings(int DpEpochs, double TargetEpsilon, double 
 
 /// <summary>
 /// Threat I1's evidence: how much the baseline leaks about its training set (membership inference, model inversion), and the
-/// defence: a DP-SGD model (Tramèr and Boneh's end-to-end recipe on <see cref="Architectures.DpCnn"/>), its accuracy at its epsilon,
+/// defence: a DP-SGD model (the recipe of <c>train --dp</c>, <see cref="PrivateRecipes"/>: ScatterNet + linear), its accuracy at its epsilon,
 /// and the same attacks against it, whose success must stay within the bound e^epsilon FPR + delta.
 /// </summary>
 public sealed class PrivacyStage : AssessmentStage
@@ -37,15 +37,17 @@ public sealed class PrivacyStage : AssessmentStage
     public override string Name => "privacy";
     public override IReadOnlyList<string> DependsOn => ["baseline"];
     public override IReadOnlyList<MetricKey> MetricKeys => [DpAccuracy, DpEpsilon, BaselineAuc, BaselineTpr, DpAuc, DpTpr, DpOutsideBound, InversionCloserToMembers];
-    public override object Inputs(StageContext context) => new { context.Profile.TrainSubset, context.Profile.Privacy };
+    public override object Inputs(StageContext context) => new { context.Profile.TrainSubset, context.Profile.Privacy, PrivateRecipes.Architecture };
 
     public override StageOutput Run(StageContext context, string directory)
     {
         var settings = context.Profile.Privacy;
+        var (learningRate, batchSize) = PrivateRecipes.For(PrivateRecipes.Architecture, context.Profile.TrainSubset ?? context.Mnist.Train.Count);
         var dpOptions = new TrainingOptions
         {
-            Architecture = Architectures.DpCnn, TrainSubset = context.Profile.TrainSubset, Epochs = settings.DpEpochs, Optimizer = "sgd", LearningRate = 0.5,
-            BatchSize = 512, Schedule = "constant", Privacy = new PrivacyOptions { TargetEpsilon = settings.TargetEpsilon, Delta = settings.Delta, MaxGradientNorm = 0.1 },
+            Architecture = PrivateRecipes.Architecture, TrainSubset = context.Profile.TrainSubset, Epochs = settings.DpEpochs, Optimizer = "sgd", LearningRate = learningRate,
+            BatchSize = batchSize, Schedule = "constant",
+            Privacy = new PrivacyOptions { TargetEpsilon = settings.TargetEpsilon, Delta = settings.Delta, MaxGradientNorm = PrivateRecipes.MaxGradientNorm },
         };
         var dp = context.Train(dpOptions, context.Mnist, directory, "dp-sgd");
         var guarantee = dp.Training.Record.Privacy!;
@@ -83,7 +85,7 @@ public sealed class PrivacyStage : AssessmentStage
         var perSide = settings.MembershipPerSide;
         return new(new Dictionary<string, Metric>
         {
-            [DpAccuracy.Name] = Metric.Proportion(dp.Training.Test.Accuracy, dp.Training.Test.Images, $"DP-SGD model ({Architectures.DpCnn}) clean test accuracy at ({guarantee.Epsilon:F2}, {guarantee.Delta:G2})-DP"),
+            [DpAccuracy.Name] = Metric.Proportion(dp.Training.Test.Accuracy, dp.Training.Test.Images, $"DP-SGD model ({dpOptions.Architecture}) clean test accuracy at ({guarantee.Epsilon:F2}, {guarantee.Delta:G2})-DP"),
             [DpEpsilon.Name] = new(guarantee.Epsilon, "epsilon", $"privacy spent by DP-SGD (delta {guarantee.Delta:G2}, noise multiplier {guarantee.NoiseMultiplier:F3}, {guarantee.Steps} steps, RDP accountant)"),
             [BaselineAuc.Name] = new(onBaseline.Attacks.Max(a => a.Auc), "auc", $"baseline: best membership-inference ROC AUC ({perSide} members vs {perSide} non-members; 0.5 is chance)"),
             [BaselineTpr.Name] = Metric.Proportion(strongestBaseline.TprAtFpr0001, perSide, $"baseline: membership TPR at 0.1% FPR ({strongestBaseline.Attack})"),
