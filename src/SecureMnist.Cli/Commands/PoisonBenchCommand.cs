@@ -2,6 +2,7 @@ using System.CommandLine;
 using SecureMnist.Data;
 using SecureMnist.Evaluation.PoisonBench;
 using SecureMnist.IO;
+using SecureMnist.Runtime;
 using SecureMnist.Training;
 using Spectre.Console;
 
@@ -33,7 +34,7 @@ internal static class PoisonBenchCommand
         command.SetAction(result =>
         {
             var grid = PoisonGrid.Resolve(result.GetValue(gridOption)!);
-            var shard = result.GetValue(shardOption) is { } text ? BenchShard.Parse(text) : BenchShard.All;
+            var shard = result.GetValue(shardOption) is { } text ? Shard.Parse(text) : Shard.All;
             if (result.GetValue(merge) && result.GetValue(shardOption) is not null) throw new ArgumentException("--merge assembles every shard's cells; it takes no --shard");
             var directory = result.GetValue(output) ?? Path.Combine("out", "poison-bench", grid.Name);
             var cells = shard.Select(grid.Cells());

@@ -82,13 +82,13 @@ public sealed class Scattering2D : IDisposable
             // |x * psi(j1, .)|, kept in Fourier at resolution j1 for the next order.
             var a = u0.unsqueeze(1) * psi[j1][0];
             if (j1 > 0) a = Subsample(a, 1 << j1);
-            var u1 = fft.fft2(Modulus(fft.ifft2(a)));
+            var u1 = fft.fft2(fft.ifft2(a).abs());
             outputs.Add(Unpad(fft.ifft2(Subsample(u1 * phi[j1], 1 << (Scales - j1))).real));
             var paths = new List<Tensor>();
             for (var j2 = j1 + 1; j2 < Scales; j2++)
             {
                 var c = FilteredSubsample(u1, psi[j2][j1], 1 << (j2 - j1));
-                var u2 = fft.fft2(Modulus(fft.ifft2(c)));
+                var u2 = fft.fft2(fft.ifft2(c).abs());
                 paths.Add(Unpad(fft.ifft2(Subsample(u2 * phi[j2], 1 << (Scales - j2))).real)); // [N, L, L, h, w]
             }
             if (paths.Count > 0) second.Add(cat(paths, 2).flatten(1, 2)); // for each theta1: every (j2, theta2), as kymatio orders them
@@ -127,7 +127,6 @@ public sealed class Scattering2D : IDisposable
         return product.reshape(h, w, n, a, b).permute(2, 3, 4, 0, 1).contiguous();
     }
 
-    private static Tensor Modulus(Tensor values) => values.abs();
 
     /// <summary>Crops one pixel from each border, which the padding and subsampling left to the reflection.</summary>
     private static Tensor Unpad(Tensor values)

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using SecureMnist.Data;
+using SecureMnist.Runtime;
 using SecureMnist.Training;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -28,6 +29,12 @@ public sealed record MembershipOptions(int PerSide = 5000, int Shadows = 8, int 
 /// <param name="TrainImagesEach">Training images per shadow, on average (the halves differ by a few images).</param>
 public sealed record ShadowSummary(int Count, int TrainImagesEach, int Epochs, string Architecture, string Recipe, double Seconds, int Trained, int Reused);
 
+/// <summary>What one shard's run of the shadows did: its shadows (0-based), how many it trained and reused, and the shadows no shard has finished yet.</summary>
+public sealed record ShadowShardResult(Shard Shard, IReadOnlyList<int> Owned, int Trained, int Reused, IReadOnlyList<int> Missing)
+{
+    public bool Complete => Missing.Count == 0;
+}
+
 /// <summary>A membership experiment's outcome.</summary>
 public sealed record MembershipReport(
     string Model, int Members, int NonMembers, int Seed, string MemberSource, string NonMemberSource,
@@ -44,7 +51,8 @@ internal sealed partial class MembershipJsonContext : JsonSerializerContext;
 /// Membership inference against a trained model, the way Carlini et al. (2022) evaluate it: a balanced, randomly drawn set of
 /// members (from the images the model's training record says it trained on) and non-members (test images it never saw); the
 /// loss-threshold attack (Yeom et al. 2018); and LiRA with shadow models of the target's architecture and recipe, each trained on
-/// the filler images plus a random half of the evaluation set. Shadows are cached and resumable in <c>shadowDirectory</c>.
+/// the filler images plus a random half of the evaluation set. Shadows are cached and resumable in <c>shadowDirectory</c>, and
+/// <see cref="TrainShadows"/> lets N processes (or machines sharing the folder) train them a shard each.
 /// </summary>
 public sealed class MembershipExperiment(MembershipOptions options, Dataset dataset, string shadowDirectory)
 {
@@ -54,9 +62,7 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(record);
         options.Validate();
-        var (memberPool, _) = Trainer.Split(record.Options, dataset);
-        var sets = MembershipSets.Draw(memberPool, dataset.Test, options.PerSide, options.Seed);
-        var evaluation = sets.All();
+        var (memberPool, sets, evaluation) = Draw(record);
         progress?.Report($"scoring {evaluation.Count} images with the target");
         var signals = MembershipSignals.Of(target, evaluation);
         var n = options.PerSide;
@@ -67,7 +73,9 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
         ShadowSummary? summary = null;
         if (options.Shadows > 0)
         {
-            var (confidences, isIn, shadowSummary) = Shadows(record, memberPool, sets, evaluation, progress, cancellationToken);
+            var (trainedOrCached, isIn, shadowSummary, _) = Shadows(record, memberPool, sets, evaluation, Shard.All, progress, cancellationToken);
+            // One shard owns every shadow, so each was trained or read from the cache.
+            var confidences = trainedOrCached.Select(c => c ?? throw new InvalidOperationException("a shadow is missing")).ToArray();
             summary = shadowSummary;
             attacks.Add(Summarise($"LiRA online ({options.Shadows} shadows)", Lira.Scores(signals.Confidence, confidences, isIn, online: true, fixedVariance: true), n));
             attacks.Add(Summarise($"LiRA offline ({options.Shadows / 2} OUT per image)", Lira.Scores(signals.Confidence, confidences, isIn, online: false, fixedVariance: true), n));
@@ -79,11 +87,37 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
             attacks, summary, bound, bound is null ? null : attacks.All(bound.Holds), trainAccuracy, testAccuracy);
     }
 
+    /// <summary>
+    /// Trains the shadows shard K of N owns (those at positions K - 1, K - 1 + N, ...), resuming or reusing what the shadow folder holds,
+    /// and trains none of the others: N processes sharing the folder train every shadow once. <see cref="Run"/> then reuses them all.
+    /// </summary>
+    public ShadowShardResult TrainShadows(RunRecord record, Shard shard, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(record);
+        ArgumentNullException.ThrowIfNull(shard);
+        options.Validate();
+        if (options.Shadows == 0) throw new ArgumentException("no shadows to train: --shard needs --shadows 2 or more");
+        var (memberPool, sets, evaluation) = Draw(record);
+        var (confidences, _, summary, owned) = Shadows(record, memberPool, sets, evaluation, shard, progress, cancellationToken);
+        var missing = Enumerable.Range(0, options.Shadows).Where(k => confidences[k] is null).ToList();
+        return new ShadowShardResult(shard, owned, summary.Trained, summary.Reused, missing);
+    }
+
+    private (LabeledImages MemberPool, MembershipSets Sets, LabeledImages Evaluation) Draw(RunRecord record)
+    {
+        var (memberPool, _) = Trainer.Split(record.Options, dataset);
+        var sets = MembershipSets.Draw(memberPool, dataset.Test, options.PerSide, options.Seed);
+        return (memberPool, sets, sets.All());
+    }
+
     private static MembershipAttackResult Summarise(string name, double[] scores, int perSide) =>
         MembershipAttackResult.Of(name, scores[..perSide], scores[perSide..]);
 
-    private (double[][] Confidence, bool[][] IsIn, ShadowSummary Summary) Shadows(RunRecord record, LabeledImages memberPool, MembershipSets sets, LabeledImages evaluation,
-        IProgress<string>? progress, CancellationToken cancellationToken)
+    /// <summary>The shadows' confidences on the evaluation images: trained (or resumed) for the shard's own shadows, read from the cache
+    /// for the others, null where another shard has not finished one.</summary>
+    private (double[]?[] Confidence, bool[][] IsIn, ShadowSummary Summary, IReadOnlyList<int> Owned) Shadows(RunRecord record, LabeledImages memberPool,
+        MembershipSets sets, LabeledImages evaluation, Shard shard, IProgress<string>? progress, CancellationToken cancellationToken)
     {
         var isIn = Lira.Assign(options.Shadows, evaluation.Count, options.Seed + 7919);
         // Filler: target members outside the evaluation set, so each shadow trains on as many images as the target did.
@@ -100,7 +134,8 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
         };
         var plan = $"{options.PerSide}/{options.Seed}/{options.Shadows}/{fillerCount}/{JsonSerializer.Serialize(recipe, Security.SecurityJsonContext.Default.TrainingOptions)}";
         Directory.CreateDirectory(shadowDirectory);
-        var confidences = new double[options.Shadows][];
+        var confidences = new double[]?[options.Shadows];
+        var owned = shard.Select(Enumerable.Range(0, options.Shadows).ToList());
         var started = DateTime.UtcNow;
         int trained = 0, reused = 0;
         // Epoch times of the shadows trained in this run, for the estimate of what is left (each shadow has the same recipe).
@@ -116,9 +151,10 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
             if (File.Exists(cache) && JsonSerializer.Deserialize(File.ReadAllBytes(cache), MembershipJsonContext.Default.ShadowSignals) is { } saved && saved.Plan == plan)
             {
                 confidences[k] = saved.Confidence;
-                reused++;
+                if (shard.Owns(k)) reused++;
                 continue;
             }
+            if (!shard.Owns(k)) continue;
             progress?.Report($"shadow {k + 1}/{options.Shadows}: training {recipe.Architecture} on {fillerCount + inside.Length} images ({recipe.Epochs} epochs)");
             // The shadow's own test score is recorded but unused; 1,000 test images keep it cheap.
             var shadowData = dataset with { Train = LabeledImages.Concat(filler, evaluation.Select(inside)), Test = dataset.Test.Take(1000) };
@@ -130,18 +166,20 @@ public sealed class MembershipExperiment(MembershipOptions options, Dataset data
             {
                 if (p.Completed is not { } done) return;
                 epochSeconds.Add(done.Seconds);
-                var left = epochSeconds.Average() * (p.Epochs - p.Epoch + (options.Shadows - shadow - 1) * recipe.Epochs);
+                var left = epochSeconds.Average() * (p.Epochs - p.Epoch + owned.Count(o => o > shadow) * recipe.Epochs);
                 progress?.Report($"shadow {shadow + 1}/{options.Shadows}: epoch {p.Epoch}/{p.Epochs} in {done.Seconds:F0} s; at this pace the shadows need about {FormatDuration(left)} more");
             });
             var result = new Trainer(shadowOptions, shadowData, folder, testEachEpoch: false).Run(resume, epochs, cancellationToken);
+            double[] confidence;
             using (result.Network)
-                confidences[k] = MembershipSignals.Of(result.Network, evaluation).Confidence;
-            IO.AtomicFile.WriteAllBytes(cache, JsonSerializer.SerializeToUtf8Bytes(new ShadowSignals(plan, confidences[k]), MembershipJsonContext.Default.ShadowSignals));
+                confidence = MembershipSignals.Of(result.Network, evaluation).Confidence;
+            confidences[k] = confidence;
+            IO.AtomicFile.WriteAllBytes(cache, JsonSerializer.SerializeToUtf8Bytes(new ShadowSignals(plan, confidence), MembershipJsonContext.Default.ShadowSignals));
             trained++;
         }
         var summary = new ShadowSummary(options.Shadows, (int)Math.Round((double)imagesTotal / options.Shadows), recipe.Epochs, recipe.Architecture,
             recipe.Privacy is null ? (recipe.Defense == "none" ? "standard" : recipe.Defense) : "DP-SGD", (DateTime.UtcNow - started).TotalSeconds, trained, reused);
-        return (confidences, isIn, summary);
+        return (confidences, isIn, summary, owned);
     }
 
     private static string FormatDuration(double seconds) => seconds switch

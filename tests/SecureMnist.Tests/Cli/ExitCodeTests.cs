@@ -14,6 +14,8 @@ public sealed class ExitCodeTests
     [InlineData(new[] { "train", "--batch-size", "9000", "--subset", "100", "--out", "never" }, 2, "input_error", "--batch-size must be at most 8192 (got 9000)")]
     [InlineData(new[] { "evaluate", "--model", "models/missing" }, 2, "input_error", "not found")]
     [InlineData(new[] { "poison-bench", "--shard", "3/2", "--list" }, 2, "input_error", "shard 3 of 2 does not exist")]
+    [InlineData(new[] { "membership", "--shard", "3/2" }, 2, "input_error", "shard 3 of 2 does not exist")]
+    [InlineData(new[] { "membership", "--shadows", "0", "--shard", "1/2" }, 2, "input_error", "with --shadows 0 there are none")]
     [InlineData(new[] { "detect-poison", "--method", "spectre", "--reference", "mnist" }, 2, "input_error", "--reference is used by --method knn-union and knn-reference only, not spectre")]
     [InlineData(new[] { "detect-poison", "--method", "knn-consistency", "--reference-neighbours", "5" }, 2, "input_error", "--reference-neighbours and --reference-max-agreement set knn-union's reference vote")]
     [InlineData(new[] { "scan", "a.pt", "b.pt" }, 4, "usage_error", "Unrecognized command or argument 'b.pt'")]

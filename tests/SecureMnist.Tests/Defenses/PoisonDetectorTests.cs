@@ -1,4 +1,5 @@
 using SecureMnist.Attacks.Poisoning;
+using SecureMnist.Data;
 using SecureMnist.Defenses;
 
 namespace SecureMnist.Tests.Defenses;
@@ -107,16 +108,22 @@ public sealed class PoisonDetectorTests
         Assert.Throws<ArgumentException>(() => KnnConsistencyDetector.Agreement(new FeatureActivations(rows[..(5 * dims)], 5, dims), labels[..5], neighbours: 5));
     }
 
+    /// <summary>
+    /// TaCT at a tenth of the 7s, as in the poisoning grid: 80 triggered 8s relabelled 7 (one source class, one trigger) and 80 triggered
+    /// covers of other classes that keep their labels, in 8,000 training images, whose pixels the k-NN detectors vote on; the reference is as
+    /// many test images as the quick grid trusts. The poisoned 8s are each other's nearest training images.
+    /// </summary>
+    private static readonly Lazy<(PoisonedTrainingSet Poisoned, FeatureActivations Pixels, LabeledImages Reference)> TaCT = new(() =>
+    {
+        var mnist = TestPaths.Mnist();
+        var poisoned = DataPoisoner.Poison(mnist with { Train = mnist.Train.Take(8000) }, SecureMnist.Evaluation.PoisonBench.GridAttack.SourceSpecific.Options(80, 7, 1));
+        return (poisoned, FeatureActivations.Pixels(poisoned.Train), mnist.Test.Take(7000));
+    });
+
     [Fact]
     public void Knn_against_a_trusted_reference_finds_dense_source_specific_poison_that_vouches_for_itself_among_the_training_images()
     {
-        // TaCT at a tenth of the 7s, as in the poisoning grid: 80 triggered 8s relabelled 7 (one source class, one trigger) and 80 triggered
-        // covers of other classes that keep their labels, in 8,000 training images. The poisoned 8s are each other's nearest training images.
-        var mnist = TestPaths.Mnist();
-        var clean = mnist with { Train = mnist.Train.Take(8000) };
-        var poisoned = DataPoisoner.Poison(clean, SecureMnist.Evaluation.PoisonBench.GridAttack.SourceSpecific.Options(80, 7, 1));
-        var pixels = FeatureActivations.Pixels(poisoned.Train);
-        var reference = mnist.Test.Take(7000); // as many as the quick grid trusts
+        var (poisoned, pixels, reference) = TaCT.Value;
         PoisonDetectionScore Score(PoisonDetectionMethod method) =>
             PoisonDetector.Detect(pixels, poisoned.Train.Labels, new PoisonDetectionOptions(method), scoreClass: 7, reference: reference)
                 .ScoredAgainst(poisoned.Manifest, poisoned.Train.Labels).Score!;
@@ -135,12 +142,8 @@ public sealed class PoisonDetectorTests
     [Fact]
     public void The_union_of_both_votes_flags_what_either_flags_and_keeps_the_dense_poison_the_training_vote_misses()
     {
-        // The TaCT draw above: the training vote misses the poisoned 8s, which vouch for each other, and the reference vote finds them.
-        var mnist = TestPaths.Mnist();
-        var clean = mnist with { Train = mnist.Train.Take(8000) };
-        var poisoned = DataPoisoner.Poison(clean, SecureMnist.Evaluation.PoisonBench.GridAttack.SourceSpecific.Options(80, 7, 1));
-        var pixels = FeatureActivations.Pixels(poisoned.Train);
-        var reference = mnist.Test.Take(7000);
+        // The TaCT draw: the training vote misses the poisoned 8s, which vouch for each other, and the reference vote finds them.
+        var (poisoned, pixels, reference) = TaCT.Value;
         PoisonDetectionReport Detect(PoisonDetectionMethod method) =>
             PoisonDetector.Detect(pixels, poisoned.Train.Labels, new PoisonDetectionOptions(method), scoreClass: 7, reference: reference)
                 .ScoredAgainst(poisoned.Manifest, poisoned.Train.Labels);

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SecureMnist.Evaluation.PoisonBench;
 using SecureMnist.IO;
+using SecureMnist.Runtime;
 using SecureMnist.Tests.Cli;
 
 namespace SecureMnist.Tests.Evaluation;
@@ -28,10 +29,10 @@ public sealed class PoisonBenchTests
     public void Shards_split_the_cells_so_each_belongs_to_exactly_one()
     {
         var cells = PoisonGrid.Full.Cells();
-        var shards = Enumerable.Range(1, 4).Select(k => new BenchShard(k, 4).Select(cells)).ToList();
+        var shards = Enumerable.Range(1, 4).Select(k => new Shard(k, 4).Select(cells)).ToList();
         Assert.Equal(cells.Count, shards.Sum(s => s.Count));
         Assert.Equal(cells.Select(c => c.Id).Order(), shards.SelectMany(s => s).Select(c => c.Id).Order());
-        Assert.Equal(new BenchShard(2, 3), BenchShard.Parse("2/3"));
+        Assert.Equal(new Shard(2, 3), Shard.Parse("2/3"));
     }
 
     [Theory]
@@ -41,7 +42,7 @@ public sealed class PoisonBenchTests
     [InlineData("a/b")]
     [InlineData("1/2/3")]
     [InlineData("-1/2")]
-    public void A_bad_shard_is_refused(string text) => Assert.Throws<ArgumentException>(() => BenchShard.Parse(text));
+    public void A_bad_shard_is_refused(string text) => Assert.Throws<ArgumentException>(() => Shard.Parse(text));
 
     [Theory]
     [InlineData("""{"name":"g","attacks":["no-such-attack"],"rates":[0.01],"targets":[7],"seeds":[1]}""", "unknown poisoning attack")]

@@ -1,6 +1,7 @@
 using SecureMnist.Data;
 using SecureMnist.Modeling;
 using SecureMnist.Privacy;
+using SecureMnist.Runtime;
 using SecureMnist.Training;
 
 namespace SecureMnist.Tests.Privacy;
@@ -108,5 +109,42 @@ public sealed class MembershipInferenceTests : IDisposable
         var again = experiment.Run("overfit", target.Network, target.Record);
         Assert.Equal(8, again.Shadows!.Reused);
         Assert.Equal(lira.Auc, again.Attacks.Single(a => a.Attack == lira.Attack).Auc, 12);
+    }
+
+    [Fact]
+    public void Shards_train_each_shadow_once_and_the_report_reuses_them_as_if_one_process_had_trained_them()
+    {
+        var mnist = TestPaths.Mnist(testImages: 1000);
+        var recipe = new TrainingOptions
+        {
+            Architecture = Architectures.LinearSoftmax, TrainSubset = 200, Epochs = 2, BatchSize = 50, LearningRate = 1e-2, Schedule = "constant", Seed = 4,
+        };
+        var target = new Trainer(recipe, mnist, Path.Combine(directory, "target")).Run(resume: false);
+        using var _ = target.Network;
+        var options = new MembershipOptions(PerSide: 100, Shadows: 4, Seed: 5);
+        var shared = Path.Combine(directory, "shared");
+        bool Finished(int shadow) => File.Exists(Path.Combine(shared, $"shadow-{shadow:D3}", "signals.json"));
+
+        // Shard 1 of 2 trains shadows 0 and 2 only, and knows 1 and 3 are still to come.
+        var first = new MembershipExperiment(options, mnist, shared).TrainShadows(target.Record, new Shard(1, 2));
+        Assert.Equal([0, 2], first.Owned);
+        Assert.Equal((2, 0), (first.Trained, first.Reused));
+        Assert.Equal([1, 3], first.Missing);
+        Assert.Equal([true, false, true, false], Enumerable.Range(0, 4).Select(Finished));
+
+        // Shard 2 of 2 trains the other two and finds the set complete; a shard run again trains nothing.
+        var second = new MembershipExperiment(options, mnist, shared).TrainShadows(target.Record, new Shard(2, 2));
+        Assert.Equal((2, 0), (second.Trained, second.Reused));
+        Assert.True(second.Complete);
+        var again = new MembershipExperiment(options, mnist, shared).TrainShadows(target.Record, new Shard(1, 2));
+        Assert.Equal((0, 2), (again.Trained, again.Reused));
+
+        // The report reuses all four and scores exactly what one process training every shadow scores.
+        var merged = new MembershipExperiment(options, mnist, shared).Run("target", target.Network, target.Record);
+        Assert.Equal((0, 4), (merged.Shadows!.Trained, merged.Shadows.Reused));
+        var single = new MembershipExperiment(options, mnist, Path.Combine(directory, "single")).Run("target", target.Network, target.Record);
+        Assert.Equal(4, single.Shadows!.Trained);
+        Assert.Equal(single.Attacks.Select(a => (a.Attack, a.Auc, a.TprAtFpr0001, a.TprAtFpr001)), merged.Attacks.Select(a => (a.Attack, a.Auc, a.TprAtFpr0001, a.TprAtFpr001)));
+        Assert.Throws<ArgumentException>(() => new MembershipExperiment(options with { Shadows = 0 }, mnist, shared).TrainShadows(target.Record, new Shard(1, 2)));
     }
 }

@@ -1,34 +1,5 @@
 namespace SecureMnist.Evaluation.PoisonBench;
 
-/// <summary>
-/// Shard K of N (1-based): the cells whose position in the grid's fixed order is K - 1 modulo N. N processes, one per shard, share a
-/// grid between them with nothing but a shared cache folder; every cell belongs to exactly one shard.
-/// </summary>
-public sealed record BenchShard(int Index, int Count)
-{
-    public static BenchShard All { get; } = new(1, 1);
-
-    public static BenchShard Parse(string text)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        var parts = text.Split('/');
-        if (parts.Length != 2 || !int.TryParse(parts[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var index)
-            || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count))
-            throw new ArgumentException($"a shard is K/N, e.g. 2/4 (got '{text}')");
-        if (count is < 1 or > 10_000) throw new ArgumentException($"the shard count must be 1 to 10,000 (got {count})");
-        if (index < 1 || index > count) throw new ArgumentException($"shard {index} of {count} does not exist: K is 1 to N");
-        return new BenchShard(index, count);
-    }
-
-    public IReadOnlyList<GridCell> Select(IReadOnlyList<GridCell> cells)
-    {
-        ArgumentNullException.ThrowIfNull(cells);
-        return [.. cells.Where((_, position) => position % Count == Index - 1)];
-    }
-
-    public override string ToString() => $"{Index}/{Count}";
-}
-
 /// <summary>Runs a grid's cells (or one shard's) through the cache, and assembles the report from whatever the cache holds.</summary>
 public static class PoisonBenchRunner
 {
